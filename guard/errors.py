@@ -1,0 +1,81 @@
+"""The one exception tree of budget-guard.
+
+Every error the guard raises on purpose is a ``GuardError``. Adapters translate library errors
+(httpx, SQLAlchemy, pydantic) into this tree at the boundary, so the core and the CLI never see
+a library exception. Each class says whether it is ``recoverable``: a recoverable error is worth
+trying again on the next tick; an unrecoverable one needs a person (a bad key, a bad config, a
+bug in a request the guard built).
+
+    GuardError
+    ├── ConfigError                 bad configuration (exit 2)
+    ├── StoreError                  the state store failed
+    └── UpstreamError               the Admin API could not give an answer (exit 3)
+        ├── AdminKeyRejected        401/403: not a valid admin key
+        ├── RequestRejected         400/404/other 4xx: the guard built a bad request
+        ├── RateLimited             429 that outlasted the retry budget
+        ├── UpstreamUnavailable     5xx/529/timeouts/connection errors after retries
+        └── MalformedResponse       a payload that does not match the API's schema
+
+Messages never contain secrets: the admin key is sent in a header and never formatted into an
+error, and response bodies are quoted only through ``error.message`` of the API's envelope.
+"""
+
+from __future__ import annotations
+
+
+class GuardError(Exception):
+    """Base of every error budget-guard raises on purpose."""
+
+    recoverable: bool = False
+
+
+class ConfigError(GuardError):
+    """The configuration is invalid; ``problems`` lists ``(field path, reason)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in problems)
+        super().__init__(f"invalid configuration:\n{lines}")
+
+
+class StoreError(GuardError):
+    """The state store could not be read or written."""
+
+    recoverable = True
+
+
+class UpstreamError(GuardError):
+    """The Admin API did not give a usable answer."""
+
+    recoverable = True
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 request_id: str | None = None) -> None:
+        self.status = status
+        self.request_id = request_id
+        suffix = f" (request-id {request_id})" if request_id else ""
+        super().__init__(message + suffix)
+
+
+class AdminKeyRejected(UpstreamError):
+    """The Admin API refused the key: revoked, mistyped, or not an admin key."""
+
+    recoverable = False
+
+
+class RequestRejected(UpstreamError):
+    """The Admin API rejected a request the guard built (a bug or an API change)."""
+
+    recoverable = False
+
+
+class RateLimited(UpstreamError):
+    """Rate limited for longer than the retry budget allows."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Server errors, overload, timeouts or connection failures persisted through retries."""
+
+
+class MalformedResponse(UpstreamError):
+    """A response did not match the documented schema; the message says where."""

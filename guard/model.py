@@ -1,0 +1,185 @@
+"""Frozen dataclasses shared by the core and the adapters.
+
+Everything past the Admin API adapter is one of these: JSON never travels further than
+``guard.admin``. Money is ``Decimal`` in US dollars unless a field name says otherwise
+(``amount_cents``: the cost report's unit).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+DEFAULT_WORKSPACE = "default"
+"""The name budgets use for the default workspace, which the API reports as ``null``."""
+
+
+class Scope(enum.StrEnum):
+    """What a budget's ``match`` is compared with."""
+
+    ORGANIZATION = "organization"
+    WORKSPACE = "workspace"
+    API_KEY = "api_key"
+    MODEL = "model"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A monthly budget over one scope; ``match`` is empty for the organization."""
+
+    name: str
+    scope: Scope
+    match: str | None
+    soft_limit_usd: Decimal
+    hard_limit_usd: Decimal
+    ceilings: tuple[tuple[str, str], ...] = ()
+
+
+# --- Admin API payloads (typed at the boundary) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One result of ``usage_report/messages``: token counts for one group in one bucket."""
+
+    uncached_input_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_input_tokens: int
+    output_tokens: int
+    web_search_requests: int
+    model: str | None = None
+    workspace_id: str | None = None
+    api_key_id: str | None = None
+    service_tier: str | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """One time bucket of the usage report, ``[starting_at, ending_at)``."""
+
+    starting_at: datetime
+    ending_at: datetime
+    results: tuple[UsageRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CostRow:
+    """One result of ``cost_report``; the amount is in cents, as the API sends it."""
+
+    amount_cents: Decimal
+    currency: str = "USD"
+    cost_type: str | None = None
+    description: str | None = None
+    model: str | None = None
+    token_type: str | None = None
+    service_tier: str | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+    workspace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CostBucket:
+    """One day of the cost report, ``[starting_at, ending_at)``."""
+
+    starting_at: datetime
+    ending_at: datetime
+    results: tuple[CostRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A workspace of the organization."""
+
+    id: str
+    name: str
+    archived_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key of the organization; ``workspace_id`` is ``None`` for the default workspace."""
+
+    id: str
+    name: str
+    status: str
+    workspace_id: str | None = None
+
+
+# --- What the store keeps and the ledger reads --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PricedUsage:
+    """Estimated cost of usage in one period for one (workspace, API key, model).
+
+    ``token_usd`` is the cost of tokens; ``web_search_usd`` the server-tool surcharge. Model
+    budgets count tokens only (the cost report does not attribute web searches to models);
+    every other scope counts both.
+    """
+
+    start: datetime
+    workspace_id: str | None
+    api_key_id: str | None
+    model: str | None
+    token_usd: Decimal
+    web_search_usd: Decimal
+    input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+    web_search_requests: int = 0
+
+    @property
+    def usd(self) -> Decimal:
+        """Tokens and web searches together."""
+        return self.token_usd + self.web_search_usd
+
+
+@dataclass(frozen=True, slots=True)
+class CostDay:
+    """The authoritative cost of one closed UTC day, from the cost report, in dollars.
+
+    ``by_workspace`` covers every cost (tokens, web search, code execution...);
+    ``by_model`` covers token costs only, the part the cost report attributes to a model.
+    """
+
+    day: date
+    by_workspace: dict[str | None, Decimal] = field(default_factory=dict)
+    by_model: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def total_usd(self) -> Decimal:
+        """Everything the organization was billed that day."""
+        return sum(self.by_workspace.values(), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpend:
+    """Month-to-date spend of one budget, split by how much of it is billed fact."""
+
+    budget: Budget
+    authoritative_usd: Decimal
+    estimated_usd: Decimal
+    daily_usd: tuple[Decimal, ...] = ()
+
+    @property
+    def spend_usd(self) -> Decimal:
+        """Authoritative plus estimated."""
+        return self.authoritative_usd + self.estimated_usd
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """Month-to-date spend of every budget, as of ``at``, with data complete to ``data_through``."""
+
+    at: datetime
+    period_start: datetime
+    data_through: datetime | None
+    budgets: tuple[BudgetSpend, ...]
+    authoritative_through: date | None = None

@@ -1,0 +1,281 @@
+"""The state store: SQLAlchemy Core over SQLite (embedded default) or PostgreSQL (HA).
+
+What it caches so nothing settled is fetched twice:
+
+- ``usage_hours``: priced usage per (hour, workspace, API key, model), tokens and dollars;
+  ``usage_fetches`` records when each hour was last read, which says whether it is settled.
+- ``cost_days``: the cost report per closed UTC day, per workspace and per model;
+  ``cost_fetches`` records when each day was last read.
+- ``meta``: small named values (watermarks).
+
+Money is stored as integers of ``1 / UNITS_PER_USD`` dollars (0.000001 cent), so SQL sums are
+exact on both backends and convert back to ``Decimal`` without loss. Times are integer epoch
+seconds in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from guard.errors import StoreError
+from guard.model import CostDay, PricedUsage
+
+UNITS_PER_USD = 10**10
+_UNIT = Decimal(1) / UNITS_PER_USD
+DAY_S = 86_400
+
+metadata = sa.MetaData()
+
+usage_hours = sa.Table(
+    "usage_hours", metadata,
+    sa.Column("hour", sa.BigInteger, nullable=False, index=True),
+    sa.Column("workspace_id", sa.String(64)),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("token_units", sa.BigInteger, nullable=False),
+    sa.Column("web_search_units", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("web_search_requests", sa.BigInteger, nullable=False),
+)
+
+usage_fetches = sa.Table(
+    "usage_fetches", metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+)
+
+cost_days = sa.Table(
+    "cost_days", metadata,
+    sa.Column("day", sa.BigInteger, nullable=False, index=True),
+    sa.Column("grouping", sa.String(16), nullable=False),  # "workspace" | "model"
+    sa.Column("name", sa.String(128)),                      # workspace id (NULL: default) or model
+    sa.Column("amount_units", sa.BigInteger, nullable=False),
+)
+
+cost_fetches = sa.Table(
+    "cost_fetches", metadata,
+    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+)
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+
+def to_units(usd: Decimal) -> int:
+    """Dollars → integer store units (rounded half-even at 0.000001 cent)."""
+    return int((usd * UNITS_PER_USD).to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_units(units: int | Decimal) -> Decimal:
+    """Integer store units → dollars, exactly."""
+    return Decimal(units) * _UNIT
+
+
+def epoch(moment: datetime) -> int:
+    """UTC epoch seconds of an aware datetime."""
+    return int(moment.timestamp())
+
+
+def at_epoch(seconds: int) -> datetime:
+    """The aware UTC datetime of epoch seconds."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def day_epoch(day: date) -> int:
+    """Epoch seconds of the start of a UTC day."""
+    return epoch(datetime(day.year, day.month, day.day, tzinfo=UTC))
+
+
+class Store:
+    """Typed reads and writes over the schema above."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str) -> Store:
+        """Open ``url`` and create the schema if it is missing."""
+        try:
+            engine = sa.create_engine(url, future=True)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store {_safe_url(url)} unavailable: "
+                             f"{type(exc).__name__}") from None
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # --- usage -------------------------------------------------------------------------------
+
+    def usage_fetched(self, start: datetime, end: datetime) -> dict[datetime, datetime]:
+        """When each hour in ``[start, end)`` was last read: hour → fetched_at."""
+        query = sa.select(usage_fetches).where(usage_fetches.c.hour >= epoch(start),
+                                               usage_fetches.c.hour < epoch(end))
+        with self._read() as conn:
+            return {at_epoch(h): at_epoch(f) for h, f in conn.execute(query)}
+
+    def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
+                            fetched_at: datetime) -> None:
+        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``."""
+        keys = sorted({epoch(h) for h in hours})
+        if not keys:
+            return
+        with self._write() as conn:
+            conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(keys)))
+            conn.execute(usage_fetches.delete().where(usage_fetches.c.hour.in_(keys)))
+            if rows:
+                conn.execute(usage_hours.insert(), [_usage_record(r) for r in rows])
+            conn.execute(usage_fetches.insert(),
+                         [{"hour": h, "fetched_at": epoch(fetched_at)} for h in keys])
+
+    def usage_by_day(self, start: datetime, end: datetime) -> list[PricedUsage]:
+        """Stored usage in ``[start, end)`` summed per (UTC day, workspace, API key, model)."""
+        c = usage_hours.c
+        day = (c.hour - c.hour % DAY_S).label("day")
+        sums = [sa.func.sum(col) for col in (
+            c.token_units, c.web_search_units, c.input_tokens, c.cache_write_tokens,
+            c.cache_read_tokens, c.output_tokens, c.web_search_requests)]
+        query = (sa.select(day, c.workspace_id, c.api_key_id, c.model, *sums)
+                 .where(c.hour >= epoch(start), c.hour < epoch(end))
+                 .group_by(day, c.workspace_id, c.api_key_id, c.model))
+        with self._read() as conn:
+            return [_priced(row) for row in conn.execute(query)]
+
+    # --- cost --------------------------------------------------------------------------------
+
+    def cost_fetched(self, first: date, last: date) -> dict[date, datetime]:
+        """When each day in ``[first, last]`` was last read: day → fetched_at."""
+        query = sa.select(cost_fetches).where(cost_fetches.c.day >= day_epoch(first),
+                                              cost_fetches.c.day <= day_epoch(last))
+        with self._read() as conn:
+            return {at_epoch(d).date(): at_epoch(f) for d, f in conn.execute(query)}
+
+    def replace_cost_days(self, days: Sequence[CostDay], fetched_at: datetime) -> None:
+        """Make ``days`` the stored cost of those days, read at ``fetched_at``."""
+        keys = [day_epoch(d.day) for d in days]
+        if not keys:
+            return
+        records = [record for d in days for record in _cost_records(d)]
+        with self._write() as conn:
+            conn.execute(cost_days.delete().where(cost_days.c.day.in_(keys)))
+            conn.execute(cost_fetches.delete().where(cost_fetches.c.day.in_(keys)))
+            if records:
+                conn.execute(cost_days.insert(), records)
+            conn.execute(cost_fetches.insert(),
+                         [{"day": k, "fetched_at": epoch(fetched_at)} for k in keys])
+
+    def cost_days(self, days: Iterable[date]) -> dict[date, CostDay]:
+        """The stored cost of each of ``days`` that has been read."""
+        keys = sorted({day_epoch(d) for d in days})
+        c = cost_days.c
+        with self._read() as conn:
+            fetched = set(conn.scalars(sa.select(cost_fetches.c.day)
+                                       .where(cost_fetches.c.day.in_(keys))))
+            rows = conn.execute(sa.select(c.day, c.grouping, c.name, c.amount_units)
+                                .where(c.day.in_(keys)))
+            result = {at_epoch(k).date(): CostDay(at_epoch(k).date()) for k in fetched}
+            for day, grouping, name, units in rows:
+                entry = result[at_epoch(day).date()]
+                target: dict[Any, Decimal] = (entry.by_workspace if grouping == "workspace"
+                                              else entry.by_model)
+                target[name] = from_units(units)
+        return result
+
+    # --- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """A named value, or ``None``."""
+        with self._read() as conn:
+            return conn.scalar(sa.select(meta.c.value).where(meta.c.name == name))
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a named value."""
+        with self._write() as conn:
+            conn.execute(meta.delete().where(meta.c.name == name))
+            conn.execute(meta.insert().values(name=name, value=value))
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store read failed: {type(exc).__name__}: "
+                             f"{_reason(exc)}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store write failed: {type(exc).__name__}: "
+                             f"{_reason(exc)}") from None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+
+
+def _usage_record(row: PricedUsage) -> dict[str, Any]:
+    return {
+        "hour": epoch(row.start), "workspace_id": row.workspace_id,
+        "api_key_id": row.api_key_id, "model": row.model,
+        "token_units": to_units(row.token_usd), "web_search_units": to_units(row.web_search_usd),
+        "input_tokens": row.input_tokens, "cache_write_tokens": row.cache_write_tokens,
+        "cache_read_tokens": row.cache_read_tokens, "output_tokens": row.output_tokens,
+        "web_search_requests": row.web_search_requests,
+    }
+
+
+def _priced(row: sa.Row[Any]) -> PricedUsage:
+    day, ws, key, model, tok, web, inp, cw, cr, out, searches = tuple(row)
+    return PricedUsage(
+        start=at_epoch(int(day)), workspace_id=ws, api_key_id=key, model=model,
+        token_usd=from_units(tok), web_search_usd=from_units(web), input_tokens=int(inp),
+        cache_write_tokens=int(cw), cache_read_tokens=int(cr), output_tokens=int(out),
+        web_search_requests=int(searches),
+    )
+
+
+def _cost_records(day: CostDay) -> Iterator[dict[str, Any]]:
+    key = day_epoch(day.day)
+    for ws, usd in day.by_workspace.items():
+        yield {"day": key, "grouping": "workspace", "name": ws, "amount_units": to_units(usd)}
+    for model, usd in day.by_model.items():
+        yield {"day": key, "grouping": "model", "name": model, "amount_units": to_units(usd)}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(unparseable url)"
+
