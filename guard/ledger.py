@@ -105,7 +105,7 @@ def month_to_date(budgets: Iterable[Budget], *, at: datetime,
     ``usage`` holds priced usage (any granularity) up to ``data_through``.
     """
     start = month_start(at)
-    days = days_between(start.date(), at.date()) + [at.date()]
+    days = [*days_between(start.date(), at.date()), at.date()]
     index = UsageIndex(row for row in usage if start <= row.start < at)
     in_month = {day: cost for day, cost in settled.items() if start.date() <= day < at.date()}
     spends = tuple(budget_spend(b, days, in_month, index) for b in budgets)

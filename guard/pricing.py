@@ -30,14 +30,22 @@ _LONG_CONTEXT = "200k-1M"
 class PriceOverride(Protocol):
     """What ``[pricing]`` in the config says about one model ($/MTok)."""
 
-    input: Decimal
-    output: Decimal
-    cache_write_5m: Decimal | None
-    cache_write_1h: Decimal | None
-    cache_read: Decimal | None
-    long_context_input: Decimal | None
-    long_context_output: Decimal | None
-    inference_geo_us: bool | None
+    @property
+    def input(self) -> Decimal: ...
+    @property
+    def output(self) -> Decimal: ...
+    @property
+    def cache_write_5m(self) -> Decimal | None: ...
+    @property
+    def cache_write_1h(self) -> Decimal | None: ...
+    @property
+    def cache_read(self) -> Decimal | None: ...
+    @property
+    def long_context_input(self) -> Decimal | None: ...
+    @property
+    def long_context_output(self) -> Decimal | None: ...
+    @property
+    def inference_geo_us(self) -> bool | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,8 @@ class AdminClient:
         for number in range(1, 100_000):
             query = params + ([("page", page)] if page else [])
             payload = self._request("GET", path, query, None)
-            data, has_more, page = parse.page_envelope(payload, parse.Where(f"{what} page {number}"))
+            where = parse.Where(f"{what} page {number}")
+            data, has_more, page = parse.page_envelope(payload, where)
             yield data
             if not has_more:
                 return

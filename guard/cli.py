@@ -1,0 +1,175 @@
+"""The ``guard`` command line; the one composition root that builds real clients."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+
+from guard import __version__
+from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.config import Settings, load_settings, render_settings, resolve_config_path
+from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
+from guard.fetch import Fetcher
+from guard.ledger import month_to_date
+from guard.model import Ledger
+from guard.pricing import PriceTable
+from guard.report import ledger_json, ledger_table
+from guard.store import Store
+
+EXIT_CONFIG = 2
+EXIT_UPSTREAM = 3
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Keeps Anthropic API spend inside monthly budgets.")
+config_app = typer.Typer(no_args_is_help=True, help="Validate or show the configuration.")
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Global options, resolved once."""
+
+    config_path: Path
+
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Config file (default: $GUARD_CONFIG, ./guard.toml, "
+                     "/etc/budget-guard/guard.toml).")]
+AtOption = Annotated[str | None, typer.Option(
+    "--at", help="Evaluate as of this RFC 3339 instant; no data after it is requested.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@app.callback()
+def _global(ctx: typer.Context, config: ConfigOption = None,
+            version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+            ) -> None:
+    if version:
+        typer.echo(f"budget-guard {__version__}")
+        raise typer.Exit(0)
+    ctx.obj = Options(config_path=resolve_config_path(config, os.environ))
+
+
+@app.command()
+def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False) -> None:
+    """Month-to-date spend per budget: billed and estimated, against its limits."""
+    options: Options = ctx.obj
+    moment = _guarded(lambda: parse_at(at, datetime.now(UTC)))
+    settings = _guarded(lambda: load_settings(options.config_path))
+    ledger, requests = _guarded(lambda: compute_ledger(settings, moment))
+    if as_json:
+        typer.echo(json.dumps(ledger_json(ledger, requests), indent=2))
+    else:
+        Console().print(ledger_table(ledger, requests))
+
+
+@config_app.command("validate")
+def config_validate(ctx: typer.Context,
+                    path: Annotated[Path | None, typer.Argument(help="Config file.")] = None,
+                    ) -> None:
+    """Check a config file; print each problem with its field path (exit 2 if any)."""
+    options: Options = ctx.obj
+    target = path or options.config_path
+    settings = _guarded(lambda: load_settings(target))
+    typer.echo(f"{target}: ok ({len(settings.budgets)} budgets)")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective configuration (file + environment), secrets masked."""
+    options: Options = ctx.obj
+    settings = _guarded(lambda: load_settings(options.config_path))
+    typer.echo(render_settings(settings), nl=False)
+
+
+@app.command()
+def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organization.")] = 7,
+         month: Annotated[str, typer.Option(help="Month to simulate, YYYY-MM.")] = "2026-03",
+         step_hours: Annotated[int, typer.Option(help="Simulated hours between refreshes.")] = 6,
+         ) -> None:
+    """A simulated organization over real HTTP on loopback, reported as its month goes."""
+    from guard.demo import run_demo  # noqa: PLC0415  (the simulator loads only when asked for)
+
+    _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=Console()))
+
+
+def compute_ledger(settings: Settings, at: datetime) -> tuple[Ledger, int]:
+    """Refresh the caches as of ``at`` and compute every budget's month-to-date spend."""
+    with open_fetcher(settings) as fetcher:
+        snapshot = fetcher.refresh(at)
+    ledger = month_to_date(settings.budget_models(), at=at, settled=snapshot.settled,
+                           usage=snapshot.usage, data_through=snapshot.data_through)
+    return ledger, snapshot.api_requests
+
+
+@contextmanager
+def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
+    """A ``Fetcher`` wired to the real Admin API client and store of ``settings``."""
+    key = settings.admin_api_key_value()
+    if not key:
+        raise ConfigError([("anthropic.admin_api_key",
+                            "required: set admin_api_key or admin_api_key_file")])
+    cfg = settings.anthropic
+    store = Store.connect(settings.state.url)
+    http = httpx.Client(base_url=str(cfg.base_url), timeout=cfg.timeout_s, headers={
+        "x-api-key": key, "anthropic-version": API_VERSION,
+        "user-agent": f"budget-guard/{__version__}"})
+    retry = RetryPolicy(attempts=cfg.max_retries + 1, max_wait_s=cfg.max_retry_wait_s)
+    try:
+        yield Fetcher(AdminClient(http, retry=retry), store,
+                      PriceTable.load(settings.pricing))
+    finally:
+        http.close()
+        store.close()
+
+
+def parse_at(raw: str | None, now: datetime) -> datetime:
+    """``--at`` as an aware UTC datetime; ``now`` when absent."""
+    if raw is None:
+        return now
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError([("--at", f"not an RFC 3339 timestamp: {raw!r}")]) from None
+    if moment.tzinfo is None:
+        raise ConfigError([("--at", f"{raw!r} has no time zone (add Z or an offset)")])
+    return moment.astimezone(UTC)
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    """Run ``action``; a known error becomes a clear message and its exit code."""
+    try:
+        return action()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except (UpstreamError, StoreError) as exc:
+        _fail(f"error: {exc}", EXIT_UPSTREAM)
+    except GuardError as exc:
+        _fail(f"error: {exc}", 1)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(message, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    app()
