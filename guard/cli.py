@@ -37,8 +37,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 config_app = typer.Typer(no_args_is_help=True, help="Validate or show the configuration.")
 app.add_typer(config_app, name="config")
 
-err = Console(stderr=True)
-
 
 @dataclass(frozen=True, slots=True)
 class Options:
@@ -75,7 +73,7 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     if as_json:
         typer.echo(json.dumps(ledger_json(ledger, requests), indent=2))
     else:
-        Console().print(ledger_table(ledger, requests))
+        _console().print(ledger_table(ledger, requests))
 
 
 @config_app.command("validate")
@@ -105,7 +103,7 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organizat
     """A simulated organization over real HTTP on loopback, reported as its month goes."""
     from guard.demo import run_demo  # noqa: PLC0415  (the simulator loads only when asked for)
 
-    _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=Console()))
+    _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=_console()))
 
 
 def compute_ledger(settings: Settings, at: datetime) -> tuple[Ledger, int]:
@@ -138,6 +136,11 @@ def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
         store.close()
 
 
+def _console() -> Console:
+    """A console for stdout; wide enough for the table when piped or captured."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def parse_at(raw: str | None, now: datetime) -> datetime:
     """``--at`` as an aware UTC datetime; ``now`` when absent."""
     if raw is None:
@@ -164,7 +167,7 @@ def _guarded(action: Callable[[], T]) -> T:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(message, markup=False, highlight=False)
+    typer.echo(message, err=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,71 @@
+"""``python -m guard.sim``: serve a simulated Admin API until killed.
+
+The first line on stdout is the base URL (``http://127.0.0.1:PORT``), flushed, so a parent
+process can read it and point a client at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from guard.sim.clock import SimClock
+from guard.sim.org import SimOrg
+from guard.sim.params import ApiError, parse_time
+from guard.sim.server import SimServer
+
+DEFAULT_ADMIN_KEY = "sk-ant-admin01-simulated-key"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m guard.sim", description=__doc__)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--size", choices=("small", "large"), default="small")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--now", type=_moment,
+                        help="simulated now, RFC 3339 (default: the wall clock)")
+    parser.add_argument("--lag-minutes", type=float, default=3.0)
+    parser.add_argument("--admin-key", default=DEFAULT_ADMIN_KEY)
+    parser.add_argument("--realtime", action="store_true",
+                        help="advance the simulated clock with the wall clock")
+    return parser.parse_args(argv)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return parse_time(text, "--now")
+    except ApiError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until interrupted."""
+    args = parse_args(argv)
+    clock = SimClock(args.now or datetime.now(UTC))
+    server = SimServer(SimOrg.sized(args.seed, args.size), clock, admin_key=args.admin_key,
+                       lag=timedelta(minutes=args.lag_minutes), host=args.host, port=args.port)
+    with server:
+        print(server.base_url, flush=True)
+        try:
+            _wait(clock, realtime=args.realtime)
+        except KeyboardInterrupt:
+            sys.exit(0)
+
+
+def _wait(clock: SimClock, *, realtime: bool) -> None:
+    last = time.monotonic()
+    while True:
+        time.sleep(1.0)
+        if realtime:
+            current = time.monotonic()
+            clock.advance(timedelta(seconds=current - last))
+            last = current
+
+
+if __name__ == "__main__":
+    main()
