@@ -22,7 +22,7 @@ from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
 from guard.config import Settings, load_settings, render_settings, resolve_config_path
 from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
 from guard.fetch import Fetcher
-from guard.ledger import month_to_date
+from guard.ledger import budget_api_keys, month_to_date
 from guard.model import Ledger
 from guard.pricing import PriceTable
 from guard.report import ledger_json, ledger_table
@@ -108,9 +108,10 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organizat
 
 def compute_ledger(settings: Settings, at: datetime) -> tuple[Ledger, int]:
     """Refresh the caches as of ``at`` and compute every budget's month-to-date spend."""
+    budgets = settings.budget_models()
     with open_fetcher(settings) as fetcher:
-        snapshot = fetcher.refresh(at)
-    ledger = month_to_date(settings.budget_models(), at=at, settled=snapshot.settled,
+        snapshot = fetcher.refresh(at, budget_api_keys(budgets))
+    ledger = month_to_date(budgets, at=at, settled=snapshot.settled,
                            usage=snapshot.usage, data_through=snapshot.data_through)
     return ledger, snapshot.api_requests
 

@@ -25,7 +25,7 @@ from rich.text import Text
 from guard.admin.client import API_VERSION, AdminClient
 from guard.errors import ConfigError
 from guard.fetch import Fetcher
-from guard.ledger import month_to_date
+from guard.ledger import budget_api_keys, month_to_date
 from guard.model import Budget, Ledger, Scope
 from guard.period import MINUTE, next_month
 from guard.pricing import PriceTable
@@ -101,7 +101,7 @@ def _run_month(fetcher: Fetcher, sim: SimServer, budgets: list[Budget], start: d
     with live if console.is_terminal else nullcontext():
         for at in _steps(start, step_hours):
             sim.clock.set(at)
-            snapshot = fetcher.refresh(at)
+            snapshot = fetcher.refresh(at, budget_api_keys(budgets))
             ledger = month_to_date(budgets, at=at, settled=snapshot.settled,
                                    usage=snapshot.usage, data_through=snapshot.data_through)
             if at.hour < step_hours:

@@ -16,7 +16,7 @@ is ever requested.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -50,7 +50,7 @@ class FetchPolicy:
     cost_refresh: timedelta = timedelta(hours=1)
     minute_window_max: timedelta = timedelta(hours=2)
     hourly_page_buckets: int = 24
-    cost_page_buckets: int = 7
+    cost_page_buckets: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +81,17 @@ class Fetcher:
         self.prices = prices
         self.policy = policy or FetchPolicy()
 
-    def refresh(self, at: datetime) -> Snapshot:
-        """Fetch what is missing or unsettled as of ``at`` and return the month's data."""
+    def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
+        """Fetch what is missing or unsettled as of ``at`` and return the month's data.
+
+        With ``api_keys`` (the keys budgets name), stored usage of other keys comes back summed
+        under no key, which keeps every other total exact and the snapshot small.
+        """
         before = self.client.requests
         start, through = month_start(at), floor_minute(at)
         fresh_from, fresh = self._refresh_usage(start, at)
         settled = self._refresh_cost(start.date(), at)
-        usage = self.store.usage_by_day(start, fresh_from) + fresh
+        usage = self.store.usage_by_day(start, fresh_from, api_keys) + fresh
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=self.client.requests - before)
 

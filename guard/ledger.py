@@ -96,6 +96,11 @@ def budget_spend(budget: Budget, days: Iterable[date], settled: Mapping[date, Co
     return BudgetSpend(budget, authoritative, estimated, tuple(daily))
 
 
+def budget_api_keys(budgets: Iterable[Budget]) -> frozenset[str]:
+    """The API keys that ``api_key`` budgets name: the only keys the ledger needs apart."""
+    return frozenset(b.match for b in budgets if b.scope is Scope.API_KEY and b.match)
+
+
 def month_to_date(budgets: Iterable[Budget], *, at: datetime,
                   settled: Mapping[date, CostDay], usage: Iterable[PricedUsage],
                   data_through: datetime | None) -> Ledger:

@@ -1,0 +1,146 @@
+"""Benchmark: first and steady-state ledger refresh for a large simulated organization.
+
+The simulated Admin API (200 workspaces, 2,000 API keys, 6 models, hourly usage all month)
+runs in its own process on loopback, so its memory and CPU are not counted. Each measured
+phase runs in a fresh child process, so its peak RSS is its own:
+
+- ``first``:   an empty store, a full refresh of the month as of day N;
+- ``steady``:  the store the first refresh left, one minute later;
+- ``daemon``:  both in one process, as the daemon would do them.
+
+Goals (issue 2): steady-state refresh ≤ 1 s of CPU, peak RSS ≤ 150 MB.
+
+    python bench/ledger.py [--day 28]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+KEY = "sk-ant-admin01-bench-not-a-real-key"
+GOAL_CPU_S = 1.0
+GOAL_RSS_MB = 150.0
+SEED = 11
+
+
+def measured_refresh(url: str, db: str, at: datetime, keys: list[str]) -> dict[str, Any]:
+    """One refresh plus the ledger, with its CPU, wall time and Admin API requests."""
+    import httpx  # noqa: PLC0415  (imported here so the parent stays light)
+
+    from guard.admin.client import API_VERSION, AdminClient  # noqa: PLC0415
+    from guard.fetch import Fetcher  # noqa: PLC0415
+    from guard.ledger import budget_api_keys, month_to_date  # noqa: PLC0415
+    from guard.model import Budget, Scope  # noqa: PLC0415
+    from guard.pricing import PriceTable  # noqa: PLC0415
+    from guard.store import Store  # noqa: PLC0415
+
+    budgets = [Budget("org", Scope.ORGANIZATION, None, Decimal(1), Decimal(2)),
+               Budget("default", Scope.WORKSPACE, "default", Decimal(1), Decimal(2)),
+               Budget("opus", Scope.MODEL, "claude-opus", Decimal(1), Decimal(2))]
+    budgets += [Budget(f"key-{k}", Scope.API_KEY, k, Decimal(1), Decimal(2)) for k in keys]
+    with httpx.Client(base_url=url, timeout=120,
+                      headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
+        store = Store.connect(f"sqlite:///{db}")
+        fetcher = Fetcher(AdminClient(http), store, PriceTable.load())
+        cpu, wall = time.process_time(), time.perf_counter()
+        snapshot = fetcher.refresh(at, budget_api_keys(budgets))
+        ledger = month_to_date(budgets, at=at, settled=snapshot.settled, usage=snapshot.usage,
+                               data_through=snapshot.data_through)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        store.close()
+    return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+            "requests": snapshot.api_requests, "usage_rows": len(snapshot.usage),
+            "org_usd": str(ledger.budgets[0].spend_usd.quantize(Decimal("0.01")))}
+
+
+def child(phase: str, url: str, db: str, at: datetime) -> None:
+    """Run one phase and print its figures as JSON (budgets on 20 of the keys)."""
+    from guard.sim import SimOrg  # noqa: PLC0415  (ids only; the sim serves from its process)
+
+    keys = [k.id for k in SimOrg.large(SEED).api_keys[:20]]
+    runs = []
+    if phase in ("first", "daemon"):
+        runs.append(("first", measured_refresh(url, db, at, keys)))
+    if phase in ("steady", "daemon"):
+        runs.append(("steady", measured_refresh(url, db, at + timedelta(minutes=1), keys)))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"phase": phase, "runs": dict(runs), "peak_rss_mb": round(rss_mb, 1)}))
+
+
+def run_phase(phase: str, url: str, db: str, at: datetime) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", phase, "--url", url, "--db", db,
+                          "--at", at.isoformat()], capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench_day(day: int) -> list[str]:
+    at = datetime(2026, 3, day, 14, 3, tzinfo=UTC)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "guard.sim", "--seed", str(SEED), "--size", "large",
+         "--now", (at + timedelta(minutes=1)).isoformat(), "--admin-key", KEY],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            db = str(Path(tmp) / "state.db")
+            first = run_phase("first", url, db, at)
+            steady = run_phase("steady", url, db, at)
+            db2 = str(Path(tmp) / "daemon.db")
+            daemon = run_phase("daemon", url, db2, at)
+    finally:
+        sim.terminate()
+        sim.wait()
+    return report_lines(day, first, steady, daemon)
+
+
+def report_lines(day: int, first: dict[str, Any], steady: dict[str, Any],
+                 daemon: dict[str, Any]) -> list[str]:
+    f, s = first["runs"]["first"], steady["runs"]["steady"]
+    cpu_ok = "ok" if s["cpu_s"] <= GOAL_CPU_S else "MISSED"
+    peak = max(first["peak_rss_mb"], steady["peak_rss_mb"], daemon["peak_rss_mb"])
+    rss_ok = "ok" if peak <= GOAL_RSS_MB else "MISSED"
+    return [
+        f"day {day:2d} first refresh : {f['cpu_s']:7.3f} s CPU  {f['wall_s']:7.3f} s wall  "
+        f"{f['requests']:3d} requests  {f['usage_rows']:6d} usage rows  "
+        f"peak RSS {first['peak_rss_mb']:6.1f} MB  org ${f['org_usd']}",
+        f"day {day:2d} steady refresh: {s['cpu_s']:7.3f} s CPU  {s['wall_s']:7.3f} s wall  "
+        f"{s['requests']:3d} requests  {s['usage_rows']:6d} usage rows  "
+        f"peak RSS {steady['peak_rss_mb']:6.1f} MB  org ${s['org_usd']}",
+        f"day {day:2d} daemon (both in one process): peak RSS {daemon['peak_rss_mb']:6.1f} MB",
+        f"day {day:2d} goals: steady CPU ≤ {GOAL_CPU_S} s: {cpu_ok};  "
+        f"peak RSS ≤ {GOAL_RSS_MB:.0f} MB: {rss_ok}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--day", type=int, action="append", help="day(s) of March 2026")
+    parser.add_argument("--child")
+    parser.add_argument("--url")
+    parser.add_argument("--db")
+    parser.add_argument("--at")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.url, args.db, datetime.fromisoformat(args.at))
+        return
+    print(f"large simulated organization (seed {SEED}): 200 workspaces, 2,000 API keys, "
+          "6 models; budgets on the organization, a workspace, a model and 20 keys")
+    for day in args.day or [2, 28]:
+        for line in bench_day(day):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
