@@ -1,0 +1,97 @@
+"""The command line around configuration: exit codes, masked secrets, nothing touched on error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from guard.cli import app
+
+SECRET = "sk-ant-admin01-cli-test-secret"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def config(tmp_path: Path, budgets: str, state: Path | None = None) -> Path:
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[anthropic]\nadmin_api_key = "{SECRET}"\nbase_url = "http://127.0.0.1:9"\n'
+                    f'[state]\nurl = "sqlite:///{state or tmp_path / "state.db"}"\n{budgets}')
+    return path
+
+
+BAD_BUDGET = """
+[[budgets]]
+name = "prod"
+scope = "workspace"
+match = "wrkspc_01abc"
+soft_limit_usd = 900
+hard_limit_usd = 500
+"""
+
+
+def test_validate_names_the_field_and_exits_2(tmp_path: Path) -> None:
+    """A soft limit above the hard limit is reported with its path and exit code 2."""
+    code, _, stderr = run("config", "validate", str(config(tmp_path, BAD_BUDGET)))
+    assert code == 2
+    assert "budgets[0].soft_limit_usd" in stderr
+    assert "soft limit 900 exceeds hard limit 500" in stderr
+
+
+def test_validate_accepts_a_good_file(tmp_path: Path) -> None:
+    """A valid file prints ok and exits 0."""
+    good = BAD_BUDGET.replace("900", "400")
+    code, stdout, _ = run("config", "validate", str(config(tmp_path, good)))
+    assert code == 0 and "ok (1 budgets)" in stdout
+
+
+def test_a_bad_config_touches_nothing(tmp_path: Path) -> None:
+    """`guard report` with a bad config exits 2 before opening the store or the network."""
+    state = tmp_path / "never" / "state.db"
+    code, stdout, stderr = run("--config", str(config(tmp_path, BAD_BUDGET, state)), "report")
+    assert code == 2 and stdout == ""
+    assert "budgets[0].soft_limit_usd" in stderr
+    assert not state.parent.exists()
+
+
+def test_show_masks_secrets(tmp_path: Path) -> None:
+    """`config show` prints the effective config with the admin key masked."""
+    code, stdout, _ = run("--config", str(config(tmp_path, "")), "config", "show")
+    assert code == 0
+    assert SECRET not in stdout
+    assert "**********" in stdout and "[anthropic]" in stdout
+
+
+def test_show_includes_environment_overrides(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment override appears in the effective config."""
+    monkeypatch.setenv("GUARD_ANTHROPIC__POLL_INTERVAL_S", "120")
+    code, stdout, _ = run("--config", str(config(tmp_path, "")), "config", "show")
+    assert code == 0 and "poll_interval_s = 120" in stdout
+
+
+def test_config_path_comes_from_guard_config(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --config, $GUARD_CONFIG names the file."""
+    monkeypatch.setenv("GUARD_CONFIG", str(config(tmp_path, BAD_BUDGET)))
+    code, _, stderr = run("config", "validate")
+    assert code == 2 and "budgets[0]" in stderr
+
+
+def test_bad_at_is_a_usage_error(tmp_path: Path) -> None:
+    """--at without a zone is refused with exit 2 rather than guessed."""
+    code, _, stderr = run("--config", str(config(tmp_path, "")), "report",
+                          "--at", "2026-03-01T10:00:00")
+    assert code == 2 and "no time zone" in stderr
+
+
+def test_missing_admin_key_is_a_config_error(tmp_path: Path) -> None:
+    """A report without an admin key names the field and exits 2."""
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
+    code, _, stderr = run("--config", str(path), "report")
+    assert code == 2 and "anthropic.admin_api_key" in stderr
