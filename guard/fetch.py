@@ -37,6 +37,7 @@ from guard.pricing import PriceTable
 from guard.store import Store
 
 COST_GROUP_BY = ("workspace_id", "description")
+WATERMARK = "usage_read_through"
 _CENTS = Decimal(100)
 
 
@@ -92,8 +93,15 @@ class Fetcher:
         fresh_from, fresh = self._refresh_usage(start, at)
         settled = self._refresh_cost(start.date(), at)
         usage = self.store.usage_by_day(start, fresh_from, api_keys) + fresh
+        self._advance_watermark(through)
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=self.client.requests - before)
+
+    def _advance_watermark(self, through: datetime) -> None:
+        """Record how far usage has been read, never moving it back (``--at`` in the past)."""
+        known = self.store.get_meta(WATERMARK)
+        if known is None or datetime.fromisoformat(known) < through:
+            self.store.set_meta(WATERMARK, through.isoformat())
 
     # --- usage -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from guard.admin.client import API_VERSION, AdminClient
 from guard.errors import UpstreamUnavailable
-from guard.fetch import Fetcher
+from guard.fetch import WATERMARK, Fetcher
 from guard.pricing import PriceTable
 from guard.sim import Fault, SimClock, SimOrg, SimServer
 from guard.store import Store
@@ -97,3 +97,10 @@ def test_the_in_progress_hour_is_not_stored(sim: SimServer, fetcher: Fetcher,
     fetcher.refresh(moment)
     stored = fetcher.store.usage_fetched(datetime(2026, 3, 1, tzinfo=UTC), moment)
     assert max(stored) == datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def test_the_watermark_only_moves_forward(sim: SimServer, fetcher: Fetcher) -> None:
+    """The store records how far usage was read; a refresh --at in the past keeps it."""
+    fetcher.refresh(at(sim, datetime(2026, 3, 6, 8, 30, tzinfo=UTC)))
+    fetcher.refresh(at(sim, datetime(2026, 3, 4, 8, 30, tzinfo=UTC)))
+    assert fetcher.store.get_meta(WATERMARK) == "2026-03-06T08:30:00+00:00"

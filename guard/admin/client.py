@@ -117,7 +117,7 @@ class AdminClient:
             query = params + ([("page", page)] if page else [])
             payload = self._request("GET", path, query, None)
             where = parse.Where(f"{what} page {number}")
-            data, has_more, page = parse.page_envelope(payload, where)
+            data, has_more, page = parse.envelope(payload, where, "next_page")
             yield data
             if not has_more:
                 return
@@ -128,7 +128,7 @@ class AdminClient:
         while True:
             query = [*params.items(), ("limit", "1000")] + ([("after_id", after)] if after else [])
             payload = self._request("GET", path, query, None)
-            data, has_more, after = parse.list_envelope(payload, parse.Where(what))
+            data, has_more, after = parse.envelope(payload, parse.Where(what), "last_id")
             yield from data
             if not has_more:
                 return

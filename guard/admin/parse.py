@@ -38,26 +38,19 @@ class Where:
         return MalformedResponse(f"malformed Admin API response: {self.text}: {problem}")
 
 
-def page_envelope(payload: object, where: Where) -> tuple[list[Any], bool, str | None]:
-    """``data``, ``has_more`` and ``next_page`` of a report page."""
+def envelope(payload: object, where: Where,
+             cursor: str) -> tuple[list[Any], bool, str | None]:
+    """``data``, ``has_more`` and the ``cursor`` field of a page.
+
+    Reports page with ``next_page``; lists (workspaces, API keys) with ``last_id``.
+    """
     obj = _object(payload, where)
     data = _field(obj, "data", list, where)
     has_more = _field(obj, "has_more", bool, where)
-    next_page = _optional(obj, "next_page", str, where)
-    if has_more and not next_page:
-        raise where.fail("`has_more` is true but `next_page` is empty")
-    return data, has_more, next_page
-
-
-def list_envelope(payload: object, where: Where) -> tuple[list[Any], bool, str | None]:
-    """``data``, ``has_more`` and ``last_id`` of a list page (workspaces, API keys)."""
-    obj = _object(payload, where)
-    data = _field(obj, "data", list, where)
-    has_more = _field(obj, "has_more", bool, where)
-    last_id = _optional(obj, "last_id", str, where)
-    if has_more and not last_id:
-        raise where.fail("`has_more` is true but `last_id` is empty")
-    return data, has_more, last_id
+    after = _optional(obj, cursor, str, where)
+    if has_more and not after:
+        raise where.fail(f"`has_more` is true but `{cursor}` is empty")
+    return data, has_more, after
 
 
 def usage_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[UsageBucket]:
