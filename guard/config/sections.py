@@ -1,0 +1,291 @@
+"""The section models: field types, their checks, and secrets read from ``*_file`` keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from guard.config.render import mask_url_password
+from guard.model import DEFAULT_WORKSPACE, Budget, Scope
+
+Condition = Literal[
+    "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale"
+]
+NO_CEILING = "none"
+
+
+def _problem(reason: str, *at: str | int) -> PydanticCustomError:
+    """A validation error whose path continues, below the validator's own, with ``at``."""
+    return PydanticCustomError("guard_config", "{reason}", {"reason": reason, "at": at})
+
+
+Usd = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+PositiveUsd = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def _matching(pattern: str, what: str) -> AfterValidator:
+    """A check that a string matches ``pattern``, failing with "'x' is not <what>"."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _problem(f"'{value}' is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Tiers and model ids are written into env files (DESIGN §5), so they keep to its charset;
+# no comma in a model id, because the chain is comma-joined.
+Tier = Annotated[str, _matching(r"[A-Za-z0-9_.-]+", "a tier name (letters, digits, _ . -)")]
+ModelId = Annotated[
+    str, _matching(r"[A-Za-z0-9_.:/@+-]+", "a model id (letters, digits, _ . : / @ + -)")
+]
+HttpUrl = Annotated[str, _matching(r"https?://\S+", "an http:// or https:// URL")]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]+")
+_MODEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _SecretSection(_Section):
+    """A section whose secrets ``X`` may instead be read from the file named by ``X_file``."""
+
+    _secrets: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unset = {key for name in cls._secrets for key in (name, f"{name}_file")
+                 if data.get(key) == ""}  # the documented example writes "" for "not set"
+        data = {key: value for key, value in data.items() if key not in unset}
+        for name in cls._secrets:
+            file = data.get(f"{name}_file")
+            if isinstance(file, str | Path):
+                if data.get(name) is not None:
+                    raise _problem(f"{name} is set as well; set only one of them", f"{name}_file")
+                data[name] = _read_secret_file(Path(file), f"{name}_file")
+        return data
+
+    def secret_value(self, name: str) -> str | None:
+        """The plain text of the secret ``name``, from the value or its file; None when unset."""
+        secret: SecretStr | None = getattr(self, name)
+        return None if secret is None else secret.get_secret_value()
+
+
+def _read_secret_file(path: Path, field: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").rstrip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise _problem(f"cannot read {path}: {reason}", field) from None
+    if not text:
+        raise _problem(f"{path} is empty", field)
+    return text
+
+
+class AnthropicSettings(_SecretSection):
+    """The Admin API: key, endpoint, polling and retry behaviour."""
+
+    _secrets = ("admin_api_key",)
+
+    admin_api_key: SecretStr | None = None
+    admin_api_key_file: Path | None = None
+    base_url: HttpUrl = "https://api.anthropic.com"
+    poll_interval_s: int = Field(60, ge=10)
+    stale_after_minutes: int = Field(30, ge=1)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    max_retry_wait_s: float = Field(120.0, ge=0)
+
+
+class StateSettings(_Section):
+    """Where the state store lives (SQLAlchemy URL)."""
+
+    url: NonBlank = "sqlite:////var/lib/budget-guard/state.db"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "url", mask_url_password(self.url)
+
+
+class FallbackSettings(_Section):
+    """The model fallback chain and the sinks applications read."""
+
+    chain: list[Tier] = Field(default_factory=lambda: ["opus", "sonnet", "haiku"])
+    env_file: Path = Path("/run/budget-guard/model.env")
+    state_file: Path = Path("/run/budget-guard/fallback.json")
+    model_var: str = "ANTHROPIC_MODEL"
+    reload_command: list[str] = Field(default_factory=list)
+    models: dict[Tier, ModelId] = Field(
+        default_factory=lambda: {
+            "opus": "claude-opus-4-7",
+            "sonnet": "claude-sonnet-4-6",
+            "haiku": "claude-haiku-4-5",
+        }
+    )
+
+    @field_validator("chain")
+    @classmethod
+    def _chain_is_ordered_set(cls, chain: list[str]) -> list[str]:
+        if not chain:
+            raise _problem("the chain needs at least one tier")
+        for i, tier in enumerate(chain):
+            if tier == NO_CEILING:
+                raise _problem(f"'{NO_CEILING}' is reserved for 'no ceiling'", i)
+            if tier in chain[:i]:
+                raise _problem(f"tier '{tier}' appears twice", i)
+        return chain
+
+    @field_validator("model_var")
+    @classmethod
+    def _model_var_is_env_name(cls, name: str) -> str:
+        if not _ENV_NAME.fullmatch(name):
+            raise _problem(f"'{name}' is not a valid environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _every_tier_has_a_model(self) -> Self:
+        missing = [tier for tier in self.chain if tier not in self.models]
+        if missing:
+            raise _problem(f"no model for tier {', '.join(missing)} of the chain", "models")
+        return self
+
+    def model_for(self, tier: str) -> str:
+        """The model id of a tier of the chain."""
+        return self.models[tier]
+
+
+class SlackSettings(_SecretSection):
+    """Slack: a bot token (stateful incidents) or a webhook (post only), and Socket Mode."""
+
+    _secrets = ("bot_token", "webhook_url", "app_token")
+
+    bot_token: SecretStr | None = None
+    bot_token_file: Path | None = None
+    channel: str | None = None
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    base_url: HttpUrl = "https://slack.com/api/"
+    app_token: SecretStr | None = None
+    app_token_file: Path | None = None
+    oncall_user_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("oncall_user_ids")
+    @classmethod
+    def _are_user_ids(cls, ids: list[str]) -> list[str]:
+        for i, user in enumerate(ids):
+            if not _SLACK_USER.fullmatch(user):
+                raise _problem(f"'{user}' is not a Slack user id (like U012AB3CD)", i)
+        return ids
+
+
+class HttpSettings(_SecretSection):
+    """The HTTP endpoint: listen address and the bearer token that unlocks writes."""
+
+    _secrets = ("admin_token",)
+
+    listen: str = "127.0.0.1:9184"
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _is_host_port(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not (sep and host.strip("[]") and port.isdigit() and int(port) <= 65535):
+            raise _problem(f"'{listen}' is not host:port (like 127.0.0.1:9184)")
+        return listen
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class BudgetSettings(_Section):
+    """One ``[[budgets]]`` entry; ``Settings.budget_models()`` turns it into a ``Budget``."""
+
+    name: NonBlank
+    scope: Scope
+    match: str | None = None
+    soft_limit_usd: PositiveUsd
+    hard_limit_usd: PositiveUsd
+    ceilings: dict[Condition, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        reason = _match_problem(self.scope, self.match or "")
+        if reason:
+            raise _problem(reason, "match")
+        if self.soft_limit_usd > self.hard_limit_usd:
+            raise _problem(
+                f"soft limit {self.soft_limit_usd} exceeds hard limit {self.hard_limit_usd}",
+                "soft_limit_usd",
+            )
+        return self
+
+    def to_budget(self) -> Budget:
+        """The core's frozen ``Budget``."""
+        return Budget(
+            name=self.name,
+            scope=self.scope,
+            match=self.match or None,
+            soft_limit_usd=self.soft_limit_usd,
+            hard_limit_usd=self.hard_limit_usd,
+            ceilings=tuple(self.ceilings.items()),
+        )
+
+
+def _match_problem(scope: Scope, match: str) -> str | None:
+    """Why ``match`` cannot select anything in ``scope``, or None when it can."""
+    if scope is Scope.ORGANIZATION:
+        return "an organization budget takes no match" if match else None
+    if not match:
+        return f"a {scope} budget needs a match"
+    if scope is Scope.WORKSPACE and not (match == DEFAULT_WORKSPACE or match.startswith("wrkspc_")):
+        return f"'{match}' is not a workspace id (wrkspc_…) or '{DEFAULT_WORKSPACE}'"
+    if scope is Scope.API_KEY and not match.startswith("apikey_"):
+        return f"'{match}' is not an API key id (apikey_…)"
+    if scope is Scope.MODEL and not _MODEL_PREFIX.fullmatch(match):
+        return f"'{match}' is not a model id prefix (like 'claude-opus')"
+    return None
+
+
+class ModelPriceOverride(_Section):
+    """One ``[pricing]`` entry, $/MTok; unset optional prices are derived by ``guard.pricing``."""
+
+    input: Usd
+    output: Usd
+    cache_write_5m: Usd | None = None
+    cache_write_1h: Usd | None = None
+    cache_read: Usd | None = None
+    long_context_input: Usd | None = None
+    long_context_output: Usd | None = None
+    inference_geo_us: bool | None = None

@@ -1,0 +1,116 @@
+"""``Settings``: the whole configuration, its checks across sections, and its env source."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from guard.config.sections import (
+    NO_CEILING,
+    AnthropicSettings,
+    BudgetSettings,
+    FallbackSettings,
+    HttpSettings,
+    ModelPriceOverride,
+    NonBlank,
+    SlackSettings,
+    StateSettings,
+    _problem,
+)
+from guard.model import Budget
+
+
+class Settings(BaseSettings):
+    """The whole configuration; build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GUARD_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    budgets: list[BudgetSettings] = Field(default_factory=list)
+    pricing: dict[NonBlank, ModelPriceOverride] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs, then the environment; no .env file, no secrets dir."""
+        return init_settings, _EnvSource(settings_cls)
+
+    @field_validator("budgets")
+    @classmethod
+    def _names_are_unique(cls, budgets: list[BudgetSettings]) -> list[BudgetSettings]:
+        seen: set[str] = set()
+        for i, budget in enumerate(budgets):
+            if budget.name in seen:
+                raise _problem(f"budget name '{budget.name}' is used twice", i, "name")
+            seen.add(budget.name)
+        return budgets
+
+    @model_validator(mode="after")
+    def _ceilings_are_tiers(self) -> Self:
+        allowed = [*self.fallback.chain, NO_CEILING]
+        for i, budget in enumerate(self.budgets):
+            for condition, tier in budget.ceilings.items():
+                if tier not in allowed:
+                    raise _problem(
+                        f"'{tier}' is not a tier of fallback.chain or '{NO_CEILING}'"
+                        f" (one of {', '.join(allowed)})",
+                        "budgets", i, "ceilings", condition,
+                    )
+        return self
+
+    def budget_models(self) -> tuple[Budget, ...]:
+        """The budgets as the core's frozen ``Budget`` values, in file order."""
+        return tuple(budget.to_budget() for budget in self.budgets)
+
+    def admin_api_key_value(self) -> str | None:
+        """The Admin API key in plain text, from the value or its file."""
+        return self.anthropic.secret_value("admin_api_key")
+
+    def slack_bot_token_value(self) -> str | None:
+        """The Slack bot token (xoxb-…) in plain text."""
+        return self.slack.secret_value("bot_token")
+
+    def slack_webhook_url_value(self) -> str | None:
+        """The Slack incoming-webhook URL in plain text."""
+        return self.slack.secret_value("webhook_url")
+
+    def slack_app_token_value(self) -> str | None:
+        """The Slack app-level token (xapp-…, Socket Mode) in plain text."""
+        return self.slack.secret_value("app_token")
+
+    def http_admin_token_value(self) -> str | None:
+        """The bearer token for the HTTP write endpoints in plain text."""
+        return self.http.secret_value("admin_token")
+
+
+class _EnvSource(EnvSettingsSource):
+    """``GUARD_*`` variables; JSON values keep their numbers exact, like the TOML file."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        return json.loads(value, parse_float=Decimal)
