@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-KEY = "sk-ant-admin01-bench-not-a-real-key"
+KEY = "sk-ant-admin-bench-fake"
 GOAL_CPU_S = 1.0
 GOAL_RSS_MB = 150.0
 SEED = 11

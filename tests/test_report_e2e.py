@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from guard.cli import app
 from guard.sim import Fault, SimClock, SimOrg, SimServer
 
-KEY = "sk-ant-admin01-e2e-test-key-not-real"
+KEY = "sk-ant-admin-e2e-fake"
 MONTH = datetime(2026, 3, 1, tzinfo=UTC)
 ORG = SimOrg.generate(7)
 
