@@ -1,0 +1,211 @@
+"""Forecast, band and burn rate: properties of the pure core and a few exact cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from decimal import Decimal
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from guard.forecast import (
+    Band,
+    Profile,
+    band_from_residuals,
+    burn,
+    calibrate,
+    forecast,
+    hour_profile,
+    seasonal,
+)
+
+D = Decimal
+MARCH = date(2026, 3, 1)
+CENT = D("0.01")
+LIMIT = D(1_000_000)
+
+
+def weekly(level: Decimal, weekend: Decimal) -> dict[date, Decimal]:
+    """Eight weeks before March and all of March, weekdays at level, weekends at weekend."""
+    start = MARCH - timedelta(weeks=8)
+    return {start + timedelta(days=i): (weekend if (start + timedelta(days=i)).weekday() >= 5
+                                        else level)
+            for i in range(56 + 31)}
+
+
+def run(series: dict[date, Decimal], now: datetime, band: Band | None = None,
+        profile: Profile | None = None) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Forecast as of ``now`` when the days before it, and a uniform share of today, are known."""
+    today = now.date()
+    history = {d: v for d, v in series.items() if d < today}
+    share = (profile or Profile.uniform()).share_before(now)
+    mtd = sum((v for d, v in history.items() if d >= MARCH), D(0)) + series[today] * share
+    f = forecast(mtd=mtd, history=history, profile=profile or Profile.uniform(),
+                 band=band or Band.cold(), now=now, hard_limit=LIMIT)
+    return mtd, f.p10_usd, f.p50_usd, f.p90_usd
+
+
+levels = st.decimals(min_value=1, max_value=100_000, places=2)
+moments = st.builds(lambda day, minute: datetime(2026, 3, day, tzinfo=UTC)
+                    + timedelta(minutes=minute), st.integers(1, 31), st.integers(0, 1439))
+residual_tables = st.lists(st.lists(st.decimals(min_value=D("-1"), max_value=D("1"), places=3),
+                                    max_size=6), min_size=31, max_size=31)
+
+
+@given(st.lists(levels, min_size=87, max_size=87), moments)
+def test_p10_le_p50_le_p90_and_p50_ge_mtd(values: list[Decimal], now: datetime) -> None:
+    """Whatever the series, P10 ≤ P50 ≤ P90 and P50 ≥ month-to-date."""
+    start = MARCH - timedelta(weeks=8)
+    series = {start + timedelta(days=i): v for i, v in enumerate(values)}
+    mtd, p10, p50, p90 = run(series, now)
+    assert mtd <= p10 <= p50 <= p90
+
+
+@given(levels, moments)
+def test_a_constant_series_is_forecast_exactly(level: Decimal, now: datetime) -> None:
+    """Constant daily spend: P50 is exactly 31 days of it."""
+    _, _, p50, _ = run(weekly(level, level), now)
+    assert abs(p50 - level * 31) <= level * D("1e-20")
+
+
+@given(levels, st.decimals(min_value=D("0.2"), max_value=1, places=2), residual_tables)
+@settings(max_examples=40, deadline=None)
+def test_the_band_narrows_as_the_month_goes_on(level: Decimal, weekend_share: Decimal,
+                                               residuals: list[list[Decimal]]) -> None:
+    """With spend as expected, P90 − P10 in dollars never grows from one day to the next."""
+    series = weekly(level, level * weekend_share)
+    band = band_from_residuals(residuals)
+    widths = []
+    for day in range(1, 32):
+        _, p10, _, p90 = run(series, datetime(2026, 3, day, tzinfo=UTC), band)
+        widths.append(p90 - p10)
+    assert all(later <= earlier + CENT for earlier, later in pairwise(widths))
+
+
+@given(levels, st.decimals(min_value=D("0.2"), max_value=1, places=2))
+def test_in_the_last_minute_the_forecast_is_the_spend(level: Decimal, share: Decimal) -> None:
+    """At the very end of the month the band collapses onto month-to-date."""
+    now = datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    mtd, p10, p50, p90 = run(weekly(level, level * share), now)
+    assert mtd <= p10 <= p50 <= p90 <= mtd + level * D("1e-6")
+
+
+@given(levels, st.decimals(min_value=1, max_value=1_000_000, places=2),
+       st.integers(-56, 20), st.integers(21, 31))
+def test_a_single_spike_moves_p50_by_at_most_spike_over_days(
+        level: Decimal, spike: Decimal, spike_day: int, today: int) -> None:
+    """A one-day spike (in history or this month) moves P50 by ≤ spike / days in month."""
+    series = weekly(level, level)
+    now = datetime(2026, 3, today, 12, tzinfo=UTC)
+    day = MARCH + timedelta(days=spike_day)
+    assume(day < now.date())
+    _, _, base, _ = run(series, now)
+    series[day] += spike
+    _, _, spiked, _ = run(series, now)
+    in_month = spike if day >= MARCH else D(0)
+    assert abs(spiked - base - in_month) <= spike / 31
+
+
+def test_days_one_and_two_use_last_months_level() -> None:
+    """On March 1st and 2nd the forecast leans on February, with a sane band."""
+    series = weekly(D(100), D(60))
+    for day in (1, 2):
+        _, p10, p50, p90 = run(series, datetime(2026, 3, day, 6, tzinfo=UTC))
+        assert D(2500) < p50 < D(3000)
+        assert p90 / p50 < D("1.5") and p10 / p50 > D("0.65")
+
+
+def test_no_history_gates_the_forecast_out() -> None:
+    """An organization with no history gets a forecast that is not gated in."""
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    f = forecast(mtd=D(5), history={}, profile=Profile.uniform(), band=Band.cold(), now=now,
+                 hard_limit=D(1000))
+    assert not f.gated_in
+    assert abs(f.p50_usd - D(310)) < D("1e-20")  # $5 by noon: $10 a day, 31 days
+
+
+def test_a_large_month_to_date_gates_it_in() -> None:
+    """Without history, month-to-date ≥ 5 % of the limit gates the forecast in."""
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    f = forecast(mtd=D(50), history={}, profile=Profile.uniform(), band=Band.cold(), now=now,
+                 hard_limit=D(1000))
+    assert f.gated_in
+
+
+def test_day_of_week_factors_and_level() -> None:
+    """Weekends at 60 % of weekdays give factors in that ratio and the weekday level."""
+    season = seasonal(weekly(D(100), D(60)), MARCH)
+    assert abs(season.factors[5] / season.factors[0] - D("0.6")) < D("1e-20")
+    assert abs(season.expected_day(date(2026, 3, 2)) - D(100)) < D("1e-20")
+
+
+def test_exhaustion_day_is_when_the_path_crosses_the_limit() -> None:
+    """At $100 a day from $0, a $1,000 limit is reached on the 10th."""
+    series = weekly(D(100), D(100))
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    f = forecast(mtd=D(0), history={d: v for d, v in series.items() if d < MARCH},
+                 profile=Profile.uniform(), band=Band.cold(), now=now, hard_limit=D(1000))
+    assert f.exhaustion_day == date(2026, 3, 10)
+
+
+def test_calibration_replays_complete_months() -> None:
+    """A flat history gives a zero-width conformal band once enough residuals exist."""
+    start = date(2025, 9, 1)
+    flat = {start + timedelta(days=i): D(50) for i in range(181)}
+    band = calibrate(flat, MARCH)
+    assert band.residuals > 0
+    assert band.at(10) == (D(0), D(0))
+
+
+def test_hour_profile_follows_business_hours() -> None:
+    """Hours with three times the spend get three times the share."""
+    hourly = {}
+    for day in range(14):
+        for hour in range(24):
+            at = datetime(2026, 2, 1, hour, tzinfo=UTC) + timedelta(days=day)
+            hourly[at] = D(3) if 9 <= hour < 17 else D(1)
+    profile = hour_profile(hourly)
+    assert profile.weights[10] == 3 * profile.weights[3]
+    assert sum(profile.weights[:24]).quantize(D("0.000001")) == 1
+
+
+def spend_rate(base: Decimal, spike_from: datetime | None, factor: Decimal, until: datetime):
+    """A spent_between function for hourly spend ``base`` with a ×factor spike."""
+    def between(start: datetime, end: datetime) -> Decimal:
+        minutes = int((end - start).total_seconds() // 60)
+        total = D(0)
+        for m in range(minutes):
+            t = start + timedelta(minutes=m)
+            hot = spike_from is not None and spike_from <= t < until
+            total += base / 60 * (factor if hot else 1)
+        return total
+    return between
+
+
+def test_a_ten_times_spike_trips_runaway_within_fifteen_minutes() -> None:
+    """Spend at 10× the seasonal rate trips the fast tier within 15 minutes."""
+    profile = Profile.uniform()
+    season = seasonal(weekly(D(2400), D(2400)), MARCH)
+    start = datetime(2026, 3, 10, 14, tzinfo=UTC)
+    spent = spend_rate(D(100), start, D(10), start + timedelta(hours=1))
+    b = burn(spent_between=spent, season=season, profile=profile,
+             end=start + timedelta(minutes=15), mtd=D(20000), hard_limit=D(74400))
+    assert b.tripped is not None and b.tripped.name == "fast"
+    quiet = burn(spent_between=spend_rate(D(100), None, D(1), start), season=season,
+                 profile=profile, end=start + timedelta(minutes=15), mtd=D(20000),
+                 hard_limit=D(74400))
+    assert quiet.tripped is None
+
+
+def test_business_hour_peaks_trip_nothing() -> None:
+    """3× the mean hour during business hours is what the profile expects: no runaway."""
+    hourly = {datetime(2026, 2, 20, tzinfo=UTC) + timedelta(hours=h):
+              D(300) if 9 <= (h % 24) < 17 else D(100) for h in range(24 * 14)}
+    profile = hour_profile(hourly)
+    season = seasonal(weekly(D(4000), D(4000)), MARCH)
+    at = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    b = burn(spent_between=spend_rate(D(300), None, D(1), at), season=season, profile=profile,
+             end=at, mtd=D(20000), hard_limit=D(124000))
+    assert b.tripped is None
+    assert all(long < 2 for _, long, _ in b.rates)
