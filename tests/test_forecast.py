@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from itertools import pairwise
 from decimal import Decimal
+from itertools import pairwise
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
