@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -19,13 +19,13 @@ from rich.console import Console
 
 from guard import __version__
 from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.assess import Assessment, assess
 from guard.config import Settings, load_settings, render_settings, resolve_config_path
 from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
 from guard.fetch import Fetcher
-from guard.ledger import budget_api_keys, month_to_date
-from guard.model import Ledger
+from guard.ledger import budget_api_keys
 from guard.pricing import PriceTable
-from guard.report import ledger_json, ledger_table
+from guard.report import report_json, report_table
 from guard.store import Store
 
 EXIT_CONFIG = 2
@@ -69,11 +69,11 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     options: Options = ctx.obj
     moment = _guarded(lambda: parse_at(at, datetime.now(UTC)))
     settings = _guarded(lambda: load_settings(options.config_path))
-    ledger, requests = _guarded(lambda: compute_ledger(settings, moment))
+    assessment = _guarded(lambda: compute_report(settings, moment))
     if as_json:
-        typer.echo(json.dumps(ledger_json(ledger, requests), indent=2))
+        typer.echo(json.dumps(report_json(assessment), indent=2))
     else:
-        _console().print(ledger_table(ledger, requests))
+        _console().print(report_table(assessment))
 
 
 @config_app.command("validate")
@@ -106,14 +106,14 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organizat
     _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=_console()))
 
 
-def compute_ledger(settings: Settings, at: datetime) -> tuple[Ledger, int]:
-    """Refresh the caches as of ``at`` and compute every budget's month-to-date spend."""
+def compute_report(settings: Settings, at: datetime) -> Assessment:
+    """Refresh the caches as of ``at`` and assess every budget (no alert state, no delay)."""
     budgets = settings.budget_models()
     with open_fetcher(settings) as fetcher:
         snapshot = fetcher.refresh(at, budget_api_keys(budgets))
-    ledger = month_to_date(budgets, at=at, settled=snapshot.settled,
-                           usage=snapshot.usage, data_through=snapshot.data_through)
-    return ledger, snapshot.api_requests
+    policy = replace(settings.policy_config(), raise_after=timedelta(0))
+    return assess(budgets, snapshot, policy=policy,
+                  lag=timedelta(minutes=settings.policy.usage_lag_minutes))
 
 
 @contextmanager

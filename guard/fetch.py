@@ -28,6 +28,7 @@ from guard.period import (
     HOUR,
     day_start,
     days_between,
+    floor_day,
     floor_hour,
     floor_minute,
     hours_between,
@@ -52,17 +53,31 @@ class FetchPolicy:
     minute_window_max: timedelta = timedelta(hours=2)
     hourly_page_buckets: int = 24
     cost_page_buckets: int = 3
+    usage_history: timedelta = timedelta(days=14)
+    cost_history: timedelta = timedelta(weeks=8)
+    recent: timedelta = timedelta(hours=7)
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What the ledger needs, as of ``at``."""
+    """What the ledger and the forecast need, as of ``at``.
+
+    ``settled``: the cost report of settled days, this month and ≥ 8 weeks back.
+    ``usage``: priced usage per day from ``usage_from`` (two weeks before the month), the
+    fresh window per hour. ``recent_hours`` (stored, per hour) and ``recent_minutes`` (the
+    fresh window, per minute) cover the last hours, for burn rates. ``hourly``: organization
+    spend per hour over two weeks, for the profile.
+    """
 
     at: datetime
     settled: dict[date, CostDay]
     usage: list[PricedUsage]
     data_through: datetime
     api_requests: int
+    usage_from: date | None = None
+    recent_hours: list[PricedUsage] = field(default_factory=list)
+    recent_minutes: list[PricedUsage] = field(default_factory=list)
+    hourly: dict[datetime, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,13 +104,22 @@ class Fetcher:
         under no key, which keeps every other total exact and the snapshot small.
         """
         before = self.client.requests
-        start, through = month_start(at), floor_minute(at)
-        fresh_from, fresh = self._refresh_usage(start, at)
-        settled = self._refresh_cost(start.date(), at)
-        usage = self.store.usage_by_day(start, fresh_from, api_keys) + fresh
+        through = floor_minute(at)
+        usage_from = floor_day(month_start(at) - self.policy.usage_history)
+        fresh_from, minutes = self._refresh_usage(usage_from, at)
+        fresh = _by_hour(minutes)
+        cost_from = min(month_start(at).date(), (at - self.policy.cost_history).date())
+        settled = self._refresh_cost(cost_from, at)
+        usage = self.store.usage_by_day(usage_from, fresh_from, api_keys) + fresh
+        recent_from = max(usage_from, floor_hour(at - self.policy.recent))
+        recent = self.store.usage_by_hour(recent_from, fresh_from, api_keys)
+        hourly = self.store.hourly_totals(max(usage_from, floor_day(at) - 14 * DAY), fresh_from)
+        for row in fresh:
+            hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
         self._advance_watermark(through)
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
-                        api_requests=self.client.requests - before)
+                        api_requests=self.client.requests - before, usage_from=usage_from.date(),
+                        recent_hours=recent, recent_minutes=minutes, hourly=hourly)
 
     def _advance_watermark(self, through: datetime) -> None:
         """Record how far usage has been read, never moving it back (``--at`` in the past)."""
@@ -136,23 +160,26 @@ class Fetcher:
 
     def _read_minutes(self, first: datetime, through: datetime,
                       at: datetime) -> list[PricedUsage]:
+        """Priced rows per minute of ``[first, through)``; complete hours are also stored."""
         buckets = [b for page in self.client.usage_pages(first, through, "1m") for b in page]
         minutes: dict[datetime, int] = defaultdict(int)
         for bucket in buckets:
             minutes[floor_hour(bucket.starting_at)] += 1
-        priced = self._price(buckets)
+        priced = self._price(buckets, by_minute=True)
         hour_now = floor_hour(at)
         complete = {h for h, n in minutes.items() if h < hour_now and n == 60}
-        self.store.replace_usage_hours(complete, [r for r in priced if r.start in complete], at)
+        stored = _by_hour(r for r in priced if floor_hour(r.start) in complete)
+        self.store.replace_usage_hours(complete, stored, at)
         return priced
 
-    def _price(self, buckets: Iterable[UsageBucket]) -> list[PricedUsage]:
-        """Price every row and sum per (hour, workspace, API key, model)."""
+    def _price(self, buckets: Iterable[UsageBucket],
+               by_minute: bool = False) -> list[PricedUsage]:
+        """Price every row and sum per (hour or minute, workspace, API key, model)."""
         sums: dict[tuple[datetime, str | None, str | None, str | None], _Sums] = {}
         for bucket in buckets:
-            hour = floor_hour(bucket.starting_at)
+            start = bucket.starting_at if by_minute else floor_hour(bucket.starting_at)
             for row in bucket.results:
-                key = (hour, row.workspace_id, row.api_key_id, row.model)
+                key = (start, row.workspace_id, row.api_key_id, row.model)
                 acc = sums.get(key) or sums.setdefault(key, _Sums())
                 tokens, searches = self.prices.price(row)
                 acc.token_usd += tokens
@@ -200,6 +227,20 @@ class Fetcher:
                                        page_buckets=self.policy.cost_page_buckets)
         for buckets in pages:
             yield [cost_day(b) for b in buckets if b.ending_at - b.starting_at == DAY]
+
+
+def _by_hour(rows: Iterable[PricedUsage]) -> list[PricedUsage]:
+    """Sum finer-grained priced rows per (hour, workspace, API key, model)."""
+    sums: dict[tuple[datetime, str | None, str | None, str | None], _Sums] = {}
+    for row in rows:
+        key = (floor_hour(row.start), row.workspace_id, row.api_key_id, row.model)
+        acc = sums.get(key) or sums.setdefault(key, _Sums())
+        acc.token_usd += row.token_usd
+        acc.web_search_usd += row.web_search_usd
+        for i, n in enumerate((row.input_tokens, row.cache_write_tokens, row.cache_read_tokens,
+                               row.output_tokens, row.web_search_requests)):
+            acc.counts[i] += n
+    return [_priced(key, acc) for key, acc in sums.items()]
 
 
 def cost_day(bucket: CostBucket) -> CostDay:

@@ -80,20 +80,42 @@ def authoritative_spend(budget: Budget, cost: CostDay) -> Decimal | None:
             return None
 
 
+def day_spend(budget: Budget, day: date, settled: Mapping[date, CostDay],
+              usage: UsageIndex) -> tuple[Decimal, bool]:
+    """Spend of ``budget`` on ``day`` and whether it is billed fact (else estimated)."""
+    billed = authoritative_spend(budget, settled[day]) if day in settled else None
+    if billed is None:
+        return usage.spend(budget, day), False
+    return billed, True
+
+
 def budget_spend(budget: Budget, days: Iterable[date], settled: Mapping[date, CostDay],
                  usage: UsageIndex) -> BudgetSpend:
     """Month-to-date spend of one budget over ``days``."""
     authoritative, estimated, daily = ZERO, ZERO, []
     for day in days:
-        billed = authoritative_spend(budget, settled[day]) if day in settled else None
-        if billed is None:
-            amount = usage.spend(budget, day)
-            estimated += amount
-        else:
-            amount = billed
+        amount, billed = day_spend(budget, day, settled, usage)
+        if billed:
             authoritative += amount
+        else:
+            estimated += amount
         daily.append(amount)
     return BudgetSpend(budget, authoritative, estimated, tuple(daily))
+
+
+def attributable(budget: Budget, row: PricedUsage) -> Decimal:
+    """The part of one usage row that counts toward ``budget`` (zero if none does)."""
+    match budget.scope:
+        case Scope.ORGANIZATION:
+            return row.usd
+        case Scope.WORKSPACE:
+            hit = (row.workspace_id or DEFAULT_WORKSPACE) == budget.match
+            return row.usd if hit else ZERO
+        case Scope.API_KEY:
+            return row.usd if row.api_key_id == budget.match else ZERO
+        case Scope.MODEL:
+            hit = row.model is not None and row.model.startswith(budget.match or "")
+            return row.token_usd if hit else ZERO
 
 
 def budget_api_keys(budgets: Iterable[Budget]) -> frozenset[str]:

@@ -154,8 +154,25 @@ class Store:
         With ``api_keys``, other keys are summed together under ``api_key_id = None``: every
         total but those of other keys stays exact, in far fewer rows for a large organization.
         """
+        return self._usage(start, end, DAY_S, api_keys)
+
+    def usage_by_hour(self, start: datetime, end: datetime,
+                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Like ``usage_by_day``, per hour: for burn rates over recent windows."""
+        return self._usage(start, end, 3600, api_keys)
+
+    def hourly_totals(self, start: datetime, end: datetime) -> dict[datetime, Decimal]:
+        """Organization-wide spend per stored hour in ``[start, end)``: the daily profile."""
         c = usage_hours.c
-        day = (c.hour - c.hour % DAY_S).label("day")
+        query = (sa.select(c.hour, sa.func.sum(c.token_units + c.web_search_units))
+                 .where(c.hour >= epoch(start), c.hour < epoch(end)).group_by(c.hour))
+        with self._read() as conn:
+            return {at_epoch(int(h)): from_units(units) for h, units in conn.execute(query)}
+
+    def _usage(self, start: datetime, end: datetime, seconds: int,
+               api_keys: Collection[str] | None) -> list[PricedUsage]:
+        c = usage_hours.c
+        period = (c.hour - c.hour % seconds).label("period")
         key: Any = c.api_key_id
         if api_keys is not None:
             key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
@@ -163,13 +180,13 @@ class Store:
         sums = [sa.func.sum(col) for col in (
             c.token_units, c.web_search_units, c.input_tokens, c.cache_write_tokens,
             c.cache_read_tokens, c.output_tokens, c.web_search_requests)]
-        query = (sa.select(day, c.workspace_id, key, c.model, *sums)
+        query = (sa.select(period, c.workspace_id, key, c.model, *sums)
                  .where(c.hour >= epoch(start), c.hour < epoch(end))
-                 .group_by(day, c.workspace_id, key, c.model))
+                 .group_by(period, c.workspace_id, key, c.model))
         with self._read() as conn:
             rows = conn.execute(query).all()
-        days: dict[int, datetime] = {}
-        return [_priced(row, days) for row in rows]
+        starts: dict[int, datetime] = {}
+        return [_priced(row, starts) for row in rows]
 
     # --- cost --------------------------------------------------------------------------------
 

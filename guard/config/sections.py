@@ -121,6 +121,15 @@ class AnthropicSettings(_SecretSection):
     max_retry_wait_s: float = Field(120.0, ge=0)
 
 
+class PolicySettings(_Section):
+    """Alert lifecycle timing (DESIGN §2) and how late the Admin API's newest minutes are."""
+
+    raise_after_minutes: int = Field(10, ge=0)
+    clear_after_minutes: int = Field(60, ge=0)
+    repeat_interval_minutes: int = Field(240, ge=1)
+    usage_lag_minutes: int = Field(5, ge=0)
+
+
 class StateSettings(_Section):
     """Where the state store lives (SQLAlchemy URL)."""
 

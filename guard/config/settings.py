@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Self
 
@@ -23,11 +24,13 @@ from guard.config.sections import (
     HttpSettings,
     ModelPriceOverride,
     NonBlank,
+    PolicySettings,
     SlackSettings,
     StateSettings,
     _problem,
 )
 from guard.model import Budget
+from guard.policy import PolicyConfig
 
 
 class Settings(BaseSettings):
@@ -46,6 +49,7 @@ class Settings(BaseSettings):
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     budgets: list[BudgetSettings] = Field(default_factory=list)
     pricing: dict[NonBlank, ModelPriceOverride] = Field(default_factory=dict)
 
@@ -83,6 +87,15 @@ class Settings(BaseSettings):
                         "budgets", i, "ceilings", condition,
                     )
         return self
+
+    def policy_config(self) -> PolicyConfig:
+        """The policy's knobs: the chain, lifecycle timing and the staleness threshold."""
+        p = self.policy
+        return PolicyConfig(chain=tuple(self.fallback.chain),
+                            raise_after=timedelta(minutes=p.raise_after_minutes),
+                            clear_after=timedelta(minutes=p.clear_after_minutes),
+                            repeat_interval=timedelta(minutes=p.repeat_interval_minutes),
+                            stale_after=timedelta(minutes=self.anthropic.stale_after_minutes))
 
     def budget_models(self) -> tuple[Budget, ...]:
         """The budgets as the core's frozen ``Budget`` values, in file order."""
