@@ -203,3 +203,35 @@ def test_the_table_shows_every_budget(sim: SimServer, config: Path) -> None:
     for b in budgets():
         assert b["name"] in result.stdout
     assert "$1,000.00" in result.stdout and "data through 2026-03-10T12:00:00Z" in result.stdout
+
+
+def test_report_forecasts_the_month_and_names_firing_conditions(tmp_path: Path,
+                                                                 sim: SimServer) -> None:
+    """Mid-month, P50 lands near the simulator's month and a tight budget fires hard_likely."""
+    month_usd = ORG.truth_cents(MONTH, datetime(2026, 4, 1, tzinfo=UTC), "organization") / 100
+    cfg = tmp_path / "guard.toml"
+    cfg.write_text(f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{sim.base_url}"\n'
+                   f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n'
+                   '[[budgets]]\nname = "roomy"\nscope = "organization"\n'
+                   f"soft_limit_usd = {int(month_usd * 2)}\nhard_limit_usd = {int(month_usd * 3)}\n"
+                   '[[budgets]]\nname = "tight"\nscope = "organization"\n'
+                   f"soft_limit_usd = {int(month_usd * D_(0.3))}\n"
+                   f"hard_limit_usd = {int(month_usd * D_(0.85))}\n")
+    at = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+    sim.clock.set(at)
+    code, body, stderr = report(cfg, at)
+    assert code == 0, stderr
+    roomy, tight = body["budgets"]
+    f = roomy["forecast"]
+    assert f["gated_in"] and f["history_days"] >= 14
+    assert f["p10_usd"] <= f["p50_usd"] <= f["p90_usd"]
+    assert abs(f["p50_usd"] - month_usd) <= month_usd * Decimal("0.05")
+    assert roomy["firing"] == [] and roomy["ceiling"] is None
+    assert tight["firing"] == ["soft_reached", "hard_at_risk", "hard_likely"]
+    assert tight["ceiling"] == "sonnet"
+    assert tight["forecast"]["exhaustion_day"] is not None
+    assert set(tight["burn"]["tiers"]) == {"fast", "slow"} and tight["burn"]["tripped"] is None
+
+
+def D_(x: float) -> Decimal:
+    return Decimal(str(x))
