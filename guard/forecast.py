@@ -304,11 +304,13 @@ def _conformal(pool: Sequence[Decimal], level: Decimal) -> Decimal:
 # --- hour-of-week profile ---------------------------------------------------------------------
 
 
-def hour_profile(hourly: Mapping[datetime, Decimal], min_days: int = 7) -> Profile:
+def hour_profile(hourly: Mapping[datetime, Decimal], min_days: int = 7,
+                 own_weekday: int = 4) -> Profile:
     """Mean hourly share per hour of the week from complete days of hourly spend.
 
-    With fewer than ``min_days`` full days the profile is uniform; with fewer than two of a
-    weekday, that weekday uses the hour-of-day shape of all days.
+    With fewer than ``min_days`` days the profile is uniform. A weekday seen at least
+    ``own_weekday`` times has its own shape; otherwise it takes the pooled shape of its kind
+    (Monday–Friday or the weekend), or of all days when its kind has fewer than two.
     """
     days: dict[date, list[Decimal]] = {}
     for moment, usd in hourly.items():
@@ -320,7 +322,11 @@ def hour_profile(hourly: Mapping[datetime, Decimal], min_days: int = 7) -> Profi
     weights: list[Decimal] = []
     for weekday in range(7):
         same = [v for d, v in complete.items() if d.weekday() == weekday]
-        weights += _mean_shares(same) if len(same) >= 2 else overall
+        kind = [v for d, v in complete.items() if (d.weekday() >= 5) == (weekday >= 5)]
+        if len(same) >= own_weekday:
+            weights += _mean_shares(same)
+        else:
+            weights += _mean_shares(kind) if len(kind) >= 2 else overall
     return Profile(tuple(weights))
 
 
@@ -350,10 +356,10 @@ class BurnTier:
 
 
 DEFAULT_TIERS = (
-    BurnTier("fast", HOUR, timedelta(minutes=10), Decimal("2.5"), Decimal(5),
-             Decimal("0.002"), "critical"),
-    BurnTier("slow", 6 * HOUR, timedelta(minutes=30), Decimal("1.8"), Decimal(2),
-             Decimal("0.01"), "warning"),
+    BurnTier("fast", HOUR, timedelta(minutes=10), Decimal(2), Decimal(5),
+             Decimal("0.0004"), "critical"),
+    BurnTier("slow", 6 * HOUR, timedelta(minutes=30), Decimal("2.5"), Decimal(3),
+             Decimal("0.005"), "warning"),
 )
 
 
