@@ -106,6 +106,45 @@ def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organizat
     _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=_console()))
 
 
+@app.command()
+def backtest(
+    ctx: typer.Context,
+    *,
+    orgs: Annotated[int, typer.Option(min=1, help="Synthetic organizations to replay.")] = 200,
+    months: Annotated[int, typer.Option(min=3, help="Months per synthetic organization.")] = 13,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic organizations.")] = 1,
+    history: Annotated[Path | None, typer.Option(
+        help="Replay this daily cost history (CSV or JSON) instead of synthetic ones.")] = None,
+    export: Annotated[Path | None, typer.Option(
+        help="Write the organization's daily cost history (CSV) here, from the Admin API.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(
+        help="First day to export, YYYY-MM-DD (default: 13 months back).")] = None,
+) -> None:
+    """Replay the forecast over past months and score it against the naive run rate."""
+    from guard.backtest import (  # noqa: PLC0415  (the backtest loads only when asked for)
+        backtest_table,
+        command,
+        export_history,
+    )
+
+    if export is None:
+        result = _guarded(lambda: command.run_backtest(orgs=orgs, months=months, seed=seed,
+                                                       history=history))
+        _console().print(backtest_table(result))
+        return
+    options: Options = ctx.obj
+    today = datetime.now(UTC).date()
+    first = _guarded(lambda: command.export_start(since, today))
+    settings = _guarded(lambda: load_settings(options.config_path))
+
+    def write() -> int:
+        with open_fetcher(settings) as fetcher:
+            return export_history(fetcher.client, first, today, export, "--export")
+
+    typer.echo(f"{export}: {_guarded(write)} days from {first} to before {today}")
+
+
 def compute_report(settings: Settings, at: datetime) -> Assessment:
     """Refresh the caches as of ``at`` and assess every budget (no alert state, no delay)."""
     budgets = settings.budget_models()

@@ -1,0 +1,47 @@
+"""The backtest as a rich table: one row per checkpoint day, ours against the naive run rate."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rich.table import Table
+
+from guard.backtest.harness import Accuracy, Backtest, DayScore
+
+
+def backtest_table(result: Backtest) -> Table:
+    """MAPE (median APE) of ours and naive, their ratio, and P10/P90 coverage per day."""
+    table = Table(title=headline(result), title_justify="left")
+    table.add_column("day", justify="right")
+    table.add_column("ours MAPE (median)", justify="right")
+    table.add_column("naive MAPE (median)", justify="right")
+    table.add_column("ours / naive", justify="right")
+    table.add_column("P10 coverage", justify="right")
+    table.add_column("P90 coverage", justify="right")
+    for score in result.scores:
+        table.add_row(*row(score))
+    return table
+
+
+def headline(result: Backtest) -> str:
+    """``Backtest: 200 orgs, 2200 months (8800 forecasts)``."""
+    forecasts = sum(score.cases for score in result.scores)
+    orgs = len(result.orgs)
+    return (f"Backtest: {orgs} org{'s' if orgs != 1 else ''}, {result.month_count} months "
+            f"({forecasts} forecasts)")
+
+
+def row(score: DayScore) -> tuple[str, ...]:
+    """The cells of one checkpoint day."""
+    return (f"d{score.day}", accuracy_cell(score.ours), accuracy_cell(score.naive),
+            f"{score.ratio:.2f}", percent(score.p10_coverage), percent(score.p90_coverage))
+
+
+def accuracy_cell(accuracy: Accuracy) -> str:
+    """``11.9 % (8.3 %)``."""
+    return f"{percent(accuracy.mape)} ({percent(accuracy.median_ape)})"
+
+
+def percent(share: Decimal) -> str:
+    """A share as a percentage with one decimal: ``0.1234`` → ``12.3 %``."""
+    return f"{share * 100:.1f} %"
