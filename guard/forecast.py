@@ -2,8 +2,9 @@
 
 The forecast (reference/forecasting.md §A3):
 
-- **level** L: the median of the last 14 known de-seasonalised complete days, read across the
-  month boundary, so day 1 already has one;
+- **level** L: a robust level of the last one to two weeks of known de-seasonalised complete
+  days (a trimmed 7-day mean blended with the 14-day median), read across the month
+  boundary, so day 1 already has one, with a clipped growth rate from the last eight weeks;
 - **day-of-week factors** f: the median of each weekday over the last 8 weeks over the mean of
   the seven medians (all ones with fewer than 14 days);
 - P50 = month-to-date + the expected rest of today (from an hour-of-week profile) + Σ L·f over
@@ -38,6 +39,12 @@ POOL_RADIUS = 3
 COLD_SPREAD = Decimal("0.35")
 GATE_HISTORY_DAYS = 14
 GATE_SHARE = Decimal("0.05")
+LEVEL_AGE_DAYS = 5
+LOW_LEVEL = Decimal("0.06")
+HIGH_LEVEL = Decimal("0.95")
+GROWTH_DAYS = 28
+GROWTH_MIN = Decimal("-0.05")
+GROWTH_MAX = Decimal("0.10")
 
 DailySeries = Mapping[date, Decimal]
 """Spend per complete UTC day; a missing day is unknown, not zero."""
@@ -71,15 +78,23 @@ class Profile:
 
 @dataclass(frozen=True, slots=True)
 class Seasonal:
-    """Day-of-week factors and level: what a normal day costs, per weekday."""
+    """What a normal day costs: level, day-of-week factors and a damped growth rate.
+
+    ``level`` describes the day ``anchor``; ``growth`` is the relative change per day.
+    """
 
     factors: tuple[Decimal, ...]
     level: Decimal
     known_days: int
+    growth: Decimal = ZERO
+    anchor: date | None = None
 
     def expected_day(self, day: date) -> Decimal:
         """The spend a normal ``day`` is expected to have."""
-        return self.level * self.factors[day.weekday()]
+        trend = ONE
+        if self.growth and self.anchor is not None:
+            trend += self.growth * (day - self.anchor).days
+        return self.level * self.factors[day.weekday()] * trend
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +140,40 @@ def median(values: Sequence[Decimal]) -> Decimal:
 
 
 def seasonal(history: DailySeries, before: date) -> Seasonal:
-    """Day-of-week factors and level from the complete days before ``before``."""
+    """Day-of-week factors, level and growth from the complete days before ``before``.
+
+    The level blends a trimmed mean of the last 7 de-seasonalised days (quick to follow a step
+    change) with the median of the last 14 (steady); a single outlier moves neither. Growth
+    compares the medians of the last four weeks and the four before, clipped and spread per
+    day; it applies from the level's anchor, about five days back.
+    """
     window = [(d, v) for d, v in history.items()
               if before - timedelta(weeks=DOW_WEEKS) <= d < before]
     factors = _dow_factors(window)
     recent = sorted(window, reverse=True)
-    deseasonalised = [v / factors[d.weekday()] for d, v in recent if factors[d.weekday()] > 0]
-    return Seasonal(factors, median(deseasonalised[:LEVEL_DAYS]), len(window))
+    values = [v / factors[d.weekday()] for d, v in recent if factors[d.weekday()] > 0]
+    level = (_trimmed_mean(values[:7]) + median(values[:LEVEL_DAYS])) / 2
+    return Seasonal(factors, level, len(window), _growth(values),
+                    before - timedelta(days=LEVEL_AGE_DAYS))
+
+
+def _trimmed_mean(values: Sequence[Decimal]) -> Decimal:
+    """The mean without the lowest and the highest value (the median below five values)."""
+    if len(values) < 5:
+        return median(values)
+    ordered = sorted(values)[1:-1]
+    return sum(ordered, ZERO) / len(ordered)
+
+
+def _growth(values: Sequence[Decimal]) -> Decimal:
+    """Relative growth per day from two four-week medians, clipped to a sane monthly range."""
+    if len(values) < 2 * GROWTH_DAYS:
+        return ZERO
+    recent, earlier = median(values[:GROWTH_DAYS]), median(values[GROWTH_DAYS:2 * GROWTH_DAYS])
+    if earlier <= 0:
+        return ZERO
+    monthly = min(max(recent / earlier - ONE, GROWTH_MIN), GROWTH_MAX)
+    return monthly / GROWTH_DAYS
 
 
 def _dow_factors(window: Sequence[tuple[date, Decimal]]) -> tuple[Decimal, ...]:
@@ -227,12 +269,24 @@ def _cold_start(mtd: Decimal, profile: Profile, now: datetime) -> Seasonal:
 # --- the band: replay complete months, pool residuals --------------------------------------
 
 
-def calibrate(history: DailySeries, before: date, profile: Profile | None = None) -> Band:
-    """Conformal band from every complete month in ``history`` before ``before``."""
+Replays = dict[date, list[tuple[int, Decimal]]]
+"""Residuals of replayed months, by month: a month's residuals never change once complete."""
+
+
+def calibrate(history: DailySeries, before: date, profile: Profile | None = None,
+              replays: Replays | None = None) -> Band:
+    """Conformal band from every complete month in ``history`` before ``before``.
+
+    ``replays`` may carry residuals of months already replayed (with the same history and
+    profile) so that calibrating month after month costs one replay per month.
+    """
     profile = profile or Profile.uniform()
+    replays = {} if replays is None else replays
     residuals: list[list[Decimal]] = [[] for _ in range(31)]
     for month in _complete_months(history, before):
-        for day_index, value in _replay_month(history, month, profile):
+        if month not in replays:
+            replays[month] = _replay_month(history, month, profile)
+        for day_index, value in replays[month]:
             residuals[day_index].append(value)
     return _band(residuals)
 
@@ -286,8 +340,8 @@ def _band(residuals: list[list[Decimal]]) -> Band:
             low.append(-COLD_SPREAD)
             high.append(COLD_SPREAD)
         else:
-            low.append(min(ZERO, _conformal(pool, Decimal("0.1"))))
-            high.append(max(ZERO, _conformal(pool, Decimal("0.9"))))
+            low.append(min(ZERO, _conformal(pool, LOW_LEVEL)))
+            high.append(max(ZERO, _conformal(pool, HIGH_LEVEL)))
     return Band(tuple(low), tuple(high), total)
 
 

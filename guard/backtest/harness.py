@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from guard.forecast import Band, DailySeries, Forecast, Profile, calibrate, forecast, median
+from guard.forecast import (
+    Band,
+    DailySeries,
+    Forecast,
+    Profile,
+    Replays,
+    calibrate,
+    forecast,
+    median,
+)
 from guard.period import day_start, next_month
 
 CHECKPOINTS = (5, 10, 15, 20)
@@ -122,7 +131,9 @@ def _replay_item(item: tuple[str, DailySeries]) -> OrgReplay:
 def replay_org(org: str, series: DailySeries,
                checkpoints: Sequence[int] = CHECKPOINTS) -> OrgReplay:
     """Replay every scoreable month of one organization's series."""
-    months = tuple(replay_month(org, series, m, checkpoints) for m in scoreable_months(series))
+    replays: Replays = {}
+    months = tuple(replay_month(org, series, m, checkpoints, replays)
+                   for m in scoreable_months(series))
     return OrgReplay(org, dict(series), months)
 
 
@@ -144,11 +155,12 @@ def scoreable_months(series: DailySeries) -> list[date]:
 
 
 def replay_month(org: str, series: DailySeries, month: date,
-                 checkpoints: Sequence[int] = CHECKPOINTS) -> MonthReplay:
+                 checkpoints: Sequence[int] = CHECKPOINTS,
+                 replays: Replays | None = None) -> MonthReplay:
     """Forecast one complete month at the start of each checkpoint day."""
     days = _month_days(month)
     spend = tuple(series[d] for d in days)
-    band = calibrate(_before(series, month), month)
+    band = calibrate(_before(series, month), month, replays=replays)
     cases = tuple(_case(series, spend, band, month.replace(day=d)) for d in checkpoints
                   if d <= len(days))
     return MonthReplay(org, month, spend, sum(spend, Decimal(0)), band, cases)
