@@ -123,15 +123,17 @@ def backtest(
 ) -> None:
     """Replay the forecast over past months and score it against the naive run rate."""
     from guard.backtest import (  # noqa: PLC0415  (the backtest loads only when asked for)
+        alerts_table,
         backtest_table,
         command,
         export_history,
     )
 
     if export is None:
-        result = _guarded(lambda: command.run_backtest(orgs=orgs, months=months, seed=seed,
-                                                       history=history))
+        result, alerts = _guarded(lambda: command.run_backtest(
+            orgs=orgs, months=months, seed=seed, history=history))
         _console().print(backtest_table(result))
+        _console().print(alerts_table(alerts))
         return
     options: Options = ctx.obj
     today = datetime.now(UTC).date()

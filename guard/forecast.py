@@ -39,12 +39,13 @@ POOL_RADIUS = 3
 COLD_SPREAD = Decimal("0.35")
 GATE_HISTORY_DAYS = 14
 GATE_SHARE = Decimal("0.05")
+GATE_EARLY_DAYS = 2
 LEVEL_AGE_DAYS = 5
 LOW_LEVEL = Decimal("0.06")
 HIGH_LEVEL = Decimal("0.95")
 GROWTH_DAYS = 28
-GROWTH_MIN = Decimal("-0.05")
-GROWTH_MAX = Decimal("0.10")
+GROWTH_MIN = Decimal("-0.03")
+GROWTH_MAX = Decimal("0.03")
 
 DailySeries = Mapping[date, Decimal]
 """Spend per complete UTC day; a missing day is unknown, not zero."""
@@ -104,12 +105,22 @@ class Band:
     low: tuple[Decimal, ...]
     high: tuple[Decimal, ...]
     residuals: int
+    widths: tuple[Decimal, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.widths:
+            widths = tuple(h.exp() - lo.exp() for lo, h in zip(self.low, self.high, strict=True))
+            object.__setattr__(self, "widths", widths)
 
     @classmethod
     def cold(cls) -> Band:
         """±0.35 on the log scale: used until enough months have been replayed."""
         return cls(tuple(-COLD_SPREAD for _ in range(31)), tuple(COLD_SPREAD for _ in range(31)),
                    0)
+
+    def width(self, day_of_month: int) -> Decimal:
+        """e^high − e^low for a day of the month: the band's width per dollar of rest."""
+        return self.widths[day_of_month - 1]
 
     def at(self, day_of_month: int) -> tuple[Decimal, Decimal]:
         """``(low, high)`` for a day of the month."""
@@ -224,7 +235,7 @@ def forecast(*, mtd: Decimal, history: DailySeries, profile: Profile, band: Band
         season = _cold_start(mtd, profile, now)
     rest = forecast_rest(season, profile, now)
     low, high = narrowing(band, season, profile, now, rest)
-    gated = season.known_days >= GATE_HISTORY_DAYS or mtd >= hard_limit * GATE_SHARE
+    gated = gated_in(season.known_days, mtd, hard_limit, now)
     return Forecast(
         p10_usd=mtd + rest * min(low, ZERO).exp(),
         p50_usd=mtd + rest,
@@ -236,6 +247,19 @@ def forecast(*, mtd: Decimal, history: DailySeries, profile: Profile, band: Band
     )
 
 
+def gated_in(history_days: int, mtd: Decimal, hard_limit: Decimal, now: datetime) -> bool:
+    """Whether a forecast may raise conditions (reference §A3.3 gating).
+
+    It needs two weeks of history or a month-to-date of 5 % of the limit; on the first
+    ``GATE_EARLY_DAYS`` days of a month, when the forecast is last month's level, it needs
+    that month-to-date as well.
+    """
+    substantial = mtd >= hard_limit * GATE_SHARE
+    if now.day <= GATE_EARLY_DAYS:
+        return substantial
+    return history_days >= GATE_HISTORY_DAYS or substantial
+
+
 def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
               rest: Decimal) -> tuple[Decimal, Decimal]:
     """Today's band, capped so its dollar width is no wider than any earlier day's would be.
@@ -244,15 +268,17 @@ def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
     the promise that the band narrows as the month goes on, given the same expectations.
     """
     low, high = band.at(now.day)
-    width = high.exp() - low.exp()
+    width = band.width(now.day)
     if rest <= 0 or width <= 0:
         return low, high
     first = now.date().replace(day=1)
+    days = (next_month(now).date() - first).days
+    expected = [season.expected_day(first + timedelta(days=i)) for i in range(days)]
+    remaining = sum(expected, ZERO)
     cap = width * rest
-    for day in (first + timedelta(days=i) for i in range(now.day - 1)):
-        k_low, k_high = band.at(day.day)
-        cap = min(cap, (k_high.exp() - k_low.exp()) * forecast_rest(season, profile,
-                                                                     day_start(day)))
+    for index in range(now.day - 1):
+        cap = min(cap, band.width(index + 1) * remaining)
+        remaining -= expected[index]
     if cap >= width * rest:
         return low, high
     scale = cap / (width * rest)

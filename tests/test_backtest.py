@@ -17,13 +17,23 @@ from typer.testing import CliRunner
 
 import guard.backtest
 from guard.admin.client import AdminClient
-from guard.backtest import Backtest, Shape, backtest, load_history, synthetic_org, synthetic_orgs
+from guard.backtest import (
+    Backtest,
+    Shape,
+    backtest,
+    load_history,
+    replay_org,
+    synthetic_org,
+    synthetic_orgs,
+)
+from guard.backtest.alerts import CONDITIONS, replay_alerts, score_alerts
 from guard.backtest.command import export_start
 from guard.backtest.harness import naive_run_rate, replay_month, scoreable_months
 from guard.backtest.history import export_history, history_csv
 from guard.backtest.synthetic import daily_series
 from guard.cli import app
 from guard.errors import ConfigError
+from guard.policy import Condition
 
 START = date(2025, 1, 1)
 FLAT = Shape(start_level=100.0, monthly_growth=0.0, weekend_factor=1.0, noise_sigma=0.0,
@@ -229,6 +239,7 @@ def test_backtest_command_prints_the_table() -> None:
     assert "Backtest: 4 orgs, 16 months" in result.stdout
     assert all(f"d{day} " in result.stdout for day in (5, 10, 15, 20))
     assert "ours / naive" in result.stdout and "P90 coverage" in result.stdout
+    assert "hard_likely" in result.stdout and "flaps / budget-month" in result.stdout
 
 
 def test_backtest_command_replays_a_history_file(tmp_path: Path) -> None:
@@ -251,8 +262,8 @@ def test_public_exports_are_pinned() -> None:
     """The package exports exactly its documented API."""
     assert sorted(guard.backtest.__all__) == [
         "Accuracy", "Backtest", "Case", "DayScore", "MonthReplay", "OrgReplay", "Shape",
-        "backtest", "backtest_table", "export_history", "fetch_history", "load_history",
-        "replay_org", "synthetic_org", "synthetic_orgs"]
+        "alerts_table", "backtest", "backtest_table", "export_history", "fetch_history",
+        "load_history", "replay_org", "synthetic_org", "synthetic_orgs"]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -291,3 +302,20 @@ def _client(handler: Callable[[httpx.Request], httpx.Response]) -> AdminClient:
                         transport=httpx.MockTransport(handler))
     return AdminClient(http)
 
+
+
+def test_alerts_fire_early_for_a_month_far_over_its_limit() -> None:
+    """A month whose spend doubles its history fires hard_likely well before day 10."""
+    series = {date(2025, 1, 1) + timedelta(days=i): Decimal(100) for i in range(120)}
+    for i in range(31):
+        series[date(2025, 5, 1) + timedelta(days=i)] = Decimal(200)
+    org = replay_org("doubling", series)
+    may = [m for m in org.months if m.month == date(2025, 5, 1)]
+    assert may
+    alerts = [a for a in replay_alerts(org) if a.condition is Condition.HARD_LIKELY]
+    last = alerts[-1]
+    assert last.breached and last.firing_at_check and last.flaps == 0
+    assert last.first_fired is not None and last.crossed is not None
+    assert last.first_fired < last.crossed
+    scores = score_alerts(replay_alerts(org))
+    assert [s.condition for s in scores] == list(CONDITIONS)

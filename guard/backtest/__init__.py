@@ -17,7 +17,7 @@ from guard.backtest.harness import (
     replay_org,
 )
 from guard.backtest.history import export_history, fetch_history, load_history
-from guard.backtest.report import backtest_table
+from guard.backtest.report import alerts_table, backtest_table
 from guard.backtest.synthetic import Shape, synthetic_org, synthetic_orgs
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "MonthReplay",
     "OrgReplay",
     "Shape",
+    "alerts_table",
     "backtest",
     "backtest_table",
     "export_history",

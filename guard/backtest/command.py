@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from guard.backtest.alerts import AlertScore, alert_scores
 from guard.backtest.harness import Backtest, backtest, scoreable_months
 from guard.backtest.history import load_history
 from guard.backtest.synthetic import synthetic_orgs
@@ -14,15 +15,21 @@ WORKERS = 2
 EXPORT_MONTHS = 13
 
 
-def run_backtest(*, orgs: int, months: int, seed: int, history: Path | None) -> Backtest:
-    """Replay ``history`` if given, else ``orgs`` synthetic organizations of ``months`` months."""
+def run_backtest(*, orgs: int, months: int, seed: int,
+                 history: Path | None) -> tuple[Backtest, tuple[AlertScore, ...]]:
+    """Replay ``history`` if given, else ``orgs`` synthetic organizations of ``months`` months.
+
+    Returns the forecast scores and the alert scores of the forecast conditions.
+    """
     if history is None:
-        return backtest(synthetic_orgs(orgs, seed, months), workers=WORKERS)
-    series = load_history(history, "--history")
-    if not scoreable_months(series):
-        raise ConfigError([("--history", f"{history}: no complete month has two calendar "
-                                         "months of history before it")])
-    return backtest({history.stem: series})
+        result = backtest(synthetic_orgs(orgs, seed, months), workers=WORKERS)
+    else:
+        series = load_history(history, "--history")
+        if not scoreable_months(series):
+            raise ConfigError([("--history", f"{history}: no complete month has two calendar "
+                                             "months of history before it")])
+        result = backtest({history.stem: series})
+    return result, alert_scores(result.orgs, workers=WORKERS)
 
 
 def export_start(raw: str | None, today: date) -> date:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from rich.table import Table
 
+from guard.backtest.alerts import CHECK_DAY, AlertScore
 from guard.backtest.harness import Accuracy, Backtest, DayScore
 
 
@@ -45,3 +46,18 @@ def accuracy_cell(accuracy: Accuracy) -> str:
 def percent(share: Decimal) -> str:
     """A share as a percentage with one decimal: ``0.1234`` → ``12.3 %``."""
     return f"{share * 100:.1f} %"
+
+
+def alerts_table(scores: tuple[AlertScore, ...]) -> Table:
+    """Precision, recall, lead time and flaps of the forecast conditions."""
+    months = scores[0].months if scores else 0
+    table = Table(title=f"Alerts: {months} budget-months, hard limit = realised total × "
+                        f"U(0.85, 1.15), a tick every 6 h through policy",
+                  title_justify="left")
+    for heading in ("condition", f"precision d{CHECK_DAY}", f"recall d{CHECK_DAY}",
+                    "mean lead (days)", "flaps / budget-month"):
+        table.add_column(heading, justify="left" if heading == "condition" else "right")
+    for s in scores:
+        table.add_row(str(s.condition), percent(s.precision), percent(s.recall),
+                      f"{s.lead_days:.1f}", f"{s.flaps_per_month:.3f}")
+    return table
