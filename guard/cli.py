@@ -120,6 +120,8 @@ def backtest(
     ] = None,
     since: Annotated[str | None, typer.Option(
         help="First day to export, YYYY-MM-DD (default: 13 months back).")] = None,
+    runaway_orgs: Annotated[int, typer.Option(
+        min=0, help="Synthetic organizations for the minute-level runaway replay.")] = 30,
 ) -> None:
     """Replay the forecast over past months and score it against the naive run rate."""
     from guard.backtest import (  # noqa: PLC0415  (the backtest loads only when asked for)
@@ -127,6 +129,7 @@ def backtest(
         backtest_table,
         command,
         export_history,
+        runaway_table,
     )
 
     if export is None:
@@ -134,6 +137,9 @@ def backtest(
             orgs=orgs, months=months, seed=seed, history=history))
         _console().print(backtest_table(result))
         _console().print(alerts_table(alerts))
+        if history is None and runaway_orgs:
+            _console().print(runaway_table(command.run_runaway(runaway_orgs, seed),
+                                           runaway_orgs))
         return
     options: Options = ctx.obj
     today = datetime.now(UTC).date()

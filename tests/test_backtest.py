@@ -23,6 +23,7 @@ from guard.backtest import (
     backtest,
     load_history,
     replay_org,
+    runaway,
     synthetic_org,
     synthetic_orgs,
 )
@@ -234,12 +235,14 @@ def test_scoreable_months_need_two_months_before(first: date, gap: date | None,
 
 def test_backtest_command_prints_the_table() -> None:
     """`guard backtest --orgs 4 --months 6` prints the header and one row per checkpoint."""
-    result = CliRunner().invoke(app, ["backtest", "--orgs", "4", "--months", "6"])
+    result = CliRunner().invoke(app, ["backtest", "--orgs", "4", "--months", "6",
+                                      "--runaway-orgs", "2"])
     assert result.exit_code == 0, result.output
     assert "Backtest: 4 orgs, 16 months" in result.stdout
     assert all(f"d{day} " in result.stdout for day in (5, 10, 15, 20))
     assert "ours / naive" in result.stdout and "P90 coverage" in result.stdout
     assert "hard_likely" in result.stdout and "flaps / budget-month" in result.stdout
+    assert "Runaway: 2 synthetic organizations" in result.stdout
 
 
 def test_backtest_command_replays_a_history_file(tmp_path: Path) -> None:
@@ -263,7 +266,7 @@ def test_public_exports_are_pinned() -> None:
     assert sorted(guard.backtest.__all__) == [
         "Accuracy", "Backtest", "Case", "DayScore", "MonthReplay", "OrgReplay", "Shape",
         "alerts_table", "backtest", "backtest_table", "export_history", "fetch_history",
-        "load_history", "replay_org", "synthetic_org", "synthetic_orgs"]
+        "load_history", "replay_org", "runaway_table", "synthetic_org", "synthetic_orgs"]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -319,3 +322,11 @@ def test_alerts_fire_early_for_a_month_far_over_its_limit() -> None:
     assert last.first_fired < last.crossed
     scores = score_alerts(replay_alerts(org))
     assert [s.condition for s in scores] == list(CONDITIONS)
+
+
+def test_runaway_replay_catches_spikes_fast_and_stays_quiet() -> None:
+    """10× spikes trip the fast tier within 15 minutes; quiet weeks trip nothing."""
+    result = runaway.run(3, seed=5)
+    assert result.detected == 3
+    assert result.delay_summary()[1] <= 15
+    assert result.quiet_evaluations > 10_000 and result.false_trips == 0

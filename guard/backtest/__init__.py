@@ -17,7 +17,7 @@ from guard.backtest.harness import (
     replay_org,
 )
 from guard.backtest.history import export_history, fetch_history, load_history
-from guard.backtest.report import alerts_table, backtest_table
+from guard.backtest.report import alerts_table, backtest_table, runaway_table
 from guard.backtest.synthetic import Shape, synthetic_org, synthetic_orgs
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "fetch_history",
     "load_history",
     "replay_org",
+    "runaway_table",
     "synthetic_org",
     "synthetic_orgs",
 ]

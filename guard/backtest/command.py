@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from guard.backtest import runaway
 from guard.backtest.alerts import AlertScore, alert_scores
 from guard.backtest.harness import Backtest, backtest, scoreable_months
 from guard.backtest.history import load_history
+from guard.backtest.runaway import RunawayResult
 from guard.backtest.synthetic import synthetic_orgs
 from guard.errors import ConfigError
 
@@ -45,3 +47,8 @@ def export_start(raw: str | None, today: date) -> date:
         raise ConfigError([("--since", f"{start} is not before today ({today})")])
     return start
 
+
+
+def run_runaway(orgs: int, seed: int) -> RunawayResult:
+    """The runaway replay over ``orgs`` synthetic organizations."""
+    return runaway.run(orgs, seed, workers=WORKERS)

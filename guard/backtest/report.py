@@ -8,6 +8,7 @@ from rich.table import Table
 
 from guard.backtest.alerts import CHECK_DAY, AlertScore
 from guard.backtest.harness import Accuracy, Backtest, DayScore
+from guard.backtest.runaway import RunawayResult
 
 
 def backtest_table(result: Backtest) -> Table:
@@ -60,4 +61,17 @@ def alerts_table(scores: tuple[AlertScore, ...]) -> Table:
     for s in scores:
         table.add_row(str(s.condition), percent(s.precision), percent(s.recall),
                       f"{s.lead_days:.1f}", f"{s.flaps_per_month:.3f}")
+    return table
+
+
+def runaway_table(result: RunawayResult, orgs: int) -> Table:
+    """How fast a 10× hour-long spike trips the fast tier, and false trips in quiet traffic."""
+    median_delay, worst = result.delay_summary()
+    table = Table(title=f"Runaway: {orgs} synthetic organizations, minute-level traffic with "
+                        "business-hour peaks at 3× the mean hour", title_justify="left")
+    for heading in ("spikes (10× for 1 h)", "tripped", "median delay", "worst delay",
+                    "quiet evaluations", "false trips"):
+        table.add_column(heading, justify="right")
+    table.add_row(str(len(result.delays)), str(result.detected), f"{median_delay:.0f} min",
+                  f"{worst} min", str(result.quiet_evaluations), str(result.false_trips))
     return table

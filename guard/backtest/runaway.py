@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +35,7 @@ HISTORY_DAYS = 56
 PROFILE_DAYS = 14
 SPIKE_FACTOR = 10
 SPIKE_MINUTES = 60
+QUIET_STEP = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +154,18 @@ def spike_delay(seed: int) -> int | None:
     return None
 
 
-def run(orgs: int, seed: int = 1, step: timedelta = timedelta(minutes=10)) -> RunawayResult:
+def _one(seed: int) -> tuple[int | None, int, int]:
+    evaluations, trips = quiet_trips(seed, QUIET_STEP)
+    return spike_delay(seed), evaluations, trips
+
+
+def run(orgs: int, seed: int = 1, workers: int = 1) -> RunawayResult:
     """Spike delays and quiet false trips over ``orgs`` synthetic organizations."""
-    delays = tuple(spike_delay(seed + i) for i in range(orgs))
-    quiet = [quiet_trips(seed + i, step) for i in range(orgs)]
-    return RunawayResult(delays, sum(q[0] for q in quiet), sum(q[1] for q in quiet))
+    seeds = [seed + i for i in range(orgs)]
+    if workers > 1 and orgs > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            found = list(pool.map(_one, seeds))
+    else:
+        found = [_one(s) for s in seeds]
+    return RunawayResult(tuple(f[0] for f in found), sum(f[1] for f in found),
+                         sum(f[2] for f in found))
