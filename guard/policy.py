@@ -135,11 +135,26 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Ceiling:
-    """The most capable tier allowed, and why."""
+    """The most capable tier allowed, and why; ``source`` is ``auto`` or ``override``."""
 
     tier: str
     level: int
     because: tuple[str, ...] = ()
+    source: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """An on-call pin: this tier, whatever policy wants, until ``expires_at``."""
+
+    tier: str
+    expires_at: datetime
+    reason: str = ""
+    who: str = ""
+
+    def active(self, now: datetime) -> bool:
+        """Whether the pin still holds at ``now``."""
+        return now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,13 +272,24 @@ def ceiling(firing: Iterable[tuple[Budget, Condition]], config: PolicyConfig,
 # --- one evaluation --------------------------------------------------------------------------
 
 
+def effective(auto: Ceiling, override: Override | None, now: datetime,
+              config: PolicyConfig) -> Ceiling:
+    """The policy's ceiling, replaced by an on-call override while it is active."""
+    if override is None or not override.active(now) or override.tier not in config.chain:
+        return auto
+    why = f"pinned to {override.tier} by {override.who or 'on-call'}"
+    why += f": {override.reason}" if override.reason else ""
+    return Ceiling(override.tier, config.chain.index(override.tier), (why,), "override")
+
+
 def evaluate(inputs: Sequence[BudgetInput], states: Mapping[tuple[str, Condition], AlertState],
              *, now: datetime, stale: bool, config: PolicyConfig,
-             held_tier: str | None = None) -> Outcome:
+             held_tier: str | None = None, override: Override | None = None) -> Outcome:
     """Advance every condition of every budget and decide notifications and the ceiling.
 
     ``held_tier`` is the ceiling in force before this evaluation; it is held while data is
-    stale, so missing data never relaxes the fallback.
+    stale, so missing data never relaxes the fallback. An active ``override`` replaces the
+    ceiling policy computed (it may hold a tier above or below it).
     """
     period = month_start(now).date()
     reset = any(s.period != period for s in states.values())
@@ -285,7 +311,9 @@ def evaluate(inputs: Sequence[BudgetInput], states: Mapping[tuple[str, Condition
     firing = _firing(inputs, new_states)
     hold = held_tier if stale and not reset else None
     pairs = [(i.spend.budget, c) for i in inputs for c in firing.get(i.spend.budget.name, ())]
-    return Outcome(new_states, tuple(decisions), ceiling(pairs, config, hold), reset, firing)
+    auto = ceiling(pairs, config, hold)
+    return Outcome(new_states, tuple(decisions), effective(auto, override, now, config), reset,
+                   firing)
 
 
 def _reset_decision(key: tuple[str, Condition], state: AlertState) -> Decision:

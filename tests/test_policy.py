@@ -15,6 +15,7 @@ from guard.policy import (
     AlertState,
     BudgetInput,
     Condition,
+    Override,
     PolicyConfig,
     Reason,
     Severity,
@@ -199,3 +200,22 @@ def test_month_rollover_resolves_every_condition(
     resolved = {(d.budget, d.condition) for d in out.decisions if d.reason is Reason.RESET}
     assert resolved == {k for k, s in old.items() if s.status is Status.FIRING}
     assert out.reset == bool(old)
+
+
+@pytest.mark.parametrize(("pin", "expected", "source"), [
+    pytest.param("opus", "opus", "override", id="pin-above-policy"),
+    pytest.param("haiku", "haiku", "override", id="pin-below-policy"),
+])
+def test_an_active_override_replaces_the_ceiling(pin: str, expected: str, source: str) -> None:
+    """An on-call pin replaces what policy wants, above or below it, until it expires."""
+    pinned = Override(pin, NOW + timedelta(hours=4), "incident 42", "alice")
+    out = evaluate([item("800")], {}, now=NOW, stale=False, config=CFG, override=pinned)
+    assert (out.ceiling.tier, out.ceiling.source) == (expected, source)
+    assert "alice" in out.ceiling.because[0] and "incident 42" in out.ceiling.because[0]
+
+
+def test_an_expired_override_no_longer_applies() -> None:
+    """After its expiry the pin is ignored and policy's ceiling returns."""
+    pinned = Override("opus", NOW - timedelta(seconds=1))
+    out = evaluate([item("800")], {}, now=NOW, stale=False, config=CFG, override=pinned)
+    assert (out.ceiling.tier, out.ceiling.source) == ("sonnet", "auto")
