@@ -15,7 +15,15 @@ from guard.fetch import Snapshot
 from guard.ledger import month_to_date
 from guard.model import Budget, Ledger
 from guard.outlook import OutlookInputs, outlooks
-from guard.policy import AlertState, BudgetInput, Condition, Outcome, PolicyConfig, evaluate
+from guard.policy import (
+    AlertState,
+    BudgetInput,
+    Condition,
+    Outcome,
+    Override,
+    PolicyConfig,
+    evaluate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +40,7 @@ class Assessment:
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
            lag: timedelta, states: Mapping[tuple[str, Condition], AlertState] | None = None,
-           held_tier: str | None = None) -> Assessment:
+           held_tier: str | None = None, override: Override | None = None) -> Assessment:
     """Ledger, forecast, burn rate and policy for ``budgets`` from one ``snapshot``."""
     at = snapshot.at
     ledger = month_to_date(budgets, at=at, settled=snapshot.settled, usage=snapshot.usage,
@@ -42,7 +50,7 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     inputs = tuple(outlooks(ledger, data, lag=lag))
     stale = is_stale(snapshot.data_through, at, policy)
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
-                       held_tier=held_tier)
+                       held_tier=held_tier, override=override)
     return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy)
 
 

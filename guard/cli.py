@@ -17,16 +17,21 @@ import httpx
 import typer
 from rich.console import Console
 
-from guard import __version__
+from guard import __version__, ops
 from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
 from guard.assess import Assessment, assess
 from guard.config import Settings, load_settings, render_settings, resolve_config_path
+from guard.enforce import EnforcementConfig, Enforcer, KeyDecision
 from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
+from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
 from guard.ledger import budget_api_keys
+from guard.notify import ConsoleNotifier
 from guard.pricing import PriceTable
+from guard.records import Records
 from guard.report import report_json, report_table
 from guard.store import Store
+from guard.tick import Tick, TickConfig, TickReport, run_tick
 
 EXIT_CONFIG = 2
 EXIT_UPSTREAM = 3
@@ -36,6 +41,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Keeps Anthropic API spend inside monthly budgets.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate or show the configuration.")
 app.add_typer(config_app, name="config")
+fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
+app.add_typer(fallback_app, name="fallback")
+keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
+app.add_typer(keys_app, name="keys")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,9 @@ ConfigOption = Annotated[Path | None, typer.Option(
 AtOption = Annotated[str | None, typer.Option(
     "--at", help="Evaluate as of this RFC 3339 instant; no data after it is requested.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="Compute everything, change nothing (no files, no Slack, no keys, "
+                      "no state).")]
 
 
 @app.callback()
@@ -74,6 +86,86 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         typer.echo(json.dumps(report_json(assessment), indent=2))
     else:
         _console().print(report_table(assessment))
+
+
+@app.command()
+def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False,
+          as_json: JsonOption = False) -> None:
+    """Exactly one tick, as the daemon runs it: fetch, decide, fallback, notify, record."""
+    options: Options = ctx.obj
+    moment = _guarded(lambda: parse_at(at, datetime.now(UTC)))
+    settings = _guarded(lambda: load_settings(options.config_path))
+
+    def one() -> TickReport:
+        with open_tick(settings) as tick:
+            return run_tick(tick, moment, dry_run=dry_run)
+
+    result = _guarded(one)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        _console().print(report_table(result.assessment))
+        typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
+                   f"{result.fallback.source}){' changed' if result.changed else ''}"
+                   f"{' [dry run]' if dry_run else ''}")
+    if result.upstream_error:
+        _fail(f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM)
+
+
+@fallback_app.command("status")
+def fallback_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The fallback in force, why, and any on-call pin."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    status = _guarded(lambda: ops.fallback_status(settings, datetime.now(UTC)))
+    typer.echo(json.dumps(status, indent=2) if as_json else ops.describe_status(status))
+
+
+@fallback_app.command("pin")
+def fallback_pin(ctx: typer.Context,
+                 tier: Annotated[str, typer.Argument(help="Tier to hold, e.g. sonnet.")],
+                 duration: Annotated[str, typer.Option("--for", help="How long: 30m, 4h, 2d.")],
+                 reason: Annotated[str, typer.Option(help="Why (written to the audit log).")],
+                 dry_run: DryRunOption = False) -> None:
+    """Hold the fallback at TIER, above or below what policy wants, until it expires."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    now = datetime.now(UTC)
+    pin = _guarded(lambda: ops.pin(settings, tier, duration, reason=reason, who=ops.caller(),
+                                   now=now, dry_run=dry_run))
+    typer.echo(f"pinned to {pin.tier} until {pin.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+               f"{' [dry run]' if dry_run else ''}; the next tick applies it")
+
+
+@fallback_app.command("release")
+def fallback_release(ctx: typer.Context,
+                     reason: Annotated[str, typer.Option(help="Why.")] = "released",
+                     dry_run: DryRunOption = False) -> None:
+    """Remove the on-call pin; policy decides again from the next tick."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    released = _guarded(lambda: ops.release(settings, reason=reason, who=ops.caller(),
+                                            now=datetime.now(UTC), dry_run=dry_run))
+    typer.echo(("released the pin on " + released.tier if released else "no pin to release")
+               + (" [dry run]" if dry_run else ""))
+
+
+@keys_app.command("restore")
+def keys_restore(ctx: typer.Context, dry_run: DryRunOption = False) -> None:
+    """Reactivate every key the hard stop deactivated, to its prior status."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def restore() -> list[KeyDecision]:
+        with open_tick(settings) as tick:
+            assert tick.enforcer is not None
+            return tick.enforcer.restore(datetime.now(UTC), "guard keys restore",
+                                         who=ops.caller(), dry_run=dry_run)
+
+    decisions = _guarded(restore)
+    for d in decisions:
+        state = "would restore" if d.dry_run else "restored" if d.done else f"failed: {d.error}"
+        typer.echo(f"{d.key_id} ({d.budget}): {state} to {d.prior_status}")
+    if not decisions:
+        typer.echo("no deactivated keys to restore")
+    if any(not d.done and not d.dry_run for d in decisions):
+        raise typer.Exit(EXIT_UPSTREAM)
 
 
 @config_app.command("validate")
@@ -187,6 +279,21 @@ def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
 def _console() -> Console:
     """A console for stdout; wide enough for the table when piped or captured."""
     return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+@contextmanager
+def open_tick(settings: Settings) -> Iterator[Tick]:
+    """A ``Tick`` wired to the real client, store, sinks and console notifier."""
+    with open_fetcher(settings) as fetcher:
+        records = Records(fetcher.store)
+        e = settings.enforcement
+        enforcer = Enforcer(fetcher.client, records, EnforcementConfig(
+            e.enabled, e.dry_run, e.deactivate_keys_at_pct, frozenset(e.never_deactivate)))
+        config = TickConfig(settings.budget_models(), settings.policy_config(),
+                            timedelta(minutes=settings.policy.usage_lag_minutes),
+                            dict(settings.fallback.models))
+        yield Tick(fetcher, records, FileSinks.from_settings(settings.fallback),
+                   ConsoleNotifier(), config, enforcer)
 
 
 def parse_at(raw: str | None, now: datetime) -> datetime:

@@ -72,7 +72,7 @@ class Snapshot:
     at: datetime
     settled: dict[date, CostDay]
     usage: list[PricedUsage]
-    data_through: datetime
+    data_through: datetime | None
     api_requests: int
     usage_from: date | None = None
     recent_hours: list[PricedUsage] = field(default_factory=list)
@@ -104,21 +104,50 @@ class Fetcher:
         under no key, which keeps every other total exact and the snapshot small.
         """
         before = self.client.requests
-        through = floor_minute(at)
-        usage_from = floor_day(month_start(at) - self.policy.usage_history)
+        usage_from = self._usage_from(at)
         fresh_from, minutes = self._refresh_usage(usage_from, at)
+        settled = self._refresh_cost(self._cost_from(at), at)
+        self._advance_watermark(floor_minute(at))
+        return self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
+                              minutes=minutes, api_keys=api_keys, through=floor_minute(at),
+                              requests=self.client.requests - before)
+
+    def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
+        """The month's data as the store has it, without a single request (an outage).
+
+        ``data_through`` is the stored watermark, so staleness shows; nothing is invented for
+        the hours that could not be read.
+        """
+        usage_from = self._usage_from(at)
+        known = self.store.get_meta(WATERMARK)
+        through = min(datetime.fromisoformat(known), at) if known else None
+        closed = days_between(self._cost_from(at), at.date())
+        fetched = self.store.cost_fetched(closed[0], closed[-1]) if closed else {}
+        settled_days = [d for d in closed if self._cost_settled(d, fetched.get(d))]
+        settled = self.store.cost_days(settled_days) if settled_days else {}
+        fresh_from = min(floor_hour(at), floor_hour(through)) if through else usage_from
+        return self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
+                              minutes=[], api_keys=api_keys, through=through, requests=0)
+
+    def _usage_from(self, at: datetime) -> datetime:
+        return floor_day(month_start(at) - self.policy.usage_history)
+
+    def _cost_from(self, at: datetime) -> date:
+        return min(month_start(at).date(), (at - self.policy.cost_history).date())
+
+    def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,
+                  fresh_from: datetime, minutes: list[PricedUsage],
+                  api_keys: Collection[str] | None, through: datetime | None,
+                  requests: int) -> Snapshot:
         fresh = _by_hour(minutes)
-        cost_from = min(month_start(at).date(), (at - self.policy.cost_history).date())
-        settled = self._refresh_cost(cost_from, at)
         usage = self.store.usage_by_day(usage_from, fresh_from, api_keys) + fresh
         recent_from = max(usage_from, floor_hour(at - self.policy.recent))
         recent = self.store.usage_by_hour(recent_from, fresh_from, api_keys)
         hourly = self.store.hourly_totals(max(usage_from, floor_day(at) - 14 * DAY), fresh_from)
         for row in fresh:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
-        self._advance_watermark(through)
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
-                        api_requests=self.client.requests - before, usage_from=usage_from.date(),
+                        api_requests=requests, usage_from=usage_from.date(),
                         recent_hours=recent, recent_minutes=minutes, hourly=hourly)
 
     def _advance_watermark(self, through: datetime) -> None:

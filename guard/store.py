@@ -27,54 +27,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from guard.errors import StoreError
 from guard.model import CostDay, PricedUsage
+from guard.schema import cost_days, cost_fetches, meta, metadata, usage_fetches, usage_hours
 
 UNITS_PER_USD = 10**10
 _UNIT = Decimal(1) / UNITS_PER_USD
 DAY_S = 86_400
-
-metadata = sa.MetaData()
-
-usage_hours = sa.Table(
-    "usage_hours", metadata,
-    sa.Column("hour", sa.BigInteger, nullable=False, index=True),
-    sa.Column("workspace_id", sa.String(64)),
-    sa.Column("api_key_id", sa.String(64)),
-    sa.Column("model", sa.String(128)),
-    sa.Column("token_units", sa.BigInteger, nullable=False),
-    sa.Column("web_search_units", sa.BigInteger, nullable=False),
-    sa.Column("input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
-    sa.Column("output_tokens", sa.BigInteger, nullable=False),
-    sa.Column("web_search_requests", sa.BigInteger, nullable=False),
-)
-
-usage_fetches = sa.Table(
-    "usage_fetches", metadata,
-    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("fetched_at", sa.BigInteger, nullable=False),
-)
-
-cost_days = sa.Table(
-    "cost_days", metadata,
-    sa.Column("day", sa.BigInteger, nullable=False, index=True),
-    sa.Column("grouping", sa.String(16), nullable=False),  # "workspace" | "model"
-    sa.Column("name", sa.String(128)),                      # workspace id (NULL: default) or model
-    sa.Column("amount_units", sa.BigInteger, nullable=False),
-)
-
-cost_fetches = sa.Table(
-    "cost_fetches", metadata,
-    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("fetched_at", sa.BigInteger, nullable=False),
-)
-
-meta = sa.Table(
-    "meta", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(256), nullable=False),
-)
-
 
 def to_units(usd: Decimal) -> int:
     """Dollars → integer store units (rounded half-even at 0.000001 cent)."""
@@ -130,7 +87,7 @@ class Store:
         """When each hour in ``[start, end)`` was last read: hour → fetched_at."""
         query = sa.select(usage_fetches).where(usage_fetches.c.hour >= epoch(start),
                                                usage_fetches.c.hour < epoch(end))
-        with self._read() as conn:
+        with self.reading() as conn:
             return {at_epoch(h): at_epoch(f) for h, f in conn.execute(query)}
 
     def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
@@ -139,7 +96,7 @@ class Store:
         keys = sorted({epoch(h) for h in hours})
         if not keys:
             return
-        with self._write() as conn:
+        with self.writing() as conn:
             conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(keys)))
             conn.execute(usage_fetches.delete().where(usage_fetches.c.hour.in_(keys)))
             if rows:
@@ -166,7 +123,7 @@ class Store:
         c = usage_hours.c
         query = (sa.select(c.hour, sa.func.sum(c.token_units + c.web_search_units))
                  .where(c.hour >= epoch(start), c.hour < epoch(end)).group_by(c.hour))
-        with self._read() as conn:
+        with self.reading() as conn:
             return {at_epoch(int(h)): from_units(units) for h, units in conn.execute(query)}
 
     def _usage(self, start: datetime, end: datetime, seconds: int,
@@ -183,7 +140,7 @@ class Store:
         query = (sa.select(period, c.workspace_id, key, c.model, *sums)
                  .where(c.hour >= epoch(start), c.hour < epoch(end))
                  .group_by(period, c.workspace_id, key, c.model))
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(query).all()
         starts: dict[int, datetime] = {}
         return [_priced(row, starts) for row in rows]
@@ -194,7 +151,7 @@ class Store:
         """When each day in ``[first, last]`` was last read: day → fetched_at."""
         query = sa.select(cost_fetches).where(cost_fetches.c.day >= day_epoch(first),
                                               cost_fetches.c.day <= day_epoch(last))
-        with self._read() as conn:
+        with self.reading() as conn:
             return {at_epoch(d).date(): at_epoch(f) for d, f in conn.execute(query)}
 
     def replace_cost_days(self, days: Sequence[CostDay], fetched_at: datetime) -> None:
@@ -203,7 +160,7 @@ class Store:
         if not keys:
             return
         records = [record for d in days for record in _cost_records(d)]
-        with self._write() as conn:
+        with self.writing() as conn:
             conn.execute(cost_days.delete().where(cost_days.c.day.in_(keys)))
             conn.execute(cost_fetches.delete().where(cost_fetches.c.day.in_(keys)))
             if records:
@@ -215,7 +172,7 @@ class Store:
         """The stored cost of each of ``days`` that has been read."""
         keys = sorted({day_epoch(d) for d in days})
         c = cost_days.c
-        with self._read() as conn:
+        with self.reading() as conn:
             fetched = set(conn.scalars(sa.select(cost_fetches.c.day)
                                        .where(cost_fetches.c.day.in_(keys))))
             rows = conn.execute(sa.select(c.day, c.grouping, c.name, c.amount_units)
@@ -232,17 +189,18 @@ class Store:
 
     def get_meta(self, name: str) -> str | None:
         """A named value, or ``None``."""
-        with self._read() as conn:
+        with self.reading() as conn:
             return conn.scalar(sa.select(meta.c.value).where(meta.c.name == name))
 
     def set_meta(self, name: str, value: str) -> None:
         """Set a named value."""
-        with self._write() as conn:
+        with self.writing() as conn:
             conn.execute(meta.delete().where(meta.c.name == name))
             conn.execute(meta.insert().values(name=name, value=value))
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; SQLAlchemy errors become StoreError."""
         try:
             with self.engine.connect() as conn:
                 yield conn
@@ -251,7 +209,8 @@ class Store:
                              f"{_reason(exc)}") from None
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A transaction; SQLAlchemy errors become StoreError."""
         try:
             with self.engine.begin() as conn:
                 yield conn

@@ -130,6 +130,15 @@ class PolicySettings(_Section):
     usage_lag_minutes: int = Field(5, ge=0)
 
 
+class EnforcementSettings(_Section):
+    """The opt-in hard stop: deactivate a budget's API keys past a share of its hard limit."""
+
+    enabled: bool = False
+    dry_run: bool = True
+    deactivate_keys_at_pct: Decimal = Field(Decimal(100), gt=0)
+    never_deactivate: list[NonBlank] = Field(default_factory=list)
+
+
 class StateSettings(_Section):
     """Where the state store lives (SQLAlchemy URL)."""
 

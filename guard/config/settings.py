@@ -20,6 +20,7 @@ from guard.config.sections import (
     NO_CEILING,
     AnthropicSettings,
     BudgetSettings,
+    EnforcementSettings,
     FallbackSettings,
     HttpSettings,
     ModelPriceOverride,
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
     budgets: list[BudgetSettings] = Field(default_factory=list)
     pricing: dict[NonBlank, ModelPriceOverride] = Field(default_factory=dict)
 

@@ -1,0 +1,111 @@
+"""The state store's schema (SQLAlchemy Core), shared by ``store`` and ``records``.
+
+Money columns are integers of 1e-10 USD; times are integer epoch seconds in UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+usage_hours = sa.Table(
+    "usage_hours", metadata,
+    sa.Column("hour", sa.BigInteger, nullable=False, index=True),
+    sa.Column("workspace_id", sa.String(64)),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("token_units", sa.BigInteger, nullable=False),
+    sa.Column("web_search_units", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("web_search_requests", sa.BigInteger, nullable=False),
+)
+
+usage_fetches = sa.Table(
+    "usage_fetches", metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+)
+
+cost_days = sa.Table(
+    "cost_days", metadata,
+    sa.Column("day", sa.BigInteger, nullable=False, index=True),
+    sa.Column("grouping", sa.String(16), nullable=False),  # "workspace" | "model"
+    sa.Column("name", sa.String(128)),                      # workspace id (NULL: default) or model
+    sa.Column("amount_units", sa.BigInteger, nullable=False),
+)
+
+cost_fetches = sa.Table(
+    "cost_fetches", metadata,
+    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+)
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+
+# --- what the tick remembers ------------------------------------------------------------------
+
+alert_states = sa.Table(
+    "alert_states", metadata,
+    sa.Column("budget", sa.String(128), primary_key=True),
+    sa.Column("condition", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("period", sa.BigInteger, nullable=False),
+    sa.Column("since", sa.BigInteger, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("clear_since", sa.BigInteger),
+    sa.Column("last_notified", sa.BigInteger),
+    sa.Column("notified_severity", sa.String(16)),
+)
+
+fallback_state = sa.Table(
+    "fallback_state", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.String(64), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("firing", sa.Text, nullable=False),
+    sa.Column("reload_pending", sa.Boolean, nullable=False),
+)
+
+overrides = sa.Table(
+    "overrides", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("tier", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("who", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("who", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+key_actions = sa.Table(
+    "key_actions", metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("budget", sa.String(128), nullable=False),
+    sa.Column("prior_status", sa.String(16), nullable=False),
+    sa.Column("deactivated_at", sa.BigInteger, nullable=False),
+    sa.Column("period", sa.BigInteger, nullable=False),
+)
