@@ -269,3 +269,18 @@ def test_bad_pins_are_refused(tmp_path: Path, args: list[str], field: str) -> No
     cfg = config_file(tmp_path, "http://127.0.0.1:9")
     result = CliRunner().invoke(app, ["--config", str(cfg), "fallback", "pin", *args])
     assert result.exit_code == 2 and field in result.stderr
+
+
+def test_a_released_pin_gives_way_to_policy_on_the_next_tick(sim: SimServer,
+                                                              tick: Tick) -> None:
+    """A pin below policy holds until released; the next tick is policy's again."""
+    at = MARCH + timedelta(days=3)
+    policy_tier = step(sim, tick, at)
+    policy_tier = step(sim, tick, at + timedelta(minutes=15))
+    assert policy_tier != "haiku"
+    tick.records.save_override(Override("haiku", at + timedelta(days=2), "drill", "dave"), at)
+    assert step(sim, tick, at + timedelta(minutes=20)) == "haiku"
+    tick.records.clear_override()
+    assert step(sim, tick, at + timedelta(minutes=25)) == policy_tier
+    afters = [e.after for e in tick.records.audit_entries() if e.action == "fallback_changed"]
+    assert afters[-2:] == ["haiku (override)", f"{policy_tier} (auto)"]
