@@ -277,9 +277,13 @@ def effective(auto: Ceiling, override: Override | None, now: datetime,
     """The policy's ceiling, replaced by an on-call override while it is active."""
     if override is None or not override.active(now) or override.tier not in config.chain:
         return auto
+    level = config.chain.index(override.tier)
     why = f"pinned to {override.tier} by {override.who or 'on-call'}"
     why += f": {override.reason}" if override.reason else ""
-    return Ceiling(override.tier, config.chain.index(override.tier), (why,), "override")
+    if level != auto.level:
+        side = "above" if level < auto.level else "below"
+        why += f" ({side} policy's {auto.tier})"
+    return Ceiling(override.tier, level, (why,), "override")
 
 
 def evaluate(inputs: Sequence[BudgetInput], states: Mapping[tuple[str, Condition], AlertState],

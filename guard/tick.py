@@ -28,6 +28,7 @@ from guard.fetch import Fetcher, Snapshot
 from guard.ledger import budget_api_keys
 from guard.model import Budget
 from guard.notify import Notification, Notifier
+from guard.period import month_start
 from guard.policy import (
     AlertState,
     Ceiling,
@@ -220,9 +221,8 @@ def _enforce(tick: Tick, a: Assessment, at: datetime, dry_run: bool) -> Sequence
         return []
     decisions: list[KeyDecision] = []
     try:
-        if a.outcome.reset:
-            decisions += tick.enforcer.restore(at, "budget period reset", dry_run=dry_run,
-                                               only_before=at)
+        decisions += tick.enforcer.restore(at, "budget period reset", dry_run=dry_run,
+                                           only_before=month_start(at))
         decisions += tick.enforcer.enforce(a.ledger.budgets, at, dry_run)
     except UpstreamError as exc:
         log.warning("key enforcement skipped this tick: %s", exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
 from guard.cli import app
+from guard.enforce import EnforcementConfig, Enforcer
 from guard.fallback.sinks import FileSinks, read_env
 from guard.fetch import Fetcher
 from guard.model import Budget, Scope
@@ -284,3 +285,23 @@ def test_a_released_pin_gives_way_to_policy_on_the_next_tick(sim: SimServer,
     assert step(sim, tick, at + timedelta(minutes=25)) == policy_tier
     afters = [e.after for e in tick.records.audit_entries() if e.action == "fallback_changed"]
     assert afters[-2:] == ["haiku (override)", f"{policy_tier} (auto)"]
+
+
+def test_keys_deactivated_in_a_month_are_restored_when_the_next_begins(sim: SimServer,
+                                                                        tick: Tick) -> None:
+    """The hard stop deactivates a key past its limit; the first tick of April restores it."""
+    key = ORG.api_keys[0].id
+    tick.config = replace(tick.config, budgets=(
+        Budget("first-key", Scope.API_KEY, key, Decimal(1), Decimal(2)),))
+    tick.enforcer = Enforcer(tick.fetcher.client, tick.records,
+                             EnforcementConfig(enabled=True, dry_run=False))
+    at = MARCH + timedelta(days=10)
+    sim.clock.set(at)
+    result = run_tick(tick, at)
+    assert [(k.key_id, k.action, k.done) for k in result.keys] == [(key, "deactivate", True)]
+    assert sim.key_status(key) == "inactive"
+    later = APRIL + timedelta(hours=1)
+    sim.clock.set(later)
+    result = run_tick(tick, later)
+    assert (key, "restore", True) in [(k.key_id, k.action, k.done) for k in result.keys]
+    assert sim.key_status(key) == "active" and tick.records.key_actions() == []
