@@ -6,8 +6,10 @@ every ``TICK``: month-to-date is the complete days plus the elapsed share of tod
 forecast is the real one, and ``hard_likely`` (P50 ≥ limit) and ``hard_at_risk``
 (P90 ≥ limit) go through ``guard.policy.step`` with the default hysteresis. Scored:
 
-- **precision / recall at day 10**: a condition firing at 00:00 on day 10 against whether the
-  month really ended at or above the limit;
+- **precision / recall at day 10**: a condition firing at 00:00 on day 10 (through the policy,
+  hysteresis included) against whether the month really ended at or above the limit; and the
+  same for the bare rule at that instant (P50 ≥ limit, P90 ≥ limit), as the reference
+  reports it;
 - **lead time**: for months that crossed the limit, how long before the crossing the condition
   first fired (crossings are placed within their day by the elapsed share);
 - **flaps**: a condition that fires again after it had cleared, per budget-month.
@@ -41,6 +43,7 @@ class MonthAlerts:
     condition: Condition
     breached: bool
     firing_at_check: bool
+    rule_at_check: bool
     first_fired: datetime | None
     crossed: datetime | None
     flaps: int
@@ -56,6 +59,8 @@ class AlertScore:
     recall: Decimal
     lead_days: Decimal
     flaps_per_month: Decimal
+    rule_precision: Decimal = Decimal(0)
+    rule_recall: Decimal = Decimal(0)
 
 
 def limit_for(month: MonthReplay, seed: int) -> Decimal:
@@ -74,6 +79,7 @@ def _month(org: OrgReplay, month: MonthReplay, seed: int) -> list[MonthAlerts]:
     states: dict[Condition, AlertState | None] = dict.fromkeys(CONDITIONS)
     first: dict[Condition, datetime | None] = dict.fromkeys(CONDITIONS)
     at_check: dict[Condition, bool] = dict.fromkeys(CONDITIONS, False)
+    rule: dict[Condition, bool] = dict.fromkeys(CONDITIONS, False)
     flaps = dict.fromkeys(CONDITIONS, 0)
     cleared = dict.fromkeys(CONDITIONS, False)
     for now in _ticks(month):
@@ -95,9 +101,10 @@ def _month(org: OrgReplay, month: MonthReplay, seed: int) -> list[MonthAlerts]:
             states[condition] = after
             if now == day_start(month.month.replace(day=CHECK_DAY)):
                 at_check[condition] = now_firing
+                rule[condition] = signal.active and signal.known
     crossed = _crossing(month, limit)
-    return [MonthAlerts(c, month.total >= limit, at_check[c], first[c], crossed, flaps[c])
-            for c in CONDITIONS]
+    return [MonthAlerts(c, month.total >= limit, at_check[c], rule[c], first[c], crossed,
+                        flaps[c]) for c in CONDITIONS]
 
 
 def _firing(state: AlertState | None) -> bool:
@@ -147,6 +154,9 @@ def _score(condition: Condition, items: Sequence[MonthAlerts]) -> AlertScore:
         recall=_share(len([a for a in breached if a.firing_at_check]), len(breached)),
         lead_days=Decimal(f"{sum(leads) / len(leads):.2f}") if leads else Decimal(0),
         flaps_per_month=_share(sum(a.flaps for a in items), len(items)),
+        rule_precision=_share(len([a for a in items if a.rule_at_check and a.breached]),
+                              len([a for a in items if a.rule_at_check])),
+        rule_recall=_share(len([a for a in breached if a.rule_at_check]), len(breached)),
     )
 
 

@@ -55,11 +55,13 @@ def alerts_table(scores: tuple[AlertScore, ...]) -> Table:
     table = Table(title=f"Alerts: {months} budget-months, hard limit = realised total × "
                         f"U(0.85, 1.15), a tick every 6 h through policy",
                   title_justify="left")
-    for heading in ("condition", f"precision d{CHECK_DAY}", f"recall d{CHECK_DAY}",
+    for heading in ("condition", f"firing precision d{CHECK_DAY}", f"firing recall d{CHECK_DAY}",
+                    f"rule precision d{CHECK_DAY}", f"rule recall d{CHECK_DAY}",
                     "mean lead (days)", "flaps / budget-month"):
         table.add_column(heading, justify="left" if heading == "condition" else "right")
     for s in scores:
         table.add_row(str(s.condition), percent(s.precision), percent(s.recall),
+                      percent(s.rule_precision), percent(s.rule_recall),
                       f"{s.lead_days:.1f}", f"{s.flaps_per_month:.3f}")
     return table
 
