@@ -26,7 +26,9 @@ from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
 from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
 from guard.ledger import budget_api_keys
-from guard.notify import ConsoleNotifier
+from guard.notify.delivery import LogTransport
+from guard.notify.slack import SlackTransport
+from guard.notify.slack import from_settings as slack_from_settings
 from guard.pricing import PriceTable
 from guard.records import Records
 from guard.report import report_json, report_table
@@ -293,7 +295,13 @@ def open_tick(settings: Settings) -> Iterator[Tick]:
                             timedelta(minutes=settings.policy.usage_lag_minutes),
                             dict(settings.fallback.models))
         yield Tick(fetcher, records, FileSinks.from_settings(settings.fallback),
-                   ConsoleNotifier(), config, enforcer)
+                   transport_for(settings), config, enforcer,
+                   channel=settings.slack.channel or "")
+
+
+def transport_for(settings: Settings) -> SlackTransport:
+    """Slack's Web API with a bot token, else a webhook, else the log."""
+    return slack_from_settings(settings.slack) or LogTransport()
 
 
 def parse_at(raw: str | None, now: datetime) -> datetime:

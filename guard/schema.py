@@ -109,3 +109,48 @@ key_actions = sa.Table(
     sa.Column("deactivated_at", sa.BigInteger, nullable=False),
     sa.Column("period", sa.BigInteger, nullable=False),
 )
+
+# --- notifications ------------------------------------------------------------------------------
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedup", sa.String(255), nullable=False, unique=True),
+    sa.Column("incident", sa.String(255), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("blocks", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # owed | delivered | superseded
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claimed_until", sa.BigInteger),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.BigInteger),
+)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("incident", sa.String(255), primary_key=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("ts", sa.String(64), nullable=False),
+    sa.Column("posted_at", sa.BigInteger, nullable=False),
+)
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("budget", sa.String(128), nullable=False),
+    sa.Column("condition", sa.String(32)),
+    sa.Column("starts_at", sa.BigInteger, nullable=False),
+    sa.Column("ends_at", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("who", sa.String(128), nullable=False),
+)
+
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)

@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,16 +29,18 @@ from guard.fallback.sinks import FallbackState, ReloadResult, Sink
 from guard.fetch import Fetcher, Snapshot
 from guard.ledger import budget_api_keys
 from guard.model import Budget
-from guard.notify import Notification, Notifier
+from guard.notify import Notification
+from guard.notify.delivery import deliver
+from guard.notify.outbox import Outbox
+from guard.notify.plan import Planned, plan
+from guard.notify.slack import SlackTransport
 from guard.period import month_start
 from guard.policy import (
     AlertState,
     Ceiling,
     Condition,
-    Decision,
     Override,
     PolicyConfig,
-    Reason,
     notified,
 )
 from guard.records import AuditEntry, FallbackRecord, Records
@@ -45,8 +49,7 @@ from guard.report import report_json
 log = logging.getLogger(__name__)
 
 POLICY = "policy"
-KINDS = {Reason.FIRST: "firing", Reason.REPEAT: "repeat", Reason.ESCALATED: "escalated",
-         Reason.RESOLVED: "resolved"}
+LEADER = "leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class TickConfig:
     policy: PolicyConfig
     lag: timedelta
     models: dict[str, str]
+    lease_ttl: timedelta = timedelta(minutes=3)
 
 
 @dataclass
@@ -66,17 +70,25 @@ class Tick:
     fetcher: Fetcher
     records: Records
     sinks: Sink
-    notifier: Notifier
+    transport: SlackTransport
     config: TickConfig
     enforcer: Enforcer | None = None
+    channel: str = ""
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def outbox(self) -> Outbox:
+        """The notification outbox in the same store."""
+        return Outbox(self.records.store)
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """One notification and whether it was accepted."""
+    """One notification this tick decided, and whether Slack accepted it this tick."""
 
     notification: Notification
     delivered: bool
+    muted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,8 @@ class TickReport:
     sent: tuple[Sent, ...]
     keys: tuple[KeyDecision, ...]
     upstream_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    standby: bool = False
+    owed: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -102,7 +115,10 @@ class TickReport:
             out["fallback"]["reload"] = {"ok": self.reload.ok, "detail": self.reload.detail}
         out["notifications"] = [
             {"budget": s.notification.budget, "condition": s.notification.condition,
-             "kind": s.notification.kind, "delivered": s.delivered} for s in self.sent]
+             "kind": s.notification.kind, "delivered": s.delivered}
+            | ({"muted": s.muted} if s.muted else {}) for s in self.sent]
+        out["notifications_owed"] = self.owed
+        out["standby"] = self.standby
         out["keys"] = [{"budget": k.budget, "key_id": k.key_id, "action": k.action,
                         "dry_run": k.dry_run, "done": k.done, "error": k.error}
                        for k in self.keys]
@@ -120,14 +136,17 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
                         override=_live_override(tick, at))
     desired = _desired(tick, assessment, previous, at)
     changed = previous is None or not _same(previous, desired)
+    if not dry_run and not tick.outbox.lease(LEADER, tick.holder, at, tick.config.lease_ttl):
+        return TickReport(assessment, desired, False, None, (), (), str(error) if error else None,
+                          standby=True)
     tick.sinks.write(desired, dry_run=dry_run)
     reload = _reload(tick, previous, changed, dry_run)
-    sent, states = _notify(tick, assessment, at, dry_run)
+    sent, states, owed = _notify(tick, assessment, snapshot, desired, at=at, dry_run=dry_run)
     keys = _enforce(tick, assessment, at, dry_run)
     if not dry_run:
         _record(tick, previous, desired, changed=changed, reload=reload, states=states, at=at)
     return TickReport(assessment, desired, changed, reload, tuple(sent), tuple(keys),
-                      str(error) if error else None)
+                      str(error) if error else None, owed=owed)
 
 
 def _gather(tick: Tick, at: datetime) -> tuple[Snapshot, UpstreamError | None]:
@@ -182,38 +201,34 @@ def _reload(tick: Tick, previous: FallbackRecord | None, changed: bool,
     return result
 
 
-def _notify(tick: Tick, a: Assessment, at: datetime,
-            dry_run: bool) -> tuple[list[Sent], dict[tuple[str, Condition], AlertState]]:
+def _notify(tick: Tick, a: Assessment, snapshot: Snapshot, desired: FallbackState, *,
+            at: datetime, dry_run: bool
+            ) -> tuple[list[Sent], dict[tuple[str, Condition], AlertState], int]:
+    """Owe what policy decided (durably), then send what is owed, oldest first."""
+    outbox = tick.outbox
+    today = [r for r in snapshot.usage if r.start.date() == at.date()]
+    planned = plan(a, desired, today, outbox.silences(at), at)
     states = dict(a.outcome.states)
-    sent: list[Sent] = []
-    for decision in a.outcome.decisions:
-        kind = KINDS.get(decision.reason)
-        if kind is None:
-            continue
-        note = Notification(decision.budget, decision.condition.value, kind,
-                            decision.severity.value, _text(decision, kind))
-        delivered = False if dry_run else _send(tick.notifier, note)
-        sent.append(Sent(note, delivered))
-        key = (decision.budget, decision.condition)
-        if delivered and key in states:
+    for item in planned:
+        if not dry_run and item.muted is None:
+            outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
+        key = (item.budget, Condition(item.condition)) if item.condition else None
+        if key in states and item.kind != "update":
             states[key] = notified(states[key], at)
-    if a.outcome.reset:
-        note = Notification(None, None, "reset", "warning",
-                            "budgets reset for the new month; every condition resolved")
-        sent.append(Sent(note, False if dry_run else _send(tick.notifier, note)))
-    return sent, states
+    delivered: set[str] = set()
+    if not dry_run:
+        results = deliver(outbox, tick.transport, tick.channel, tick.holder, at)
+        delivered = {r.owed.dedup for r in results if r.ok}
+    sent = [Sent(Notification(i.budget, i.condition, i.kind, _severity(states, i), i.payload.text),
+                 i.dedup in delivered, i.muted) for i in planned if i.kind != "update"]
+    return sent, states, 0 if dry_run else len(outbox.owed())
 
 
-def _send(notifier: Notifier, note: Notification) -> bool:
-    try:
-        return notifier.send(note)
-    except Exception as exc:
-        log.warning("notification not delivered, retrying next tick: %s", exc)
-        return False
-
-
-def _text(decision: Decision, kind: str) -> str:
-    return f"{decision.budget}: {decision.condition.value} {kind} ({decision.reason.value})"
+def _severity(states: dict[tuple[str, Condition], AlertState], item: Planned) -> str:
+    if item.budget is None or item.condition is None:
+        return "warning"
+    state = states.get((item.budget, Condition(item.condition)))
+    return state.severity.value if state else "warning"
 
 
 def _enforce(tick: Tick, a: Assessment, at: datetime, dry_run: bool) -> Sequence[KeyDecision]:

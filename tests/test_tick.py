@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from guard.enforce import EnforcementConfig, Enforcer
 from guard.fallback.sinks import FileSinks, read_env
 from guard.fetch import Fetcher
 from guard.model import Budget, Scope
-from guard.notify import Notification
+from guard.notify.slack import Posted, SlackUnavailable
 from guard.policy import Override, PolicyConfig
 from guard.pricing import PriceTable
 from guard.records import Records
@@ -37,15 +38,27 @@ MONTH_USD = ORG.truth_cents(MARCH, APRIL, "organization") / 100
 
 
 @dataclass
-class RecordingNotifier:
-    """Accepts (or refuses) every notification and remembers it."""
+class RecordingTransport:
+    """A Slack stand-in that accepts (or is down for) every message and remembers posts."""
 
     accept: bool = True
-    sent: list[Notification] = field(default_factory=list)
+    supports_updates: bool = True
+    posts: list[tuple[str, str | None]] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)
 
-    def send(self, notification: Notification) -> bool:
-        self.sent.append(notification)
-        return self.accept
+    def post(self, channel: str, text: str, blocks: Sequence[dict[str, Any]],
+             thread_ts: str | None = None) -> Posted:
+        if not self.accept:
+            raise SlackUnavailable("slack is down")
+        self.posts.append((text, thread_ts))
+        return Posted(channel or "C1", f"{len(self.posts)}.0")
+
+    def update(self, channel: str, ts: str, text: str,
+               blocks: Sequence[dict[str, Any]]) -> Posted:
+        if not self.accept:
+            raise SlackUnavailable("slack is down")
+        self.updates.append(ts)
+        return Posted(channel, ts)
 
 
 @pytest.fixture
@@ -72,7 +85,7 @@ def tick(sim: SimServer, tmp_path: Path) -> Iterator[Tick]:
         config = TickConfig(budgets(MONTH_USD * Decimal("0.3"), MONTH_USD * Decimal("0.8")),
                             PolicyConfig(), timedelta(minutes=5), MODELS)
         yield Tick(Fetcher(client, store, PriceTable.load()), Records(store), sinks,
-                   RecordingNotifier(), config)
+                   RecordingTransport(), config, channel="C1")
     store.close()
 
 
@@ -160,19 +173,22 @@ def test_an_outage_during_a_breach_keeps_the_tightest_ceiling(sim: SimServer,
     assert "data_stale" in result.as_json()["budgets"][0]["firing"]
 
 
-def test_a_refused_notification_is_sent_again_next_tick(sim: SimServer, tick: Tick) -> None:
-    """A notification the notifier refused stays owed and goes out on the next tick."""
-    notifier = RecordingNotifier(accept=False)
-    tick.notifier = notifier
+def test_a_notification_slack_refused_is_sent_again_next_tick(sim: SimServer,
+                                                              tick: Tick) -> None:
+    """While Slack is down the firing stays owed; it is posted once when Slack returns."""
+    transport = RecordingTransport(accept=False)
+    tick.transport = transport
     at = MARCH + timedelta(days=12)
-    step(sim, tick, at)
-    first = [(n.condition, n.kind) for n in notifier.sent]
-    assert ("soft_reached", "firing") in first
-    notifier.accept = True
+    sim.clock.set(at)
+    first = run_tick(tick, at)
+    assert ("soft_reached", "firing", False) in [
+        (s.notification.condition, s.notification.kind, s.delivered) for s in first.sent]
+    assert first.owed >= 1
+    transport.accept = True
     step(sim, tick, at + timedelta(minutes=1))
-    assert [(n.condition, n.kind) for n in notifier.sent].count(("soft_reached", "firing")) == 2
     step(sim, tick, at + timedelta(minutes=2))
-    assert [(n.condition, n.kind) for n in notifier.sent].count(("soft_reached", "firing")) == 2
+    soft = [t for t, thread in transport.posts if "Soft limit" in t and thread is None]
+    assert len(soft) == 1
 
 
 def test_dry_run_changes_nothing(sim: SimServer, tick: Tick, tmp_path: Path) -> None:
@@ -184,7 +200,7 @@ def test_dry_run_changes_nothing(sim: SimServer, tick: Tick, tmp_path: Path) -> 
     assert not (tmp_path / "model.env").exists() and not (tmp_path / "reloads.txt").exists()
     assert tick.records.fallback() is None and tick.records.alert_states() == {}
     assert all(not s.delivered for s in result.sent)
-    assert tick.notifier.sent == []  # type: ignore[attr-defined]
+    assert tick.transport.posts == []  # type: ignore[attr-defined]
 
 
 def config_file(tmp_path: Path, base_url: str) -> Path:
