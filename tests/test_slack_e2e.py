@@ -1,0 +1,166 @@
+"""Ticks against the simulated Admin API and a loopback fake of Slack's Web API.
+
+Every tick here builds its parts afresh (a new store connection, client and Slack client), as
+a process restarted between ticks would: what it knows comes from the state store alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from slackfake import SlackFake
+
+from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.fallback.sinks import FileSinks, read_env
+from guard.fetch import Fetcher
+from guard.model import Budget, Scope
+from guard.notify.outbox import Outbox
+from guard.notify.slack import SlackWebApi
+from guard.policy import PolicyConfig
+from guard.pricing import PriceTable
+from guard.records import Records
+from guard.schema import incidents
+from guard.sim import SimClock, SimOrg, SimServer
+from guard.store import Store
+from guard.tick import Tick, TickConfig, TickReport, run_tick
+
+KEY = "sk-ant-admin-slack-e2e"
+ORG = SimOrg.generate(7)
+MARCH = datetime(2026, 3, 1, tzinfo=UTC)
+APRIL = datetime(2026, 4, 1, tzinfo=UTC)
+MONTH_USD = ORG.truth_cents(MARCH, APRIL, "organization") / 100
+MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
+BUDGETS = (Budget("org-monthly", Scope.ORGANIZATION, None, MONTH_USD * Decimal("0.3"),
+                  MONTH_USD * Decimal("0.8")),)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(ORG, SimClock(MARCH), admin_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackFake]:
+    with SlackFake() as fake:
+        yield fake
+
+
+def tick_once(sim: SimServer, slack: SlackFake, tmp_path: Path, at: datetime,
+              holder: str = "guard-1") -> TickReport:
+    """One tick by a freshly started process."""
+    sim.clock.set(at)
+    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        with httpx.Client(base_url=sim.base_url,
+                          headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
+            client = AdminClient(http, retry=RetryPolicy(attempts=1), sleep=lambda _: None)
+            config = TickConfig(BUDGETS, PolicyConfig(), timedelta(minutes=5), MODELS,
+                                lease_ttl=timedelta(minutes=3))
+            tick = Tick(Fetcher(client, store, PriceTable.load()), Records(store),
+                        FileSinks(tmp_path / "model.env", tmp_path / "fallback.json"),
+                        SlackWebApi(slack.token, base_url=slack.base_url, retries=0), config,
+                        channel=slack.channel, holder=holder)
+            return run_tick(tick, at)
+    finally:
+        store.close()
+
+
+def incident_messages(tmp_path: Path) -> dict[str, str]:
+    """incident → ts of the message it lives in, from the state store."""
+    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.reading() as conn:
+        rows = conn.execute(incidents.select()).all()
+    store.close()
+    return {r.incident: r.ts for r in rows}
+
+
+def every(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]:
+    while start < end:
+        yield start
+        start += step
+
+
+def test_a_month_posts_each_incident_once_across_restarts(sim: SimServer, slack: SlackFake,
+                                                          tmp_path: Path) -> None:
+    """One post per incident, updates of its ts, replies in its thread, one reset notice."""
+    for at in every(MARCH + timedelta(hours=1), APRIL + timedelta(hours=7), timedelta(hours=6)):
+        tick_once(sim, slack, tmp_path, at)
+    messages = incident_messages(tmp_path)
+    conditions = {i.split(":")[2] for i in messages}
+    assert {"soft_reached", "hard_likely", "hard_reached"} <= conditions
+    top = [c for c in slack.posts() if c.thread_ts is None]
+    resets = [c for c in top if "reset" in (c.text or "").lower()]
+    assert len(resets) == 1
+    incident_posts = [c for c in top if c not in resets]
+    assert sorted(c.ts for c in incident_posts) == sorted(messages.values())
+    assert len({c.ts for c in incident_posts}) == len(incident_posts)
+    assert {c.ts for c in slack.updates()} <= set(messages.values())
+    assert slack.updates(), "firing incidents get their numbers refreshed"
+    assert {c.thread_ts for c in slack.thread_replies()} <= set(messages.values())
+
+
+def hard_crossing() -> datetime:
+    """The first hour by whose end the organization's spend reached the hard limit."""
+    low, high = 0, 31 * 24
+    while low < high:
+        mid = (low + high) // 2
+        spent = ORG.truth_cents(MARCH, MARCH + timedelta(hours=mid + 1), "organization") / 100
+        low, high = (low, mid) if spent >= BUDGETS[0].hard_limit_usd else (mid + 1, high)
+    return MARCH + timedelta(hours=low + 1)
+
+
+def test_an_hour_without_slack_loses_nothing_and_keeps_flipping(sim: SimServer,
+                                                                slack: SlackFake,
+                                                                tmp_path: Path) -> None:
+    """Slack down across the hard-limit crossing: the fallback flips to haiku on time, and
+    the owed hard_reached incident is posted exactly once when Slack returns."""
+    crossing = hard_crossing()
+    tick_once(sim, slack, tmp_path, crossing - timedelta(hours=2))
+    tick_once(sim, slack, tmp_path, crossing - timedelta(minutes=100))
+    assert read_env(tmp_path / "model.env")["GUARD_TIER"] == "sonnet"
+    posted_before = len(slack.posts())
+    slack.down()
+    flipped_at = None
+    for at in every(crossing - timedelta(minutes=50), crossing + timedelta(minutes=60),
+                    timedelta(minutes=10)):
+        report = tick_once(sim, slack, tmp_path, at)
+        if flipped_at is None and read_env(tmp_path / "model.env")["GUARD_TIER"] == "haiku":
+            flipped_at = at
+    assert flipped_at is not None and flipped_at <= crossing + timedelta(minutes=20)
+    assert report.owed >= 1
+    assert len(slack.posts()) == posted_before
+    slack.up()
+    tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=70))
+    tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=80))
+    new_top = [c for c in slack.posts()[posted_before:] if c.thread_ts is None]
+    assert [c.text.split(" — ")[0] for c in new_top if c.text] == ["Hard limit reached"]
+    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
+    outbox = Outbox(store)
+    assert outbox.owed() == []
+    delivered = Counter((incident, kind) for incident, kind, status in outbox.history()
+                        if status == "delivered")
+    store.close()
+    assert all(n == 1 for (_, kind), n in delivered.items() if kind != "update")
+
+
+def test_two_instances_sharing_a_store_send_each_notification_once(sim: SimServer,
+                                                                   slack: SlackFake,
+                                                                   tmp_path: Path) -> None:
+    """Two replicas tick alternately; the leader lease makes exactly one of them act."""
+    reports = []
+    for at in every(MARCH + timedelta(days=8), MARCH + timedelta(days=14), timedelta(hours=4)):
+        reports.append(tick_once(sim, slack, tmp_path, at, holder="guard-a"))
+        reports.append(tick_once(sim, slack, tmp_path, at + timedelta(minutes=1),
+                                 holder="guard-b"))
+    assert any(r.standby for r in reports)
+    top = [c for c in slack.posts() if c.thread_ts is None]
+    assert len(top) == len(incident_messages(tmp_path))
+    texts = Counter((c.text or "").split(":")[0] for c in top)
+    assert all(n == 1 for n in texts.values())
