@@ -47,6 +47,8 @@ fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the m
 app.add_typer(fallback_app, name="fallback")
 keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
 app.add_typer(keys_app, name="keys")
+silence_app = typer.Typer(no_args_is_help=True, help="Mute a budget's notifications for a while.")
+app.add_typer(silence_app, name="silence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,48 @@ def keys_restore(ctx: typer.Context, dry_run: DryRunOption = False) -> None:
         typer.echo("no deactivated keys to restore")
     if any(not d.done and not d.dry_run for d in decisions):
         raise typer.Exit(EXIT_UPSTREAM)
+
+
+@silence_app.command("add")
+def silence_add(ctx: typer.Context,
+                budget: Annotated[str, typer.Option(help="Budget name.")],
+                duration: Annotated[str, typer.Option("--for", help="How long: 30m, 4h, 2d.")],
+                reason: Annotated[str, typer.Option(help="Why (written to the audit log).")],
+                condition: Annotated[str | None, typer.Option(
+                    help="Only this condition (default: all of the budget's).")] = None,
+                dry_run: DryRunOption = False) -> None:
+    """Send nothing for a budget (state and the fallback still follow policy)."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    made = _guarded(lambda: ops.silence_add(settings, budget, condition, duration,
+                                            reason=reason, who=ops.caller(),
+                                            now=datetime.now(UTC), dry_run=dry_run))
+    typer.echo(f"silence {made.id}: {made.budget}:{made.condition or '*'} until "
+               f"{made.ends_at:%Y-%m-%dT%H:%M:%SZ}{' [dry run]' if dry_run else ''}")
+
+
+@silence_app.command("list")
+def silence_list(ctx: typer.Context, every: Annotated[bool, typer.Option(
+        "--all", help="Include expired silences.")] = False) -> None:
+    """The active silences (or all)."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    found = _guarded(lambda: ops.silence_list(settings, datetime.now(UTC), every))
+    for s in found:
+        typer.echo(f"{s.id}\t{s.budget}:{s.condition or '*'}\tuntil "
+                   f"{s.ends_at:%Y-%m-%dT%H:%M:%SZ}\tby {s.who}: {s.reason}")
+    if not found:
+        typer.echo("no silences")
+
+
+@silence_app.command("expire")
+def silence_expire(ctx: typer.Context,
+                   silence_id: Annotated[int, typer.Argument(help="Silence id.")]) -> None:
+    """End a silence now."""
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    ended = _guarded(lambda: ops.silence_expire(settings, silence_id, who=ops.caller(),
+                                                now=datetime.now(UTC)))
+    if not ended:
+        _fail(f"no active silence {silence_id}", EXIT_CONFIG)
+    typer.echo(f"silence {silence_id} expired")
 
 
 @config_app.command("validate")

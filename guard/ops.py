@@ -15,7 +15,8 @@ from typing import Any
 
 from guard.config import Settings
 from guard.errors import ConfigError
-from guard.policy import Override
+from guard.notify.outbox import Outbox, Silence
+from guard.policy import Condition, Override
 from guard.records import AuditEntry, Records
 from guard.store import Store
 
@@ -138,3 +139,42 @@ class _records:
 
     def __exit__(self, *_: object) -> None:
         self.store.close()
+
+
+def silence_add(settings: Settings, budget: str, condition: str | None, duration: str, *,
+                reason: str, who: str, now: datetime, dry_run: bool = False) -> Silence:
+    """Mute a budget's notifications (or one condition's) for ``duration``; audited."""
+    names = [b.name for b in settings.budgets]
+    if budget not in names:
+        raise ConfigError([("--budget", f"{budget!r} is not a configured budget {names}")])
+    if condition is not None and condition not in {c.value for c in Condition}:
+        raise ConfigError([("--condition", f"{condition!r} is not one of "
+                                           f"{[c.value for c in Condition]}")])
+    if not reason.strip():
+        raise ConfigError([("--reason", "required: say why, for the audit log")])
+    ends = now + parse_duration(duration)
+    if dry_run:
+        return Silence(0, budget, condition, now, ends, reason.strip(), who)
+    with _records(settings) as records:
+        outbox = Outbox(records.store)
+        silence_id = outbox.add_silence(budget, condition, ends, reason=reason.strip(),
+                                        who=who, now=now)
+        records.audit(AuditEntry(now, who, "silence", f"{budget}:{condition or '*'}", None,
+                                 f"until {ends:%Y-%m-%dT%H:%M:%SZ}", reason.strip()))
+    return Silence(silence_id, budget, condition, now, ends, reason.strip(), who)
+
+
+def silence_list(settings: Settings, now: datetime, everything: bool = False) -> list[Silence]:
+    """Active silences (or all of them)."""
+    with _records(settings) as records:
+        return Outbox(records.store).silences(None if everything else now)
+
+
+def silence_expire(settings: Settings, silence_id: int, *, who: str, now: datetime) -> bool:
+    """End a silence now; audited. False if no such active silence."""
+    with _records(settings) as records:
+        ended = Outbox(records.store).expire_silence(silence_id, now)
+        if ended:
+            records.audit(AuditEntry(now, who, "silence_expired", f"silence {silence_id}",
+                                     None, None, "expired by hand"))
+    return ended

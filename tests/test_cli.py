@@ -95,3 +95,22 @@ def test_missing_admin_key_is_a_config_error(tmp_path: Path) -> None:
     path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
     code, _, stderr = run("--config", str(path), "report")
     assert code == 2 and "anthropic.admin_api_key" in stderr
+
+
+def test_silences_are_added_listed_and_expired(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`guard silence add/list/expire` manage silences and refuse unknown budgets."""
+    monkeypatch.setenv("GUARD_ACTOR", "erin")
+    good = BAD_BUDGET.replace("900", "400")
+    cfg = str(config(tmp_path, good))
+    code, stdout, _ = run("--config", cfg, "silence", "add", "--budget", "prod", "--for", "2h",
+                          "--reason", "known migration", "--condition", "soft_reached")
+    assert code == 0 and stdout.startswith("silence 1: prod:soft_reached until")
+    code, stdout, _ = run("--config", cfg, "silence", "list")
+    assert code == 0 and "prod:soft_reached" in stdout and "by erin: known migration" in stdout
+    assert run("--config", cfg, "silence", "expire", "1")[0] == 0
+    assert "no silences" in run("--config", cfg, "silence", "list")[1]
+    assert run("--config", cfg, "silence", "expire", "1")[0] == 2
+    code, _, stderr = run("--config", cfg, "silence", "add", "--budget", "nope", "--for", "1h",
+                          "--reason", "x")
+    assert code == 2 and "--budget" in stderr

@@ -22,7 +22,7 @@ from guard.fallback.sinks import FileSinks, read_env
 from guard.fetch import Fetcher
 from guard.model import Budget, Scope
 from guard.notify.slack import Posted, SlackUnavailable
-from guard.policy import Override, PolicyConfig
+from guard.policy import Condition, Override, PolicyConfig
 from guard.pricing import PriceTable
 from guard.records import Records
 from guard.sim import Fault, SimClock, SimOrg, SimServer
@@ -321,3 +321,33 @@ def test_keys_deactivated_in_a_month_are_restored_when_the_next_begins(sim: SimS
     result = run_tick(tick, later)
     assert (key, "restore", True) in [(k.key_id, k.action, k.done) for k in result.keys]
     assert sim.key_status(key) == "active" and tick.records.key_actions() == []
+
+
+def test_a_silenced_budget_records_state_and_drives_the_fallback_but_sends_nothing(
+        sim: SimServer, tick: Tick) -> None:
+    """Silenced: the condition still fires and caps the model; no message goes out."""
+    at = MARCH + timedelta(days=20)
+    tick.outbox.add_silence("org-monthly", None, at + timedelta(days=1), reason="drill",
+                            who="frank", now=at)
+    sim.clock.set(at)
+    result = run_tick(tick, at)
+    assert result.fallback.tier == "sonnet"
+    muted = [(s.notification.condition, s.muted) for s in result.sent]
+    assert ("soft_reached", "silenced by frank: drill") in muted
+    assert tick.transport.posts == []  # type: ignore[attr-defined]
+    assert ("org-monthly", Condition.SOFT_REACHED) in tick.records.alert_states()
+
+
+def test_hard_reached_inhibits_soft_and_at_risk_notifications(sim: SimServer,
+                                                              tick: Tick) -> None:
+    """Once hard_reached fires, soft_reached and hard_at_risk of that budget send nothing."""
+    at = MARCH + timedelta(days=30)
+    reasons: dict[str | None, str | None] = {}
+    for later in (at, at + timedelta(minutes=15)):
+        sim.clock.set(later)
+        reasons |= {s.notification.condition: s.muted for s in run_tick(tick, later).sent}
+    assert reasons["hard_reached"] is None
+    assert reasons["soft_reached"] == "inhibited by hard_reached"
+    assert reasons["hard_at_risk"] == "inhibited by hard_reached"
+    posted = " ".join(t for t, _ in tick.transport.posts)  # type: ignore[attr-defined]
+    assert "Hard limit reached" in posted and "Soft limit reached" not in posted
