@@ -26,7 +26,7 @@ from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
 from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
 from guard.ledger import budget_api_keys
-from guard.notify.delivery import LogTransport
+from guard.notify.delivery import LogTransport, PacedTransport
 from guard.notify.slack import SlackTransport
 from guard.notify.slack import from_settings as slack_from_settings
 from guard.pricing import PriceTable
@@ -345,7 +345,8 @@ def open_tick(settings: Settings) -> Iterator[Tick]:
 
 def transport_for(settings: Settings) -> SlackTransport:
     """Slack's Web API with a bot token, else a webhook, else the log."""
-    return slack_from_settings(settings.slack) or LogTransport()
+    slack = slack_from_settings(settings.slack)
+    return PacedTransport(slack) if slack is not None else LogTransport()
 
 
 def parse_at(raw: str | None, now: datetime) -> datetime:

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from slackfake import SlackFake
 
 from guard.config.sections import SlackSettings
+from guard.notify.delivery import PacedTransport
 from guard.notify.slack import (
     Posted,
     SlackError,
@@ -236,3 +237,34 @@ def test_from_settings_prefers_bot_token() -> None:
     assert isinstance(from_settings(SlackSettings(webhook_url=SecretStr("https://h/x"))),
                       SlackWebhook)
     assert from_settings(SlackSettings()) is None
+
+
+def test_paced_transport_keeps_one_message_per_second_per_channel() -> None:
+    """Two sends to one channel in a row wait out the rest of the second; other channels don't."""
+    class Inner:
+        supports_updates = True
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def post(self, channel: str, text: str, blocks: object,
+                 thread_ts: str | None = None) -> Posted:
+            self.sent.append(channel)
+            return Posted(channel, "1.0")
+
+        def update(self, channel: str, ts: str, text: str, blocks: object) -> Posted:
+            return Posted(channel, ts)
+
+    clock = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    paced = PacedTransport(Inner(), 1.0, sleep, lambda: clock[0])  # type: ignore[arg-type]
+    paced.post("C1", "a", [])
+    clock[0] += 0.25
+    paced.post("C1", "b", [])
+    paced.post("C2", "c", [])
+    assert waits == [0.75]

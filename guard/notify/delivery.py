@@ -11,7 +11,8 @@ a message Slack rejects holds back only its own incident.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -113,3 +114,40 @@ def _send(outbox: Outbox, transport: SlackTransport, channel: str, row: Owed,
         return
     if row.kind != "update":
         transport.post(channel, p.reply_text or p.text, p.blocks)
+
+
+class PacedTransport:
+    """Keeps to Slack's one message per second per channel by waiting between sends."""
+
+    def __init__(self, inner: SlackTransport, min_interval: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.min_interval = min_interval
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self._last: dict[str, float] = {}
+
+    @property
+    def supports_updates(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_updates
+
+    def post(self, channel: str, text: str, blocks: Blocks,
+             thread_ts: str | None = None) -> Posted:
+        """Post after the channel's last message is at least ``min_interval`` old."""
+        self._wait(channel)
+        return self.inner.post(channel, text, blocks, thread_ts)
+
+    def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
+        """Update, paced like posts."""
+        self._wait(channel)
+        return self.inner.update(channel, ts, text, blocks)
+
+    def _wait(self, channel: str) -> None:
+        last = self._last.get(channel)
+        if last is not None:
+            gap = self.min_interval - (self.monotonic() - last)
+            if gap > 0:
+                self.sleep(gap)
+        self._last[channel] = self.monotonic()
