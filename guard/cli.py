@@ -337,7 +337,8 @@ def open_tick(settings: Settings) -> Iterator[Tick]:
             e.enabled, e.dry_run, e.deactivate_keys_at_pct, frozenset(e.never_deactivate)))
         config = TickConfig(settings.budget_models(), settings.policy_config(),
                             timedelta(minutes=settings.policy.usage_lag_minutes),
-                            dict(settings.fallback.models))
+                            dict(settings.fallback.models),
+                            digest_hour=settings.slack.digest_hour_utc)
         yield Tick(fetcher, records, FileSinks.from_settings(settings.fallback),
                    transport_for(settings), config, enforcer,
                    channel=settings.slack.channel or "")

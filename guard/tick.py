@@ -32,7 +32,7 @@ from guard.model import Budget
 from guard.notify import Notification
 from guard.notify.delivery import deliver
 from guard.notify.outbox import Outbox
-from guard.notify.plan import Planned, plan
+from guard.notify.plan import Planned, digest, plan
 from guard.notify.slack import SlackTransport
 from guard.period import month_start
 from guard.policy import (
@@ -61,6 +61,7 @@ class TickConfig:
     lag: timedelta
     models: dict[str, str]
     lease_ttl: timedelta = timedelta(minutes=3)
+    digest_hour: int | None = None
 
 
 @dataclass
@@ -208,6 +209,8 @@ def _notify(tick: Tick, a: Assessment, snapshot: Snapshot, desired: FallbackStat
     outbox = tick.outbox
     today = [r for r in snapshot.usage if r.start.date() == at.date()]
     planned = plan(a, desired, today, outbox.silences(at), at)
+    if tick.config.digest_hour is not None and at.hour == tick.config.digest_hour:
+        planned.append(digest(a, desired, snapshot.usage, at))
     states = dict(a.outcome.states)
     for item in planned:
         if not dry_run and item.muted is None:

@@ -351,3 +351,16 @@ def test_hard_reached_inhibits_soft_and_at_risk_notifications(sim: SimServer,
     assert reasons["hard_at_risk"] == "inhibited by hard_reached"
     posted = " ".join(t for t, _ in tick.transport.posts)  # type: ignore[attr-defined]
     assert "Hard limit reached" in posted and "Soft limit reached" not in posted
+
+
+def test_the_daily_digest_goes_out_once_at_its_hour(sim: SimServer, tick: Tick) -> None:
+    """At the digest hour one digest is posted; later ticks that hour post no second one."""
+    tick.config = replace(tick.config, digest_hour=9)
+    for minutes in (0, 10, 20):
+        at = MARCH + timedelta(days=9, hours=9, minutes=minutes)
+        sim.clock.set(at)
+        run_tick(tick, at)
+    digests = [t for t, _ in tick.transport.posts  # type: ignore[attr-defined]
+               if "digest" in t.lower()]
+    assert len(digests) == 1
+    assert "1 budgets" in digests[0] and "Fallback tier" in digests[0]

@@ -209,6 +209,7 @@ class SlackSettings(_SecretSection):
     app_token: SecretStr | None = None
     app_token_file: Path | None = None
     oncall_user_ids: list[str] = Field(default_factory=list)
+    digest_hour_utc: int | None = Field(9, ge=0, le=23)
 
     @field_validator("oncall_user_ids")
     @classmethod

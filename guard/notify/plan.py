@@ -27,8 +27,11 @@ from guard.ledger import attributable
 from guard.model import Budget, PricedUsage
 from guard.notify.outbox import Payload, Silence
 from guard.notify.render import (
+    DigestLine,
+    DigestView,
     IncidentView,
     Mover,
+    render_digest,
     render_incident,
     render_reset,
     render_thread_reply,
@@ -72,7 +75,7 @@ class _Context:
 
 def plan(a: Assessment, fallback: FallbackState, today: Sequence[PricedUsage],
          silences: Sequence[Silence], at: datetime) -> list[Planned]:
-    """Every notification this evaluation owes, in decision order."""
+    """Every notification this evaluation owes, in decision order (the digest apart)."""
     ctx = _Context(a, fallback, today, silences, at)
     items: list[Planned] = []
     decided: set[tuple[str, Condition]] = set()
@@ -166,3 +169,43 @@ def movers(budget: Budget, rows: Iterable[PricedUsage],
     return tuple((dimension, tuple(Mover(name, usd, usd / total) for name, usd in sorted(
         sums[dimension].items(), key=lambda kv: kv[1], reverse=True)[:top]))
         for dimension in ("workspaces", "models", "keys") if sums[dimension])
+
+
+def digest(a: Assessment, fallback: FallbackState, usage: Sequence[PricedUsage],
+           at: datetime) -> Planned:
+    """The daily digest of ``at``'s day: spend against each budget, forecast, week over week,
+    cache-hit ratio and firing conditions, and the fallback tier in force."""
+    lines = []
+    for item in a.inputs:
+        b, f = item.spend.budget, item.forecast
+        lines.append(DigestLine(
+            name=b.name, mtd_usd=item.spend.spend_usd, soft_usd=b.soft_limit_usd,
+            hard_usd=b.hard_limit_usd, p50_usd=f.p50_usd if f else None,
+            p90_usd=f.p90_usd if f else None, week_over_week=_week_over_week(b, usage, at),
+            cache_hit_ratio=_cache_hits(b, usage, at),
+            firing=tuple(c.value for c in a.outcome.firing.get(b.name, ()))))
+    day = at.date()
+    message = render_digest(DigestView(day, tuple(lines), fallback.tier, fallback.model))
+    key = f"digest:{day.isoformat()}"
+    return Planned(key, key, None, None, "digest", Payload(message.text, message.blocks))
+
+
+def _window(usage: Sequence[PricedUsage], at: datetime, back: int) -> list[PricedUsage]:
+    end = at.date() - timedelta(days=back)
+    return [r for r in usage if end - timedelta(days=7) <= r.start.date() < end]
+
+
+def _week_over_week(budget: Budget, usage: Sequence[PricedUsage],
+                    at: datetime) -> Decimal | None:
+    this = sum((attributable(budget, r) for r in _window(usage, at, 0)), Decimal(0))
+    last = sum((attributable(budget, r) for r in _window(usage, at, 7)), Decimal(0))
+    return this / last - 1 if last > 0 else None
+
+
+def _cache_hits(budget: Budget, usage: Sequence[PricedUsage], at: datetime) -> Decimal | None:
+    read = total = 0
+    for row in _window(usage, at, 0):
+        if attributable(budget, row):
+            read += row.cache_read_tokens
+            total += row.input_tokens + row.cache_write_tokens + row.cache_read_tokens
+    return Decimal(read) / Decimal(total) if total else None
