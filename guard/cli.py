@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -47,6 +49,8 @@ fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the m
 app.add_typer(fallback_app, name="fallback")
 keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
 app.add_typer(keys_app, name="keys")
+slack_app = typer.Typer(no_args_is_help=True, help="On-call from Slack.")
+app.add_typer(slack_app, name="slack")
 silence_app = typer.Typer(no_args_is_help=True, help="Mute a budget's notifications for a while.")
 app.add_typer(silence_app, name="silence")
 
@@ -212,6 +216,27 @@ def silence_expire(ctx: typer.Context,
     if not ended:
         _fail(f"no active silence {silence_id}", EXIT_CONFIG)
     typer.echo(f"silence {silence_id} expired")
+
+
+@slack_app.command("listen")
+def slack_listen(ctx: typer.Context) -> None:
+    """Answer on-call buttons and /budget through Socket Mode until SIGTERM or Ctrl-C."""
+    from guard.notify.oncall import OnCall, start_socket_mode  # noqa: PLC0415
+
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    app_token = settings.slack.secret_value("app_token")
+    if not app_token:
+        _fail("invalid configuration:\n  slack.app_token: required for Socket Mode",
+              EXIT_CONFIG)
+    oncall = OnCall(settings, transport_for(settings), lambda: datetime.now(UTC))
+    client = _guarded(lambda: start_socket_mode(app_token, oncall))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(f"listening for on-call actions as {len(settings.slack.oncall_user_ids)} "
+               "allowed users; Ctrl-C to stop", err=True)
+    stop.wait()
+    client.close()
 
 
 @config_app.command("validate")

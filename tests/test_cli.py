@@ -114,3 +114,9 @@ def test_silences_are_added_listed_and_expired(tmp_path: Path,
     code, _, stderr = run("--config", cfg, "silence", "add", "--budget", "nope", "--for", "1h",
                           "--reason", "x")
     assert code == 2 and "--budget" in stderr
+
+
+def test_slack_listen_needs_an_app_token(tmp_path: Path) -> None:
+    """Socket Mode without slack.app_token is a config error naming the field."""
+    code, _, stderr = run("--config", str(config(tmp_path, "")), "slack", "listen")
+    assert code == 2 and "slack.app_token" in stderr
