@@ -97,6 +97,34 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
 
 
 @app.command()
+def run(ctx: typer.Context) -> None:
+    """The daemon: a tick every poll_interval_s until SIGTERM; SIGHUP reloads the config."""
+    from guard.daemon import Daemon, configure_logging  # noqa: PLC0415
+
+    configure_logging()
+    daemon = _guarded(lambda: Daemon(ctx.obj.config_path, open_tick))
+    raise typer.Exit(daemon.run())
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the admin key, Slack, the state store and the fallback paths; exit 1 on a failure."""
+    from guard.doctor import Check, checks  # noqa: PLC0415
+
+    settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+    found: list[Check] = []
+    if settings.admin_api_key_value():
+        with open_fetcher(settings) as fetcher:
+            found += checks(settings, fetcher.client, settings.state.url)
+    else:
+        found += checks(settings, None, settings.state.url)
+    for item in found:
+        typer.echo(item.line())
+    if not all(item.ok for item in found):
+        raise typer.Exit(1)
+
+
+@app.command()
 def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False,
           as_json: JsonOption = False) -> None:
     """Exactly one tick, as the daemon runs it: fetch, decide, fallback, notify, record."""

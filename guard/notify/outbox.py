@@ -136,6 +136,14 @@ class Outbox:
                 attempts=outbox.c.attempts + 1, last_error=error[:500], claimed_by=None,
                 claimed_until=None))
 
+    def last_error(self) -> str | None:
+        """The newest error of a notification still owed."""
+        with self.store.reading() as conn:
+            value = conn.scalar(sa.select(outbox.c.last_error)
+                                .where(outbox.c.status == OWED, outbox.c.last_error.is_not(None))
+                                .order_by(outbox.c.id.desc()).limit(1))
+        return str(value) if value is not None else None
+
     def history(self) -> list[tuple[str, str, str]]:
         """(incident, kind, status) of every row, oldest first (for tests and status)."""
         with self.store.reading() as conn:

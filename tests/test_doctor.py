@@ -1,0 +1,75 @@
+"""`guard doctor` against the simulated Admin API and the loopback Slack fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from slackfake import SlackFake
+from typer.testing import CliRunner
+
+from guard.cli import app
+from guard.sim import SimClock, SimOrg, SimServer
+
+KEY = "sk-ant-admin-doctor-test"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimOrg.generate(3), SimClock(datetime(2026, 3, 5, tzinfo=UTC)),
+                   admin_key=KEY) as server:
+        yield server
+
+
+def config(tmp_path: Path, sim: SimServer, slack: SlackFake | None, key: str = KEY,
+           channel: str | None = None) -> Path:
+    lines = [f'[anthropic]\nadmin_api_key = "{key}"\nbase_url = "{sim.base_url}"\n'
+             "max_retries = 0\n",
+             f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n',
+             f'[fallback]\nenv_file = "{tmp_path / "run" / "model.env"}"\n'
+             f'state_file = "{tmp_path / "run" / "fallback.json"}"\n']
+    if slack is not None:
+        lines.append(f'[slack]\nbot_token = "{slack.token}"\nbase_url = "{slack.base_url}"\n'
+                     f'channel = "{channel or slack.channel}"\n')
+    path = tmp_path / "guard.toml"
+    path.write_text("".join(lines))
+    return path
+
+
+def doctor(path: Path) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(app, ["--config", str(path), "doctor"])
+    return result.exit_code, result.stdout.splitlines()
+
+
+def test_everything_healthy_passes(tmp_path: Path, sim: SimServer) -> None:
+    """With a good key, Slack and writable paths every line is ok and the exit code 0."""
+    with SlackFake() as slack:
+        code, lines = doctor(config(tmp_path, sim, slack))
+    assert code == 0, lines
+    assert all(line.startswith("ok") for line in lines)
+    names = [line.split(":")[0][5:] for line in lines]
+    assert names == ["admin key", "spend limits API", "state store", "slack auth",
+                     "slack channel", "slack deliveries", "fallback env file",
+                     "fallback state file"]
+
+
+def test_a_rejected_key_and_a_missing_channel_fail_loudly(tmp_path: Path,
+                                                          sim: SimServer) -> None:
+    """A wrong admin key and an unknown channel each fail their line; exit code 1."""
+    with SlackFake() as slack:
+        code, lines = doctor(config(tmp_path, sim, slack, key="sk-ant-admin-wrong",
+                                    channel="C0NOTTHERE"))
+    assert code == 1
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert any("admin key" in line and "rejected" in line for line in failed)
+    assert any("slack channel" in line and "channel_not_found" in line for line in failed)
+    assert "sk-ant-admin-wrong" not in "\n".join(lines)
+
+
+def test_without_slack_notifications_go_to_the_log(tmp_path: Path, sim: SimServer) -> None:
+    """No Slack configured is not a failure: the doctor says where messages go."""
+    code, lines = doctor(config(tmp_path, sim, None))
+    assert code == 0
+    assert any("not configured: notifications go to the log" in line for line in lines)
