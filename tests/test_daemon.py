@@ -1,0 +1,119 @@
+"""`guard run` as a real process against the simulated Admin API and the Slack fake."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from slackfake import SlackFake
+
+from guard.sim import SimClock, SimOrg, SimServer
+
+KEY = "sk-ant-admin-daemon-test"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimOrg.generate(3), SimClock(datetime.now(UTC)), admin_key=KEY) as server:
+        yield server
+
+
+class Running:
+    """A `guard run` subprocess whose JSON log lines are collected as they come."""
+
+    def __init__(self, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "guard", "--config", str(config), "run"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        self.lines: queue.Queue[dict[str, str]] = queue.Queue()
+        self.seen: list[dict[str, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            try:
+                self.lines.put(json.loads(raw))
+            except ValueError:
+                self.lines.put({"msg": raw.rstrip(), "level": "raw"})
+
+    def wait_for(self, text: str, timeout: float = 60) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line.get("msg", ""):
+                return line
+        raise AssertionError(f"never logged {text!r}; saw {[s['msg'][:80] for s in self.seen]}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=60)
+        self.reader.join(timeout=10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
+
+
+def write_config(path: Path, sim: SimServer, slack: SlackFake) -> Path:
+    path.write_text(
+        f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{sim.base_url}"\n'
+        "poll_interval_s = 10\n"
+        f'[state]\nurl = "sqlite:///{path.parent / "state.db"}"\n'
+        f'[fallback]\nenv_file = "{path.parent / "model.env"}"\n'
+        f'state_file = "{path.parent / "fallback.json"}"\n'
+        f'[slack]\nbot_token = "{slack.token}"\nbase_url = "{slack.base_url}"\n'
+        f'channel = "{slack.channel}"\n'
+        '[[budgets]]\nname = "org"\nscope = "organization"\n'
+        "soft_limit_usd = 100\nhard_limit_usd = 1000000\n")
+    return path
+
+
+def test_sigterm_mid_tick_finishes_the_tick_and_exits_0(tmp_path: Path, sim: SimServer) -> None:
+    """SIGTERM during the first tick: the tick completes, then a clean exit 0."""
+    with SlackFake() as slack:
+        daemon = Running(write_config(tmp_path / "guard.toml", sim, slack))
+        daemon.wait_for("starting")
+        time.sleep(0.5)
+        code = daemon.stop()
+        daemon.wait_for("stopped after 1 ticks")
+    messages = [line.get("msg", "") for line in daemon.seen]
+    assert code == 0
+    assert any("SIGTERM received" in m for m in messages)
+    finished = [m for m in messages if m.startswith("tick finished")]
+    assert finished and messages.index(finished[0]) > next(
+        i for i, m in enumerate(messages) if "SIGTERM received" in m)
+    assert (tmp_path / "model.env").exists()
+    assert "**********" in messages[0] and KEY not in "\n".join(messages)
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path, sim: SimServer) -> None:
+    """A bad config on SIGHUP is refused; the daemon keeps ticking; SIGTERM exits 0."""
+    with SlackFake() as slack:
+        config = write_config(tmp_path / "guard.toml", sim, slack)
+        daemon = Running(config)
+        daemon.wait_for("tick finished")
+        config.write_text(config.read_text().replace("soft_limit_usd = 100",
+                                                     "soft_limit_usd = -5"))
+        daemon.process.send_signal(signal.SIGHUP)
+        refused = daemon.wait_for("config reload refused")
+        assert "budgets[0].soft_limit_usd" in refused["msg"]
+        assert daemon.process.poll() is None
+        daemon.wait_for("tick finished", timeout=30)
+        assert daemon.stop() == 0
+        assert slack.posts(), "the soft limit was reported to Slack"
