@@ -287,14 +287,25 @@ def config_show(ctx: typer.Context) -> None:
 
 
 @app.command()
-def demo(seed: Annotated[int, typer.Option(help="Seed of the simulated organization.")] = 7,
+def demo(ctx: typer.Context,
+         seed: Annotated[int, typer.Option(help="Seed of the simulated organization.")] = 7,
          month: Annotated[str, typer.Option(help="Month to simulate, YYYY-MM.")] = "2026-03",
-         step_hours: Annotated[int, typer.Option(help="Simulated hours between refreshes.")] = 6,
+         step_hours: Annotated[int, typer.Option(help="Simulated hours between ticks.")] = 2,
+         scenario: Annotated[str, typer.Option(
+             help="steady, spike, runaway or breach.")] = "breach",
          ) -> None:
-    """A simulated organization over real HTTP on loopback, reported as its month goes."""
+    """A simulated month through the real tick, with the fallback flipping under demo-out/."""
     from guard.demo import run_demo  # noqa: PLC0415  (the simulator loads only when asked for)
 
-    _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours, console=_console()))
+    transport, channel = None, ""
+    if ctx.obj.config_path.exists():
+        settings = _guarded(lambda: load_settings(ctx.obj.config_path))
+        if settings.slack.secret_value("bot_token") or settings.slack.secret_value(
+                "webhook_url"):
+            transport, channel = transport_for(settings), settings.slack.channel or ""
+    _guarded(lambda: run_demo(seed=seed, month=month, step_hours=step_hours,
+                              console=_console(), scenario=scenario, transport=transport,
+                              channel=channel))
 
 
 @app.command()

@@ -1,17 +1,21 @@
-"""``guard demo``: a simulated organization over real HTTP, reported as its month goes.
+"""``guard demo``: a simulated month through the real tick, in about a minute.
 
-The simulated Admin API runs on loopback; the real client, fetcher, store and ledger read it
-exactly as they would read Anthropic's, on a simulated clock. At the end every budget is
-checked against the simulator's own ground truth.
+The simulated Admin API runs on loopback. The real tick runs on a simulated clock that jumps
+``step_hours`` at a time: fetch, ledger, forecast, policy, the fallback files under
+``./demo-out/``, notifications (to Slack when ``--config`` names a token, else to the
+terminal) and the state store. A scenario bends the traffic (``steady``, ``spike``,
+``runaway``) or the budgets (``breach``). At the end: spend per budget against the
+simulator's ground truth, the alerts sent and every fallback change.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
@@ -20,20 +24,26 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from guard.admin.client import API_VERSION, AdminClient
 from guard.errors import ConfigError
+from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
-from guard.ledger import budget_api_keys, month_to_date
 from guard.model import Budget, Ledger, Scope
+from guard.notify.slack import Blocks, Posted, SlackTransport
 from guard.period import MINUTE, next_month
+from guard.policy import PolicyConfig
 from guard.pricing import PriceTable
+from guard.records import Records
 from guard.report import ledger_table, money, timestamp
 from guard.sim import SimClock, SimOrg, SimServer
+from guard.sim.scenario import SCENARIOS, with_scenario
 from guard.store import Store
+from guard.tick import Tick, TickConfig, TickReport, run_tick
 
 OUT = Path("demo-out")
+MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
+TIGHT = {"breach": Decimal("0.8")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,67 +60,101 @@ class Check:
         return (self.spend - self.truth) / self.truth * 100 if self.truth else Decimal(0)
 
 
-def run_demo(*, seed: int, month: str, step_hours: int, console: Console) -> None:
-    """Simulate ``month`` for organization ``seed``, refreshing every ``step_hours``."""
+@dataclass
+class TerminalTransport:
+    """Notifications printed in the terminal, one line each, as Slack would show them."""
+
+    console: Console
+    supports_updates: bool = True
+    sent: list[str] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, blocks: Blocks,
+             thread_ts: str | None = None) -> Posted:
+        """Print the message (a thread reply indented)."""
+        first = text.splitlines()[0] if text else ""
+        self.sent.append(first)
+        if thread_ts is None or first.startswith(("Resolved", "Escalated")):
+            self.console.print(f"  {'  ↳ ' if thread_ts else '📣 '}{first}", markup=False,
+                               highlight=False)
+        return Posted(channel or "terminal", str(len(self.sent)))
+
+    def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
+        """Updates are silent in the terminal: the table shows the numbers."""
+        return Posted(channel, ts)
+
+
+def run_demo(*, seed: int, month: str, step_hours: int, console: Console,
+             scenario: str = "breach", transport: SlackTransport | None = None,
+             channel: str = "") -> None:
+    """Simulate ``month`` for organization ``seed`` under ``scenario``."""
+    if scenario not in SCENARIOS:
+        raise ConfigError([("--scenario", f"one of {', '.join(SCENARIOS)}")])
     start = _month(month)
-    org = SimOrg.generate(seed)
-    budgets = demo_budgets(org, start)
-    key = "sk-ant-admin01-demo-" + secrets.token_hex(8)
-    OUT.mkdir(exist_ok=True)
-    for stale in OUT.glob("state.db*"):
-        stale.unlink()
-    console.print(f"[bold]budget-guard demo[/]: simulated organization {seed} "
-                  f"({len(org.workspaces)} workspaces + default, {len(org.api_keys)} keys, "
-                  f"{len(org.models)} models), {month}, a refresh every {step_hours} h")
+    org = with_scenario(seed, scenario)
+    budgets = demo_budgets(SimOrg.generate(seed), start, TIGHT.get(scenario, Decimal("1.1")))
+    key = "sk-ant-admin-demo-" + secrets.token_hex(8)
+    _fresh_output()
+    shown = transport or TerminalTransport(console)
+    console.print(f"[bold]budget-guard demo[/]: scenario [bold]{scenario}[/], organization {seed}"
+                  f" ({len(org.workspaces)} workspaces + default, {len(org.api_keys)} keys), "
+                  f"{month}, a tick every {step_hours} h; env file {OUT / 'model.env'}")
     with SimServer(org, SimClock(start), admin_key=key) as sim, \
             httpx.Client(base_url=sim.base_url, headers={"x-api-key": key,
                                                          "anthropic-version": API_VERSION}) as http:
         store = Store.connect(f"sqlite:///{OUT / 'state.db'}")
-        fetcher = Fetcher(AdminClient(http), store, PriceTable.load())
+        tick = Tick(Fetcher(AdminClient(http), store, PriceTable.load()), Records(store),
+                    FileSinks(OUT / "model.env", OUT / "fallback.json"), shown,
+                    TickConfig(tuple(budgets), PolicyConfig(), timedelta(minutes=5), MODELS),
+                    channel=channel)
         try:
-            ledger, checks = _run_month(fetcher, sim, budgets, start,
-                                        step_hours=step_hours, console=console)
+            last = _run_month(tick, sim, start, step_hours=step_hours, console=console)
+            _summary(console, tick, sim, last)
         finally:
             store.close()
-    console.print(ledger_table(ledger, len(sim.requests)))
-    console.print(_truth_table(checks))
 
 
-def demo_budgets(org: SimOrg, start: datetime) -> list[Budget]:
-    """Budgets sized so the month ends between the soft and the hard limit."""
+def demo_budgets(org: SimOrg, start: datetime, share: Decimal) -> list[Budget]:
+    """Budgets whose hard limit is ``share`` of what steady traffic spends in the month."""
     end = next_month(start)
 
     def sized(name: str, scope: Scope, match: str | None) -> Budget:
         month_usd = org.truth_cents(start, end, str(scope), match) / 100
-        hard = (month_usd * Decimal("1.1")).quantize(Decimal(100), ROUND_UP)
+        hard = (month_usd * share).quantize(Decimal(100), ROUND_UP)
         soft = (hard * Decimal("0.8")).quantize(Decimal(1))
         return Budget(name, scope, match, soft, hard)
 
-    first_ws = org.workspaces[0].id
     return [sized("org-monthly", Scope.ORGANIZATION, None),
-            sized("first-workspace", Scope.WORKSPACE, first_ws),
-            sized("default-workspace", Scope.WORKSPACE, "default"),
-            sized("first-key", Scope.API_KEY, org.api_keys[0].id),
+            sized("first-workspace", Scope.WORKSPACE, org.workspaces[0].id),
             sized("opus-models", Scope.MODEL, "claude-opus")]
 
 
-def _run_month(fetcher: Fetcher, sim: SimServer, budgets: list[Budget], start: datetime, *,
-               step_hours: int, console: Console) -> tuple[Ledger, list[Check]]:
+def _fresh_output() -> None:
+    OUT.mkdir(exist_ok=True)
+    for stale in [*OUT.glob("state.db*"), OUT / "model.env", OUT / "fallback.json"]:
+        stale.unlink(missing_ok=True)
+
+
+def _run_month(tick: Tick, sim: SimServer, start: datetime, *, step_hours: int,
+               console: Console) -> TickReport:
     live = Live(console=console, auto_refresh=False, transient=True)
-    ledger: Ledger | None = None
+    report: TickReport | None = None
+    tier = None
     with live if console.is_terminal else nullcontext():
         for at in _steps(start, step_hours):
             sim.clock.set(at)
-            snapshot = fetcher.refresh(at, budget_api_keys(budgets))
-            ledger = month_to_date(budgets, at=at, settled=snapshot.settled,
-                                   usage=snapshot.usage, data_through=snapshot.data_through)
+            report = run_tick(tick, at)
+            if report.fallback.tier != tier:
+                tier = report.fallback.tier
+                console.print(f"{timestamp(at)}  fallback → {tier} ({report.fallback.model}): "
+                              f"{report.fallback.reason}", markup=False, highlight=False)
             if at.hour < step_hours:
-                console.print(_day_line(ledger, snapshot.api_requests))
+                console.print(_day_line(report), markup=False, highlight=False)
             if console.is_terminal:
-                live.update(ledger_table(ledger, snapshot.api_requests), refresh=True)
-                time.sleep(0.08)
-    assert ledger is not None
-    return ledger, _checks(sim, ledger)
+                live.update(ledger_table(report.assessment.ledger, report.assessment.api_requests),
+                            refresh=True)
+                time.sleep(0.02)
+    assert report is not None
+    return report
 
 
 def _steps(start: datetime, step_hours: int) -> Iterator[datetime]:
@@ -122,20 +166,37 @@ def _steps(start: datetime, step_hours: int) -> Iterator[datetime]:
     yield end - MINUTE
 
 
+def _day_line(report: TickReport) -> str:
+    ledger = report.assessment.ledger
+    org = ledger.budgets[0]
+    pct = org.spend_usd / org.budget.hard_limit_usd * 100
+    firing = report.assessment.outcome.firing.get(org.budget.name, ())
+    return (f"{timestamp(ledger.at)}  {org.budget.name} {money(org.spend_usd):>12} "
+            f"({pct:5.1f} % of hard)  tier {report.fallback.tier:<6} "
+            f"firing: {', '.join(firing) or '—'}")
+
+
+def _summary(console: Console, tick: Tick, sim: SimServer, last: TickReport) -> None:
+    ledger = last.assessment.ledger
+    console.print(ledger_table(ledger, len(sim.requests)))
+    console.print(_truth_table(_checks(sim, ledger)))
+    kinds = Counter(kind for _, kind, status in tick.outbox.history() if status == "delivered")
+    console.print("alerts sent: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                                     or "none"))
+    changes = [e for e in tick.records.audit_entries(limit=1000)
+               if e.action == "fallback_changed"]
+    console.print(f"fallback changes: {len(changes)}")
+    for e in changes:
+        console.print(f"  {timestamp(e.at)}  {e.before or '—'} → {e.after}: {e.reason}",
+                      markup=False, highlight=False)
+
+
 def _checks(sim: SimServer, ledger: Ledger) -> list[Check]:
     visible = ledger.at - sim.lag
     return [Check(s.budget, s.spend_usd,
                   sim.org.truth_cents(ledger.period_start, visible, str(s.budget.scope),
                                       s.budget.match) / 100)
             for s in ledger.budgets]
-
-
-def _day_line(ledger: Ledger, requests: int) -> Text:
-    org = ledger.budgets[0]
-    pct = org.spend_usd / org.budget.hard_limit_usd * 100
-    return Text(f"{timestamp(ledger.at)}  {org.budget.name} {money(org.spend_usd):>12} "
-                f"({pct:5.1f} % of hard)  billed through {ledger.authoritative_through or '—'}"
-                f"  {requests} API requests")
 
 
 def _truth_table(checks: list[Check]) -> Table:

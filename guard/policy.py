@@ -78,7 +78,7 @@ class PolicyConfig:
     chain: tuple[str, ...] = ("opus", "sonnet", "haiku")
     raise_after: timedelta = timedelta(minutes=10)
     clear_after: timedelta = timedelta(minutes=60)
-    repeat_interval: timedelta = timedelta(hours=4)
+    repeat_interval: timedelta = timedelta(hours=24)
     stale_after: timedelta = timedelta(minutes=30)
 
     def default_ceiling(self, condition: Condition) -> str:

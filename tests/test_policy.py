@@ -65,7 +65,7 @@ def item(mtd: str, forecast: Forecast | None = None) -> BudgetInput:
     pytest.param(firing(), AlertState(Status.FIRING, MARCH, NOW - timedelta(hours=1)), NOW,
                  Reason.FIRST, id="first-send-failed-so-retry"),
     pytest.param(firing(), firing(), NOW, Reason.NONE, id="firing-within-repeat-interval"),
-    pytest.param(firing(NOW - timedelta(hours=5)), firing(NOW - timedelta(hours=5)), NOW,
+    pytest.param(firing(NOW - timedelta(hours=25)), firing(NOW - timedelta(hours=25)), NOW,
                  Reason.REPEAT, id="repeat-interval-elapsed"),
     pytest.param(firing(), firing(severity=Severity.CRITICAL), NOW, Reason.ESCALATED,
                  id="severity-increased"),

@@ -126,7 +126,7 @@ class PolicySettings(_Section):
 
     raise_after_minutes: int = Field(10, ge=0)
     clear_after_minutes: int = Field(60, ge=0)
-    repeat_interval_minutes: int = Field(240, ge=1)
+    repeat_interval_minutes: int = Field(1440, ge=1)
     usage_lag_minutes: int = Field(5, ge=0)
 
 
