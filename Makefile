@@ -29,6 +29,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/daemon.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
