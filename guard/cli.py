@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -100,10 +100,47 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
 def run(ctx: typer.Context) -> None:
     """The daemon: a tick every poll_interval_s until SIGTERM; SIGHUP reloads the config."""
     from guard.daemon import Daemon, configure_logging  # noqa: PLC0415
+    from guard.http import HttpServer, HttpState, build_app  # noqa: PLC0415
+    from guard.metrics import Metrics  # noqa: PLC0415
 
     configure_logging()
-    daemon = _guarded(lambda: Daemon(ctx.obj.config_path, open_tick))
-    raise typer.Exit(daemon.run())
+    state, metrics = HttpState(), Metrics()
+
+    def observe(report: TickReport | None, seconds: float, at: datetime,
+                error: Exception | None) -> None:
+        state.update(report, at, error)
+        metrics.observe(report, seconds, at, error)
+
+    daemon = _guarded(lambda: Daemon(ctx.obj.config_path, open_tick, observe))
+    http = daemon.settings.http
+    server = HttpServer(build_app(state, metrics, lambda: daemon.settings))
+    try:
+        server.start(http.host, http.port)
+    except OSError as exc:
+        _fail(f"error: cannot listen on {http.listen}: {exc.strerror or exc}", EXIT_UPSTREAM)
+    listener = _socket_mode(daemon.settings)
+    try:
+        code = daemon.run()
+    finally:
+        server.stop()
+        if listener is not None:
+            listener.close()
+    raise typer.Exit(code)
+
+
+def _socket_mode(settings: Settings) -> Any:
+    """Start on-call from Slack when an app token is configured (else None)."""
+    app_token = settings.slack.secret_value("app_token")
+    if not app_token:
+        return None
+    from guard.notify.oncall import OnCall, start_socket_mode  # noqa: PLC0415
+
+    oncall = OnCall(settings, transport_for(settings), lambda: datetime.now(UTC))
+    try:
+        return start_socket_mode(app_token, oncall)
+    except GuardError as exc:
+        logging.getLogger("guard.daemon").error("Socket Mode not started: %s", exc)
+        return None
 
 
 @app.command()

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,10 +15,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from slackfake import SlackFake
 
-from guard.sim import SimClock, SimOrg, SimServer
+from guard.sim import Fault, SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-daemon-test"
 
@@ -70,10 +73,17 @@ class Running:
         return code
 
 
-def write_config(path: Path, sim: SimServer, slack: SlackFake) -> Path:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(path: Path, sim: SimServer, slack: SlackFake, port: int = 0) -> Path:
     path.write_text(
         f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{sim.base_url}"\n'
-        "poll_interval_s = 10\n"
+        "poll_interval_s = 10\nmax_retries = 0\n"
+        f'[http]\nlisten = "127.0.0.1:{port}"\nadmin_token = "daemon-admin-token"\n'
         f'[state]\nurl = "sqlite:///{path.parent / "state.db"}"\n'
         f'[fallback]\nenv_file = "{path.parent / "model.env"}"\n'
         f'state_file = "{path.parent / "fallback.json"}"\n'
@@ -82,6 +92,44 @@ def write_config(path: Path, sim: SimServer, slack: SlackFake) -> Path:
         '[[budgets]]\nname = "org"\nscope = "organization"\n'
         "soft_limit_usd = 100\nhard_limit_usd = 1000000\n")
     return path
+
+
+def until(url: str, status: int, timeout: float = 30) -> bool:
+    """Poll ``url`` until it answers ``status``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(url).status_code == status:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_http_surface_follows_the_admin_api(tmp_path: Path, sim: SimServer) -> None:
+    """/metrics parses with all families; /readyz is 503 while the API is down, 200 after."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with SlackFake() as slack:
+        daemon = Running(write_config(tmp_path / "guard.toml", sim, slack, port))
+        try:
+            daemon.wait_for("tick finished")
+            assert httpx.get(f"{base}/healthz").status_code == 200
+            assert httpx.get(f"{base}/readyz").status_code == 200
+            families = {f.name for f in text_string_to_metric_families(
+                httpx.get(f"{base}/metrics").text)}
+            assert {"budget_guard_spend_usd", "budget_guard_forecast_usd",
+                    "budget_guard_condition_firing", "budget_guard_fallback_level",
+                    "budget_guard_data_age_seconds"} <= families
+            assert httpx.get(f"{base}/v1/fallback").json()["tier"] in ("opus", "sonnet")
+            assert httpx.post(f"{base}/v1/fallback/pin", json={
+                "tier": "haiku", "for": "1h", "reason": "x"}).status_code == 401
+            sim.inject(Fault(status=503, count=10_000))
+            daemon.wait_for("Admin API unavailable", timeout=30)
+            assert until(f"{base}/readyz", 503)
+            sim.clear_faults()
+            daemon.wait_for("tick finished", timeout=30)
+            assert until(f"{base}/readyz", 200)
+        finally:
+            assert daemon.stop() == 0
 
 
 def test_sigterm_mid_tick_finishes_the_tick_and_exits_0(tmp_path: Path, sim: SimServer) -> None:
@@ -99,7 +147,8 @@ def test_sigterm_mid_tick_finishes_the_tick_and_exits_0(tmp_path: Path, sim: Sim
     assert finished and messages.index(finished[0]) > next(
         i for i, m in enumerate(messages) if "SIGTERM received" in m)
     assert (tmp_path / "model.env").exists()
-    assert "**********" in messages[0] and KEY not in "\n".join(messages)
+    assert any("starting" in m and "**********" in m for m in messages)
+    assert KEY not in "\n".join(messages)
 
 
 def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path: Path, sim: SimServer) -> None:
