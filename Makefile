@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/guard demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check guard tests bench
+	$(BIN)/ruff check guard tests bench deploy
 	$(BIN)/mypy
 
 test: lint

@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
-from rich.console import Console
 
 from guard import __version__, ops
 from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
@@ -29,19 +28,21 @@ from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
 from guard.ledger import budget_api_keys
 from guard.notify.delivery import LogTransport, PacedTransport
-from guard.notify.slack import SlackTransport
-from guard.notify.slack import from_settings as slack_from_settings
+from guard.notify.transport import SlackTransport
 from guard.pricing import PriceTable
 from guard.records import Records
 from guard.report import report_json, report_table
 from guard.store import Store
 from guard.tick import Tick, TickConfig, TickReport, run_tick
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 EXIT_CONFIG = 2
 EXIT_UPSTREAM = 3
 T = TypeVar("T")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Keeps Anthropic API spend inside monthly budgets.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate or show the configuration.")
 app.add_typer(config_app, name="config")
@@ -73,12 +74,15 @@ DryRunOption = Annotated[bool, typer.Option(
                       "no state).")]
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _global(ctx: typer.Context, config: ConfigOption = None,
             version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
             ) -> None:
     if version:
         typer.echo(f"budget-guard {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit(0)
     ctx.obj = Options(config_path=resolve_config_path(config, os.environ))
 
@@ -425,6 +429,8 @@ def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
 
 def _console() -> Console:
     """A console for stdout; wide enough for the table when piped or captured."""
+    from rich.console import Console  # noqa: PLC0415  (rich loads only for terminal output)
+
     return Console() if sys.stdout.isatty() else Console(width=160)
 
 
@@ -447,7 +453,9 @@ def open_tick(settings: Settings) -> Iterator[Tick]:
 
 def transport_for(settings: Settings) -> SlackTransport:
     """Slack's Web API with a bot token, else a webhook, else the log."""
-    slack = slack_from_settings(settings.slack)
+    from guard.notify.slack import from_settings  # noqa: PLC0415  (slack-sdk only when used)
+
+    slack = from_settings(settings.slack)
     return PacedTransport(slack) if slack is not None else LogTransport()
 
 

@@ -30,7 +30,7 @@ from guard.errors import ConfigError
 from guard.fallback.sinks import FileSinks
 from guard.fetch import Fetcher
 from guard.model import Budget, Ledger, Scope
-from guard.notify.slack import Blocks, Posted, SlackTransport
+from guard.notify.transport import Blocks, Posted, SlackTransport
 from guard.period import MINUTE, next_month
 from guard.policy import PolicyConfig
 from guard.pricing import PriceTable

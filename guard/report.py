@@ -7,15 +7,15 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-from rich.text import Text
-
 from guard.forecast import Forecast
 from guard.model import BudgetSpend, Ledger
 from guard.outlook import describe_burn
 from guard.policy import BudgetInput, Condition, ceiling
 
 if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
     from guard.assess import Assessment
 
 _HUNDREDTH_CENT = Decimal("0.0001")
@@ -99,6 +99,8 @@ def money(amount: Decimal) -> str:
 
 
 def _share(spend: Decimal, limit: Decimal) -> Text:
+    from rich.text import Text  # noqa: PLC0415  (rich loads only for tables)
+
     pct = spend / limit * 100 if limit else Decimal(0)
     style = "red bold" if pct >= 100 else "yellow" if pct >= 80 else "green"
     return Text(f"{pct:.1f}%", style=style)
@@ -115,6 +117,8 @@ def report_table(a: Assessment) -> Table:
 
 
 def _table(ledger: Ledger, api_requests: int, a: Assessment | None) -> Table:
+    from rich.table import Table  # noqa: PLC0415  (rich loads only for tables)
+
     table = Table(title=f"Month-to-date spend as of {timestamp(ledger.at)}",
                   caption=f"data through {timestamp(ledger.data_through)} · billed (cost report) "
                           f"through {ledger.authoritative_through or '—'} · "

@@ -33,7 +33,7 @@ from guard.notify import Notification
 from guard.notify.delivery import deliver
 from guard.notify.outbox import Outbox
 from guard.notify.plan import Planned, digest, plan
-from guard.notify.slack import SlackTransport
+from guard.notify.transport import SlackTransport
 from guard.period import month_start
 from guard.policy import (
     AlertState,

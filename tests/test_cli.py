@@ -120,3 +120,9 @@ def test_slack_listen_needs_an_app_token(tmp_path: Path) -> None:
     """Socket Mode without slack.app_token is a config error naming the field."""
     code, _, stderr = run("--config", str(config(tmp_path, "")), "slack", "listen")
     assert code == 2 and "slack.app_token" in stderr
+
+
+def test_version_prints_the_version() -> None:
+    """`guard --version` prints the version and exits 0."""
+    code, stdout, _ = run("--version")
+    assert code == 0 and stdout.strip() == "budget-guard 0.1.0"

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from guard.notify.outbox import COLLAPSIBLE, Outbox, Owed
-from guard.notify.slack import Blocks, Posted, SlackRejected, SlackTransport, SlackUnavailable
+from guard.notify.transport import (
+    Blocks,
+    Posted,
+    SlackRejected,
+    SlackTransport,
+    SlackUnavailable,
+)
 
 log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(minutes=2)
