@@ -74,6 +74,7 @@ class _Seen:
     stale: bool
     data_through: datetime | None
     upstream_error: str | None
+    notification_errors: tuple[str, ...] = ()
 
 
 class HttpState:
@@ -98,7 +99,7 @@ class HttpState:
             return
         seen = _Seen(_json(report.as_json()), _json(state_document(report.fallback)), now,
                      report.assessment.stale, report.assessment.ledger.data_through,
-                     report.upstream_error)
+                     report.upstream_error, report.notification_errors)
         with self._lock:
             self._seen, self._failures, self._last_error = seen, 0, None
 
@@ -140,7 +141,9 @@ class HttpState:
             return False, f"the Admin API failed on the last tick: {seen.upstream_error}"
         ago = max(0, round((now - seen.at).total_seconds()))
         failed = f", {failures} failed since" if failures else ""
-        return True, f"ok: last tick succeeded {ago} s ago{failed}"
+        slack = (f"; SLACK REJECTED NOTIFICATIONS: {seen.notification_errors[0]}"
+                 if seen.notification_errors else "")
+        return True, f"ok: last tick succeeded {ago} s ago{failed}{slack}"
 
 
 def describe_error(error: Exception | None) -> str:

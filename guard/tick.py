@@ -105,6 +105,7 @@ class TickReport:
     upstream_error: str | None = None
     standby: bool = False
     owed: int = 0
+    notification_errors: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -119,6 +120,7 @@ class TickReport:
              "kind": s.notification.kind, "delivered": s.delivered}
             | ({"muted": s.muted} if s.muted else {}) for s in self.sent]
         out["notifications_owed"] = self.owed
+        out["notification_errors"] = list(self.notification_errors)
         out["standby"] = self.standby
         out["keys"] = [{"budget": k.budget, "key_id": k.key_id, "action": k.action,
                         "dry_run": k.dry_run, "done": k.done, "error": k.error}
@@ -142,12 +144,14 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
                           standby=True)
     tick.sinks.write(desired, dry_run=dry_run)
     reload = _reload(tick, previous, changed, dry_run)
-    sent, states, owed = _notify(tick, assessment, snapshot, desired, at=at, dry_run=dry_run)
+    sent, states, owed, rejected = _notify(tick, assessment, snapshot, desired, at=at,
+                                           dry_run=dry_run)
     keys = _enforce(tick, assessment, at, dry_run)
     if not dry_run:
         _record(tick, previous, desired, changed=changed, reload=reload, states=states, at=at)
     return TickReport(assessment, desired, changed, reload, tuple(sent), tuple(keys),
-                      str(error) if error else None, owed=owed)
+                      str(error) if error else None, owed=owed,
+                      notification_errors=tuple(rejected))
 
 
 def _gather(tick: Tick, at: datetime) -> tuple[Snapshot, UpstreamError | None]:
@@ -204,7 +208,7 @@ def _reload(tick: Tick, previous: FallbackRecord | None, changed: bool,
 
 def _notify(tick: Tick, a: Assessment, snapshot: Snapshot, desired: FallbackState, *,
             at: datetime, dry_run: bool
-            ) -> tuple[list[Sent], dict[tuple[str, Condition], AlertState], int]:
+            ) -> tuple[list[Sent], dict[tuple[str, Condition], AlertState], int, list[str]]:
     """Owe what policy decided (durably), then send what is owed, oldest first."""
     outbox = tick.outbox
     today = [r for r in snapshot.usage if r.start.date() == at.date()]
@@ -219,12 +223,14 @@ def _notify(tick: Tick, a: Assessment, snapshot: Snapshot, desired: FallbackStat
         if key in states and item.kind != "update":
             states[key] = notified(states[key], at)
     delivered: set[str] = set()
+    rejected: list[str] = []
     if not dry_run:
         results = deliver(outbox, tick.transport, tick.channel, tick.holder, at)
         delivered = {r.owed.dedup for r in results if r.ok}
+        rejected = [r.error for r in results if r.final and r.error]
     sent = [Sent(Notification(i.budget, i.condition, i.kind, _severity(states, i), i.payload.text),
                  i.dedup in delivered, i.muted) for i in planned if i.kind != "update"]
-    return sent, states, 0 if dry_run else len(outbox.owed())
+    return sent, states, 0 if dry_run else len(outbox.owed()), rejected
 
 
 def _severity(states: dict[tuple[str, Condition], AlertState], item: Planned) -> str:

@@ -164,3 +164,13 @@ def test_two_instances_sharing_a_store_send_each_notification_once(sim: SimServe
     assert len(top) == len(incident_messages(tmp_path))
     texts = Counter((c.text or "").split(":")[0] for c in top)
     assert all(n == 1 for n in texts.values())
+
+
+def test_a_rejected_notification_is_reported_loudly(sim: SimServer, slack: SlackFake,
+                                                    tmp_path: Path) -> None:
+    """Slack refusing (channel_not_found) shows in the tick's JSON and stays owed."""
+    slack.error_next(1, "channel_not_found")
+    report = tick_once(sim, slack, tmp_path, MARCH + timedelta(days=20))
+    errors = report.as_json()["notification_errors"]
+    assert errors and "channel_not_found" in errors[0]
+    assert report.owed >= 1

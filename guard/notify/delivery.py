@@ -37,6 +37,7 @@ class Delivery:
     owed: Owed
     ok: bool
     error: str | None = None
+    final: bool = False
 
 
 class LogTransport:
@@ -96,7 +97,7 @@ def deliver(outbox: Outbox, transport: SlackTransport, channel: str, holder: str
         except SlackRejected as exc:
             outbox.failed(row.id, str(exc))
             held.add(row.incident)
-            results.append(Delivery(row, False, str(exc)))
+            results.append(Delivery(row, False, str(exc), final=True))
             log.error("Slack rejected a notification (%s); fix the cause, it stays owed", exc)
             continue
         outbox.delivered(row.id, now)
