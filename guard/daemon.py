@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -77,7 +78,8 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.settings = load_settings(self.config_path)
-        self.scheduler = BlockingScheduler(timezone=UTC)
+        self.scheduler = BlockingScheduler(timezone=UTC,
+                                           executors={"default": ThreadPoolExecutor(1)})
         self.stopping = threading.Event()
         self.ticks = 0
 
