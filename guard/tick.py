@@ -133,11 +133,11 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     """One full tick as of ``at``."""
     snapshot, error = _gather(tick, at)
     previous = tick.records.fallback()
+    pin = _live_override(tick, at)
     assessment = assess(tick.config.budgets, snapshot, policy=tick.config.policy,
                         lag=tick.config.lag, states=tick.records.alert_states(),
-                        held_tier=previous.tier if previous else None,
-                        override=_live_override(tick, at))
-    desired = _desired(tick, assessment, previous, at)
+                        held_tier=previous.tier if previous else None, override=pin)
+    desired = _desired(tick, assessment, previous, at, pin)
     changed = previous is None or not _same(previous, desired)
     if not dry_run and not tick.outbox.lease(LEADER, tick.holder, at, tick.config.lease_ttl):
         return TickReport(assessment, desired, False, None, (), (), str(error) if error else None,
@@ -168,17 +168,17 @@ def _live_override(tick: Tick, at: datetime) -> Override | None:
     return pin if pin is not None and pin.active(at) else None
 
 
-def _desired(tick: Tick, a: Assessment, previous: FallbackRecord | None,
-             at: datetime) -> FallbackState:
+def _desired(tick: Tick, a: Assessment, previous: FallbackRecord | None, at: datetime,
+             pin: Override | None) -> FallbackState:
     ceiling = a.outcome.ceiling
     firing = tuple(f"{b}: {c}" for b, cs in a.outcome.firing.items() for c in cs)
-    pin = _live_override(tick, at)
+    shown = pin if ceiling.source == "override" else None
     state = FallbackState.build(
         tick.config.policy.chain, tick.config.models, ceiling.level, source=ceiling.source,
         updated_at=at, reason=_reason(ceiling), firing=firing,
-        override_expires_at=pin.expires_at if pin and ceiling.source == "override" else None,
-        override_by=pin.who if pin and ceiling.source == "override" else None,
-        override_reason=pin.reason if pin and ceiling.source == "override" else None)
+        override_expires_at=shown.expires_at if shown else None,
+        override_by=shown.who if shown else None,
+        override_reason=shown.reason if shown else None)
     if previous is not None and _same(previous, state):
         state = replace(state, updated_at=previous.updated_at)
     return state
