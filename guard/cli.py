@@ -115,7 +115,9 @@ def run(ctx: typer.Context) -> None:
         state.update(report, at, error)
         metrics.observe(report, seconds, at, error)
 
-    daemon = _guarded(lambda: Daemon(ctx.obj.config_path, open_tick, observe))
+    stores = Stores()
+    daemon = _guarded(lambda: Daemon(ctx.obj.config_path,
+                                     lambda s: open_tick(s, stores.get(s.state.url)), observe))
     http = daemon.settings.http
     server = HttpServer(build_app(state, metrics, lambda: daemon.settings))
     try:
@@ -127,6 +129,7 @@ def run(ctx: typer.Context) -> None:
         code = daemon.run()
     finally:
         server.stop()
+        stores.close()
         if listener is not None:
             listener.close()
     raise typer.Exit(code)
@@ -407,14 +410,18 @@ def compute_report(settings: Settings, at: datetime) -> Assessment:
 
 
 @contextmanager
-def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
-    """A ``Fetcher`` wired to the real Admin API client and store of ``settings``."""
+def open_fetcher(settings: Settings, store: Store | None = None) -> Iterator[Fetcher]:
+    """A ``Fetcher`` wired to the real Admin API client and the store of ``settings``.
+
+    A ``store`` passed in (the daemon keeps one for its lifetime) is used and left open.
+    """
     key = settings.admin_api_key_value()
     if not key:
         raise ConfigError([("anthropic.admin_api_key",
                             "required: set admin_api_key or admin_api_key_file")])
     cfg = settings.anthropic
-    store = Store.connect(settings.state.url)
+    owned = store is None
+    store = store or Store.connect(settings.state.url)
     http = httpx.Client(base_url=str(cfg.base_url), timeout=cfg.timeout_s, headers={
         "x-api-key": key, "anthropic-version": API_VERSION,
         "user-agent": f"budget-guard/{__version__}"})
@@ -424,7 +431,29 @@ def open_fetcher(settings: Settings) -> Iterator[Fetcher]:
                       PriceTable.load(settings.pricing))
     finally:
         http.close()
-        store.close()
+        if owned:
+            store.close()
+
+
+class Stores:
+    """One open store per state URL, kept across ticks (the daemon's)."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.store: Store | None = None
+
+    def get(self, url: str) -> Store:
+        """The store for ``url``, reopened only when the URL changes (a reload)."""
+        if self.store is None or url != self.url:
+            self.close()
+            self.store, self.url = Store.connect(url), url
+        return self.store
+
+    def close(self) -> None:
+        """Close the open store, if any."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 def _console() -> Console:
@@ -435,9 +464,9 @@ def _console() -> Console:
 
 
 @contextmanager
-def open_tick(settings: Settings) -> Iterator[Tick]:
-    """A ``Tick`` wired to the real client, store, sinks and console notifier."""
-    with open_fetcher(settings) as fetcher:
+def open_tick(settings: Settings, store: Store | None = None) -> Iterator[Tick]:
+    """A ``Tick`` wired to the real client, store, sinks and notification transport."""
+    with open_fetcher(settings, store) as fetcher:
         records = Records(fetcher.store)
         e = settings.enforcement
         enforcer = Enforcer(fetcher.client, records, EnforcementConfig(
