@@ -96,7 +96,7 @@ def main() -> None:
 def measure(tmp: Path, url: str, steady: int) -> None:
     log = tmp / "run.log"
     with log.open("w") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "guard", "--config",
+        daemon = subprocess.Popen([str(Path(sys.executable).with_name("guard")), "--config",
                                    str(config(tmp, url)), "run"], stderr=out,
                                   stdout=subprocess.DEVNULL)
     try:
