@@ -80,7 +80,6 @@ class Daemon:
         self.settings = load_settings(self.config_path)
         self.scheduler = BlockingScheduler(timezone=UTC,
                                            executors={"default": ThreadPoolExecutor(1)})
-        self.stopping = threading.Event()
         self.ticks = 0
 
     def run(self) -> int:
@@ -125,7 +124,6 @@ class Daemon:
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s received: finishing the tick in flight", signal.Signals(signum).name)
-        self.stopping.set()
         threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
                          daemon=True).start()
 

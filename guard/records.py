@@ -8,7 +8,6 @@ and why.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -189,8 +188,3 @@ def _state_row(key: tuple[str, Condition], s: AlertState) -> dict[str, object]:
             "last_notified": epoch(s.last_notified) if s.last_notified else None,
             "notified_severity": s.notified_severity.value if s.notified_severity else None}
 
-
-def audit_many(records: Records, entries: Iterable[AuditEntry]) -> None:
-    """Append several entries in order."""
-    for entry in entries:
-        records.audit(entry)
