@@ -37,12 +37,12 @@ def measured_refresh(url: str, db: str, at: datetime, keys: list[str]) -> dict[s
     """One refresh plus the ledger, with its CPU, wall time and Admin API requests."""
     import httpx  # noqa: PLC0415  (imported here so the parent stays light)
 
-    from guard.admin.client import API_VERSION, AdminClient  # noqa: PLC0415
-    from guard.fetch import Fetcher  # noqa: PLC0415
-    from guard.ledger import budget_api_keys, month_to_date  # noqa: PLC0415
-    from guard.model import Budget, Scope  # noqa: PLC0415
-    from guard.pricing import PriceTable  # noqa: PLC0415
-    from guard.store import Store  # noqa: PLC0415
+    from guard.adapters.admin.client import API_VERSION, AdminClient  # noqa: PLC0415
+    from guard.adapters.store.engine import Store  # noqa: PLC0415
+    from guard.core.ledger import budget_api_keys, month_to_date  # noqa: PLC0415
+    from guard.core.model import Budget, Scope  # noqa: PLC0415
+    from guard.core.pricing import PriceTable  # noqa: PLC0415
+    from guard.shell.sync import Fetcher  # noqa: PLC0415
 
     budgets = [Budget("org", Scope.ORGANIZATION, None, Decimal(1), Decimal(2)),
                Budget("default", Scope.WORKSPACE, "default", Decimal(1), Decimal(2)),

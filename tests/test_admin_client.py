@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from guard.admin.client import AdminClient, RetryPolicy
+from guard.adapters.admin.client import AdminClient, RetryPolicy
 from guard.errors import (
     AdminKeyRejected,
     MalformedResponse,

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import guard.backtest
-from guard.admin.client import AdminClient
+from guard.adapters.admin.client import AdminClient
 from guard.backtest import (
     Backtest,
     Shape,
@@ -32,9 +32,9 @@ from guard.backtest.command import export_start
 from guard.backtest.harness import naive_run_rate, replay_month, scoreable_months
 from guard.backtest.history import export_history, history_csv
 from guard.backtest.synthetic import daily_series
-from guard.cli import app
+from guard.core.policy import Condition
+from guard.entry.cli import app
 from guard.errors import ConfigError
-from guard.policy import Condition
 
 START = date(2025, 1, 1)
 FLAT = Shape(start_level=100.0, monthly_growth=0.0, weekend_factor=1.0, noise_sigma=0.0,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from guard.cli import app
+from guard.entry.cli import app
 
 SECRET = "sk-ant-admin01-cli-test-secret"
 

@@ -15,8 +15,8 @@ from guard.config import (
     render_settings,
     resolve_config_path,
 )
+from guard.core.model import Budget, Scope
 from guard.errors import ConfigError
-from guard.model import Budget, Scope
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SECRET = "sk-ant-admin01-TOPSECRET"

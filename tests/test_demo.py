@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from guard.cli import app
-from guard.fallback.sinks import read_env
+from guard.adapters.sinks import read_env
+from guard.entry.cli import app
 
 
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:

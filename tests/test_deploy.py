@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 
+from guard.adapters.sinks import FallbackState, render_env, render_state, state_document
 from guard.chain import ModelChain
 from guard.config import load_settings
-from guard.fallback.sinks import FallbackState, render_env, render_state, state_document
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -516,7 +516,8 @@ def test_alerts_and_dashboard_use_only_exported_metrics() -> None:
 
 
 def test_the_metric_list_matches_the_daemon() -> None:
-    metrics = pytest.importorskip("guard.metrics", reason="guard.metrics is not importable")
+    metrics = pytest.importorskip("guard.entry.metrics",
+                                  reason="guard.entry.metrics is not importable")
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                 "gauge": ("",)}
     exported = {family.name + suffix for family in metrics.Metrics().registry.collect()

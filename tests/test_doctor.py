@@ -10,7 +10,7 @@ import pytest
 from slackfake import SlackFake
 from typer.testing import CliRunner
 
-from guard.cli import app
+from guard.entry.cli import app
 from guard.sim import SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-doctor-test"

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guard.admin.client import API_VERSION, AdminClient
-from guard.enforce import EnforcementConfig, Enforcer, keys_in_scope, over_threshold
-from guard.model import ApiKey, Budget, BudgetSpend, Scope
-from guard.records import Records
+from guard.adapters.admin.client import API_VERSION, AdminClient
+from guard.adapters.store.engine import Store
+from guard.adapters.store.state import Records
+from guard.core.model import ApiKey, Budget, BudgetSpend, Scope
+from guard.shell.enforce import EnforcementConfig, Enforcer, keys_in_scope, over_threshold
 from guard.sim import SimClock, SimOrg, SimServer
-from guard.store import Store
 
 KEY = "sk-ant-admin-enforce-test"
 ORG = SimOrg.generate(7)

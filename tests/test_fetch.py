@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from guard.admin.client import API_VERSION, AdminClient
+from guard.adapters.admin.client import API_VERSION, AdminClient
+from guard.adapters.store.engine import Store
+from guard.core.pricing import PriceTable
 from guard.errors import UpstreamUnavailable
-from guard.fetch import WATERMARK, Fetcher
-from guard.pricing import PriceTable
+from guard.shell.sync import WATERMARK, Fetcher
 from guard.sim import Fault, SimClock, SimOrg, SimServer
-from guard.store import Store
 
 KEY = "sk-ant-admin01-fetch-test"
 ORG = SimOrg.generate(3)

@@ -9,7 +9,7 @@ from itertools import pairwise
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from guard.forecast import (
+from guard.core.forecast import (
     Band,
     Profile,
     band_from_residuals,

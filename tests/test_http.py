@@ -16,17 +16,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from guard import ops
-from guard.assess import assess
+from guard.adapters.sinks import FallbackState, state_document
 from guard.config import Settings, load_settings
+from guard.core.assess import assess
+from guard.core.model import Budget, CostDay, PricedUsage, Scope
+from guard.core.policy import PolicyConfig
+from guard.entry.http import WRITES_DISABLED, HttpServer, HttpState, build_app
+from guard.entry.metrics import Metrics
 from guard.errors import StoreError, UpstreamUnavailable
-from guard.fallback.sinks import FallbackState, state_document
-from guard.fetch import Snapshot
-from guard.http import WRITES_DISABLED, HttpServer, HttpState, build_app
-from guard.metrics import Metrics
-from guard.model import Budget, CostDay, PricedUsage, Scope
-from guard.policy import PolicyConfig
-from guard.tick import TickReport
+from guard.shell import ops
+from guard.shell.sync import Snapshot
+from guard.shell.tick import TickReport
 
 AT = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
 TOKEN = "s3cret-admin-token-for-tests"

@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.ledger import month_to_date
-from guard.model import Budget, CostDay, PricedUsage, Scope
+from guard.core.ledger import month_to_date
+from guard.core.model import Budget, CostDay, PricedUsage, Scope
 
 D = Decimal
 AT = datetime(2026, 3, 3, 12, 30, tzinfo=UTC)

@@ -17,10 +17,13 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slackfake import SlackFake
 
-from guard import ops
+from guard.adapters.slack import Posted, SlackRejected, SlackUnavailable
+from guard.adapters.store.engine import Store
+from guard.adapters.store.outbox import Outbox
+from guard.adapters.store.state import FallbackRecord, Records
 from guard.config import Settings, load_settings
-from guard.errors import ConfigError
-from guard.notify.oncall import (
+from guard.core.render import IncidentView, render_incident
+from guard.entry.oncall import (
     Command,
     OnCall,
     Refusal,
@@ -30,11 +33,8 @@ from guard.notify.oncall import (
     split_incident,
     start_socket_mode,
 )
-from guard.notify.outbox import Outbox
-from guard.notify.render import IncidentView, render_incident
-from guard.notify.slack import Posted, SlackRejected, SlackUnavailable
-from guard.records import FallbackRecord, Records
-from guard.store import Store
+from guard.errors import ConfigError
+from guard.shell import ops
 
 NOW = datetime(2026, 3, 19, 14, 5, tzinfo=UTC)
 KEY = "2026-03:org-monthly:hard_likely"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.forecast import Forecast
-from guard.model import Budget, BudgetSpend, Scope
-from guard.policy import (
+from guard.core.forecast import Forecast
+from guard.core.model import Budget, BudgetSpend, Scope
+from guard.core.policy import (
     AlertState,
     BudgetInput,
     Condition,

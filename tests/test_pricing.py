@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from guard.model import UsageRow
-from guard.pricing import PriceTable
+from guard.core.model import UsageRow
+from guard.core.pricing import PriceTable
 
 D = Decimal
 

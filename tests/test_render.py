@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
-from guard.notify.render import (
+from guard.core.policy import Condition
+from guard.core.render import (
     DigestLine,
     DigestView,
     IncidentView,
@@ -28,7 +29,6 @@ from guard.notify.render import (
     share,
     usd,
 )
-from guard.policy import Condition
 
 D = Decimal
 AT = datetime(2026, 3, 12, 14, 12, tzinfo=UTC)

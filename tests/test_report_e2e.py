@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from guard.cli import app
+from guard.entry.cli import app
 from guard.sim import Fault, SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-e2e-fake"

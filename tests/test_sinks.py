@@ -19,9 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import guard.fallback
-from guard.config.sections import FallbackSettings
-from guard.fallback import (
+import guard.adapters.sinks
+from guard.adapters.sinks import (
     FallbackState,
     FileSinks,
     ReloadResult,
@@ -30,6 +29,7 @@ from guard.fallback import (
     render_env,
     render_state,
 )
+from guard.config.sections import FallbackSettings
 
 CHAIN = ("opus", "sonnet", "haiku")
 MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
@@ -73,7 +73,7 @@ def sinks_in(tmp_path: Path, **kwargs: Any) -> FileSinks:
 
 def test_public_exports_are_pinned() -> None:
     """The package exports exactly the sinks' public API."""
-    assert sorted(guard.fallback.__all__) == [
+    assert sorted(guard.adapters.sinks.__all__) == [
         "FallbackState", "FileSinks", "ReloadResult", "Sink", "atomic_write", "read_env",
         "render_env", "render_state", "state_document"]
 

@@ -10,9 +10,7 @@ import pytest
 from pydantic import SecretStr
 from slackfake import SlackFake
 
-from guard.config.sections import SlackSettings
-from guard.notify.delivery import PacedTransport
-from guard.notify.slack import (
+from guard.adapters.slack import (
     Posted,
     SlackError,
     SlackRejected,
@@ -21,6 +19,8 @@ from guard.notify.slack import (
     SlackWebhook,
     from_settings,
 )
+from guard.config.sections import SlackSettings
+from guard.shell.deliver import PacedTransport
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*MTD* $4,812"}}]
 

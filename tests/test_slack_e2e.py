@@ -16,19 +16,19 @@ import httpx
 import pytest
 from slackfake import SlackFake
 
-from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
-from guard.fallback.sinks import FileSinks, read_env
-from guard.fetch import Fetcher
-from guard.model import Budget, Scope
-from guard.notify.outbox import Outbox
-from guard.notify.slack import SlackWebApi
-from guard.policy import PolicyConfig
-from guard.pricing import PriceTable
-from guard.records import Records
-from guard.schema import incidents
+from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.adapters.sinks import FileSinks, read_env
+from guard.adapters.slack import SlackWebApi
+from guard.adapters.store.engine import Store
+from guard.adapters.store.outbox import Outbox
+from guard.adapters.store.schema import incidents
+from guard.adapters.store.state import Records
+from guard.core.model import Budget, Scope
+from guard.core.policy import PolicyConfig
+from guard.core.pricing import PriceTable
+from guard.shell.sync import Fetcher
+from guard.shell.tick import Tick, TickConfig, TickReport, run_tick
 from guard.sim import SimClock, SimOrg, SimServer
-from guard.store import Store
-from guard.tick import Tick, TickConfig, TickReport, run_tick
 
 KEY = "sk-ant-admin-slack-e2e"
 ORG = SimOrg.generate(7)

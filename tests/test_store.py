@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from guard.adapters.store.engine import Store, from_units, to_units
+from guard.core.model import CostDay, PricedUsage
 from guard.errors import StoreError
-from guard.model import CostDay, PricedUsage
-from guard.store import Store, from_units, to_units
 
 PG_ADMIN_URL = os.environ.get("GUARD_TEST_PG_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -15,19 +15,19 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from guard.admin.client import API_VERSION, AdminClient, RetryPolicy
-from guard.cli import app
-from guard.enforce import EnforcementConfig, Enforcer
-from guard.fallback.sinks import FileSinks, read_env
-from guard.fetch import Fetcher
-from guard.model import Budget, Scope
-from guard.notify.slack import Posted, SlackUnavailable
-from guard.policy import Condition, Override, PolicyConfig
-from guard.pricing import PriceTable
-from guard.records import Records
+from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.adapters.sinks import FileSinks, read_env
+from guard.adapters.slack import Posted, SlackUnavailable
+from guard.adapters.store.engine import Store
+from guard.adapters.store.state import Records
+from guard.core.model import Budget, Scope
+from guard.core.policy import Condition, Override, PolicyConfig
+from guard.core.pricing import PriceTable
+from guard.entry.cli import app
+from guard.shell.enforce import EnforcementConfig, Enforcer
+from guard.shell.sync import Fetcher
+from guard.shell.tick import Tick, TickConfig, run_tick
 from guard.sim import Fault, SimClock, SimOrg, SimServer
-from guard.store import Store
-from guard.tick import Tick, TickConfig, run_tick
 
 KEY = "sk-ant-admin-tick-test"
 ORG = SimOrg.generate(7)

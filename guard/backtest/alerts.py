@@ -4,7 +4,7 @@ Every replayed (organization, month) gets a hard limit drawn near its realised t
 (total × U(0.85, 1.15), seeded per month). The month is then walked in simulated time, a tick
 every ``TICK``: month-to-date is the complete days plus the elapsed share of today, the
 forecast is the real one, and ``hard_likely`` (P50 ≥ limit) and ``hard_at_risk``
-(P90 ≥ limit) go through ``guard.policy.step`` with the default hysteresis. Scored:
+(P90 ≥ limit) go through ``guard.core.policy.step`` with the default hysteresis. Scored:
 
 - **precision / recall at day 10**: a condition firing at 00:00 on day 10 (through the policy,
   hysteresis included) against whether the month really ended at or above the limit; and the
@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from guard.backtest.harness import MonthReplay, OrgReplay
-from guard.forecast import Profile, forecast
-from guard.period import day_start
-from guard.policy import AlertState, Condition, PolicyConfig, Signal, Status, step
+from guard.core.forecast import Profile, forecast
+from guard.core.period import day_start
+from guard.core.policy import AlertState, Condition, PolicyConfig, Signal, Status, step
 
 TICK = timedelta(hours=6)
 CHECK_DAY = 10

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from guard.forecast import (
+from guard.core.forecast import (
     Band,
     DailySeries,
     Forecast,
@@ -31,7 +31,7 @@ from guard.forecast import (
     forecast,
     median,
 )
-from guard.period import day_start, next_month
+from guard.core.period import day_start, next_month
 
 CHECKPOINTS = (5, 10, 15, 20)
 """Days of the month at whose start (00:00 UTC) the forecast is made."""

@@ -31,9 +31,9 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from guard.admin.client import AdminClient
+from guard.adapters.admin.client import AdminClient
+from guard.core.period import day_start
 from guard.errors import ConfigError
-from guard.period import day_start
 
 HEADER = ("date", "amount_usd")
 _CENTS = Decimal(100)

@@ -2,7 +2,7 @@
 
 Each synthetic organization spends with a business-hours profile (weekday 09:00–15:00 UTC at
 three times the mean hour, nights and weekends low), day-to-day, hour-to-hour and
-minute-to-minute noise. Two checks, with the real ``guard.forecast.burn``:
+minute-to-minute noise. Two checks, with the real ``guard.core.forecast.burn``:
 
 The level and day-of-week factors are learned from eight weeks of daily spend and the
 hour-of-week profile from the last two of them, as the daemon learns them from the cost
@@ -26,8 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from statistics import median
 
-from guard.forecast import Profile, Seasonal, burn, hour_profile, seasonal
-from guard.period import MINUTE
+from guard.core.forecast import Profile, Seasonal, burn, hour_profile, seasonal
+from guard.core.period import MINUTE
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAYS = 84

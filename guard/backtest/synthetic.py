@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from guard.period import day_start, next_month
+from guard.core.period import day_start, next_month
 
 STEP_CHANCE = 0.3
 SPIKE_CHANCE = 0.02

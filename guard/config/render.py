@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 from pydantic import SecretStr
 
-from guard.model import Scope
+from guard.core.model import Scope
 
 if TYPE_CHECKING:
     from guard.config.settings import Settings

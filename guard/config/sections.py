@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from guard.config.render import mask_url_password
-from guard.model import DEFAULT_WORKSPACE, Budget, Scope
+from guard.core.model import DEFAULT_WORKSPACE, Budget, Scope
 
 Condition = Literal[
     "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale"
@@ -298,7 +298,7 @@ def _match_problem(scope: Scope, match: str) -> str | None:
 
 
 class ModelPriceOverride(_Section):
-    """One ``[pricing]`` entry, $/MTok; unset optional prices are derived by ``guard.pricing``."""
+    """One ``[pricing]`` entry, $/MTok; unset optional prices derive from ``guard.core.pricing``."""
 
     input: Usd
     output: Usd

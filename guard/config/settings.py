@@ -30,8 +30,8 @@ from guard.config.sections import (
     StateSettings,
     _problem,
 )
-from guard.model import Budget
-from guard.policy import PolicyConfig
+from guard.core.model import Budget
+from guard.core.policy import PolicyConfig
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,243 @@
+"""The Admin API client: the only code that knows URLs, query parameters and JSON.
+
+All network I/O goes through one injected ``httpx.Client`` (tests swap its transport for
+``httpx.MockTransport`` or respx). Every HTTP attempt, retries included, is counted in
+``requests`` so a tick can report what it cost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from guard.adapters.admin import parse
+from guard.core.model import ApiKey, CostBucket, UsageBucket, Workspace
+from guard.errors import (
+    AdminKeyRejected,
+    MalformedResponse,
+    RateLimited,
+    RequestRejected,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+
+API_VERSION = "2023-06-01"
+USAGE_PATH = "/v1/organizations/usage_report/messages"
+COST_PATH = "/v1/organizations/cost_report"
+WORKSPACES_PATH = "/v1/organizations/workspaces"
+API_KEYS_PATH = "/v1/organizations/api_keys"
+
+WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+MAX_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
+"""The API's largest page, in buckets, per bucket width."""
+
+USAGE_GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window",
+                  "inference_geo")
+"""Every usage dimension that changes the price, plus the two scopes budgets use."""
+
+_RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: attempts per request, exponential backoff with jitter, longest wait."""
+
+    attempts: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_wait_s: float = 120.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds before retry ``attempt`` (1-based): full exponential, half of it jittered."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
+        return float(ceiling * (0.5 + rng.random() / 2))
+
+
+@dataclass
+class AdminClient:
+    """Reads the Usage & Cost reports, workspaces and API keys of one organization."""
+
+    http: httpx.Client
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    requests: int = 0
+
+    def usage_pages(self, start: datetime, end: datetime, width: str,
+                    group_by: Sequence[str] = USAGE_GROUP_BY,
+                    page_buckets: int | None = None) -> Iterator[list[UsageBucket]]:
+        """Usage buckets in ``[start, end)``, one page at a time, every page followed."""
+        params = _report_params(start, end, width, group_by, page_buckets)
+        first = 0
+        for data in self._report_pages(USAGE_PATH, params, "usage_report"):
+            buckets = parse.usage_buckets(data, parse.Where("usage_report"), first)
+            first += len(buckets)
+            yield buckets
+
+    def cost_pages(self, start: datetime, end: datetime, group_by: Sequence[str] = (),
+                   page_buckets: int | None = None) -> Iterator[list[CostBucket]]:
+        """Daily cost buckets in ``[start, end)``, amounts in cents, one page at a time."""
+        params = _report_params(start, end, "1d", group_by, page_buckets)
+        first = 0
+        for data in self._report_pages(COST_PATH, params, "cost_report"):
+            buckets = parse.cost_buckets(data, parse.Where("cost_report"), first)
+            first += len(buckets)
+            yield buckets
+
+    def workspaces(self, include_archived: bool = False) -> list[Workspace]:
+        """Every workspace (the default workspace is not listed: it has no id)."""
+        params = {"include_archived": str(include_archived).lower()}
+        return [parse.workspace(item, parse.Where(f"workspaces item {i}"))
+                for i, item in enumerate(self._list(WORKSPACES_PATH, params, "workspaces"))]
+
+    def api_keys(self, status: str | None = None,
+                 workspace_id: str | None = None) -> list[ApiKey]:
+        """API keys, optionally only those with ``status`` or in ``workspace_id``."""
+        params = {k: v for k, v in (("status", status), ("workspace_id", workspace_id)) if v}
+        return [parse.api_key(item, parse.Where(f"api_keys item {i}"))
+                for i, item in enumerate(self._list(API_KEYS_PATH, params, "api_keys"))]
+
+    def set_api_key_status(self, key_id: str, status: str) -> ApiKey:
+        """Set a key ``active`` or ``inactive``; returns the key as the API now has it."""
+        payload = self._request("POST", f"{API_KEYS_PATH}/{key_id}", None, {"status": status})
+        return parse.api_key(payload, parse.Where(f"api_keys/{key_id}"))
+
+    def _report_pages(self, path: str, params: list[tuple[str, str]],
+                      what: str) -> Iterator[list[Any]]:
+        page: str | None = None
+        for number in range(1, 100_000):
+            query = params + ([("page", page)] if page else [])
+            payload = self._request("GET", path, query, None)
+            where = parse.Where(f"{what} page {number}")
+            data, has_more, page = parse.envelope(payload, where, "next_page")
+            yield data
+            if not has_more:
+                return
+        raise MalformedResponse(f"malformed Admin API response: {what} never stopped paginating")
+
+    def _list(self, path: str, params: dict[str, str], what: str) -> Iterator[Any]:
+        after: str | None = None
+        while True:
+            query = [*params.items(), ("limit", "1000")] + ([("after_id", after)] if after else [])
+            payload = self._request("GET", path, query, None)
+            data, has_more, after = parse.envelope(payload, parse.Where(what), "last_id")
+            yield from data
+            if not has_more:
+                return
+
+    def _request(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
+                 body: dict[str, str] | None) -> object:
+        for attempt in range(1, self.retry.attempts + 1):
+            last = attempt == self.retry.attempts
+            try:
+                self.requests += 1
+                response = self.http.request(method, path, params=list(query or ()), json=body)
+            except httpx.TransportError as exc:
+                if last:
+                    raise UpstreamUnavailable(
+                        f"Admin API unreachable after {attempt} attempts: {_describe(exc)}"
+                    ) from None
+                self.sleep(self.retry.backoff(attempt, self.rng))
+                continue
+            wait = self._retry_wait(response, attempt, last)
+            if wait is None:
+                return _decode(response, path)
+            self.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retry_wait(self, response: httpx.Response, attempt: int, last: bool) -> float | None:
+        """``None`` when ``response`` is final; else seconds to wait before trying again."""
+        status = response.status_code
+        if status < 400:
+            return None
+        if status == 429:
+            wait = retry_after_seconds(response.headers, datetime.now(UTC))
+            if wait is not None and wait > self.retry.max_wait_s:
+                raise _error(RateLimited, response,
+                             f"rate limited; retry-after {wait:.0f}s exceeds the "
+                             f"{self.retry.max_wait_s:.0f}s retry budget")
+            if last:
+                raise _error(RateLimited, response, f"still rate limited after {attempt} attempts")
+            return wait if wait is not None else self.retry.backoff(attempt, self.rng)
+        if status in (401, 403):
+            raise _error(AdminKeyRejected, response,
+                         "admin key rejected: check anthropic.admin_api_key "
+                         "(it must be an admin key, sk-ant-admin…)")
+        if status in _RETRY_STATUSES or status >= 500:
+            if last:
+                raise _error(UpstreamUnavailable, response,
+                             f"Admin API unavailable after {attempt} attempts")
+            return self.retry.backoff(attempt, self.rng)
+        raise _error(RequestRejected, response, "Admin API rejected the request")
+
+
+def retry_after_seconds(headers: httpx.Headers, now: datetime) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(raw) - now).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _report_params(start: datetime, end: datetime, width: str, group_by: Sequence[str],
+                   page_buckets: int | None) -> list[tuple[str, str]]:
+    buckets = max(1, int((end - start) / WIDTHS[width]))
+    limit = min(MAX_LIMIT[width], buckets, page_buckets or MAX_LIMIT[width])
+    params = [("starting_at", rfc3339(start)), ("ending_at", rfc3339(end)),
+              ("bucket_width", width), ("limit", str(limit))]
+    return params + [("group_by[]", name) for name in group_by]
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2026-03-12T14:05:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _decode(response: httpx.Response, path: str) -> object:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedResponse(
+            f"malformed Admin API response: {path} (HTTP {response.status_code}) is not JSON",
+            request_id=response.headers.get("request-id"),
+        ) from None
+
+
+def _error(kind: type[UpstreamError], response: httpx.Response, summary: str) -> UpstreamError:
+    detail = _api_message(response)
+    message = f"{summary} (HTTP {response.status_code}{detail})"
+    return kind(message, status=response.status_code,
+                request_id=response.headers.get("request-id"))
+
+
+def _api_message(response: httpx.Response) -> str:
+    try:
+        error = json.loads(response.content).get("error", {})
+        kind, message = str(error.get("type", "")), str(error.get("message", ""))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+    return f" {kind}: {message[:200]}" if kind or message else ""
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,175 @@
+"""JSON → typed dataclasses for the Admin API, with errors that say where.
+
+A payload that does not match the documented schema raises ``MalformedResponse`` naming the
+report, the bucket, the result and the field ("cost_report bucket 3, result 2: `amount` is not
+a decimal"). Nothing here ever turns a bad value into zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from guard.core.model import ApiKey, CostBucket, CostRow, UsageBucket, UsageRow, Workspace
+from guard.errors import MalformedResponse
+
+T = TypeVar("T")
+_DIMENSIONS = ("model", "workspace_id", "api_key_id", "service_tier", "context_window",
+               "inference_geo")
+_COST_FIELDS = ("cost_type", "description", "model", "token_type", "service_tier",
+                "context_window", "inference_geo", "workspace_id")
+
+
+class Where:
+    """A location inside a payload, rendered into error messages."""
+
+    def __init__(self, text: str, nested: bool = False) -> None:
+        self.text = text
+        self.nested = nested
+
+    def __truediv__(self, part: str) -> Where:
+        """``cost_report`` / ``bucket 3`` / ``result 2`` → "cost_report bucket 3, result 2"."""
+        return Where(f"{self.text}{', ' if self.nested else ' '}{part}", nested=True)
+
+    def fail(self, problem: str) -> MalformedResponse:
+        """The error for ``problem`` at this location."""
+        return MalformedResponse(f"malformed Admin API response: {self.text}: {problem}")
+
+
+def envelope(payload: object, where: Where,
+             cursor: str) -> tuple[list[Any], bool, str | None]:
+    """``data``, ``has_more`` and the ``cursor`` field of a page.
+
+    Reports page with ``next_page``; lists (workspaces, API keys) with ``last_id``.
+    """
+    obj = _object(payload, where)
+    data = _field(obj, "data", list, where)
+    has_more = _field(obj, "has_more", bool, where)
+    after = _optional(obj, cursor, str, where)
+    if has_more and not after:
+        raise where.fail(f"`has_more` is true but `{cursor}` is empty")
+    return data, has_more, after
+
+
+def usage_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[UsageBucket]:
+    """Usage buckets; ``first`` numbers the buckets across pages."""
+    return [_bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket)
+            for i, item in enumerate(data)]
+
+
+def cost_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[CostBucket]:
+    """Cost buckets; ``first`` numbers the buckets across pages."""
+    return [_bucket(item, where / f"bucket {first + i}", cost_row, CostBucket)
+            for i, item in enumerate(data)]
+
+
+def usage_row(payload: object, where: Where) -> UsageRow:
+    """One usage result."""
+    obj = _object(payload, where)
+    cache = _object(_field(obj, "cache_creation", dict, where), where / "`cache_creation`")
+    tools = obj.get("server_tool_use") or {}
+    tools = _object(tools, where / "`server_tool_use`")
+    dims = {name: _optional(obj, name, str, where) for name in _DIMENSIONS}
+    return UsageRow(
+        uncached_input_tokens=_count(obj, "uncached_input_tokens", where),
+        cache_write_5m_tokens=_count(cache, "ephemeral_5m_input_tokens", where),
+        cache_write_1h_tokens=_count(cache, "ephemeral_1h_input_tokens", where),
+        cache_read_input_tokens=_count(obj, "cache_read_input_tokens", where),
+        output_tokens=_count(obj, "output_tokens", where),
+        web_search_requests=_count(tools, "web_search_requests", where, default=0),
+        **dims,
+    )
+
+
+def cost_row(payload: object, where: Where) -> CostRow:
+    """One cost result; ``amount`` stays in cents."""
+    obj = _object(payload, where)
+    raw = _field(obj, "amount", str, where)
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise where.fail(f"`amount` is not a decimal: {raw[:40]!r}") from None
+    if not amount.is_finite():
+        raise where.fail(f"`amount` is not a finite decimal: {raw[:40]!r}")
+    currency = _field(obj, "currency", str, where)
+    if currency != "USD":
+        raise where.fail(f"`currency` is {currency!r}; only USD is supported")
+    fields = {name: _optional(obj, name, str, where) for name in _COST_FIELDS}
+    return CostRow(amount_cents=amount, currency=currency, **fields)
+
+
+def workspace(payload: object, where: Where) -> Workspace:
+    """One workspace object."""
+    obj = _object(payload, where)
+    archived = _optional(obj, "archived_at", str, where)
+    return Workspace(id=_field(obj, "id", str, where), name=_field(obj, "name", str, where),
+                     archived_at=timestamp(archived, where / "`archived_at`") if archived else None)
+
+
+def api_key(payload: object, where: Where) -> ApiKey:
+    """One API key object; the workspace comes from ``scope`` (or the deprecated field)."""
+    obj = _object(payload, where)
+    scope = obj.get("scope")
+    workspace_id = scope.get("workspace_id") if isinstance(scope, dict) else None
+    if workspace_id is None:
+        workspace_id = _optional(obj, "workspace_id", str, where)
+    return ApiKey(id=_field(obj, "id", str, where), name=_field(obj, "name", str, where),
+                  status=_field(obj, "status", str, where), workspace_id=workspace_id)
+
+
+def timestamp(raw: object, where: Where) -> datetime:
+    """An RFC 3339 timestamp with a zone."""
+    if not isinstance(raw, str):
+        raise where.fail(f"expected an RFC 3339 timestamp, got {type(raw).__name__}")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise where.fail(f"not an RFC 3339 timestamp: {raw[:40]!r}") from None
+    if value.tzinfo is None:
+        raise where.fail(f"timestamp has no zone: {raw[:40]!r}")
+    return value
+
+
+def _bucket(payload: object, where: Where, parse: Callable[[object, Where], Any],
+            make: Callable[..., T]) -> T:
+    obj = _object(payload, where)
+    start = timestamp(obj.get("starting_at"), where / "`starting_at`")
+    end = timestamp(obj.get("ending_at"), where / "`ending_at`")
+    if end <= start:
+        raise where.fail("`ending_at` is not after `starting_at`")
+    rows = _field(obj, "results", list, where)
+    results = tuple(parse(row, where / f"result {i}") for i, row in enumerate(rows))
+    return make(starting_at=start, ending_at=end, results=results)
+
+
+def _object(payload: object, where: Where) -> Mapping[str, Any]:
+    if not isinstance(payload, dict):
+        raise where.fail(f"expected an object, got {type(payload).__name__}")
+    return payload
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type[T], where: Where) -> T:
+    if name not in obj:
+        raise where.fail(f"`{name}` is missing")
+    value = obj[name]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise where.fail(f"`{name}` is not a {kind.__name__}: {str(value)[:40]!r}")
+    return value
+
+
+def _optional(obj: Mapping[str, Any], name: str, kind: type[T], where: Where) -> T | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    return _field(obj, name, kind, where)
+
+
+def _count(obj: Mapping[str, Any], name: str, where: Where, default: int | None = None) -> int:
+    if default is not None and obj.get(name) is None:
+        return default
+    value = _field(obj, name, int, where)
+    if value < 0:
+        raise where.fail(f"`{name}` is negative: {value}")
+    return value

@@ -1,0 +1,59 @@
+"""One evaluation from fetched data: ledger → outlook → policy. Pure.
+
+``guard report`` runs it with no remembered alert state and without the raise delay, so it
+shows the conditions the data meets right now; the daemon's tick runs the same code with the
+states it remembers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from guard.core.ledger import month_to_date
+from guard.core.model import Budget, Ledger
+from guard.core.outlook import OutlookInputs, outlooks
+from guard.core.policy import (
+    AlertState,
+    BudgetInput,
+    Condition,
+    Outcome,
+    Override,
+    PolicyConfig,
+    evaluate,
+)
+from guard.shell.sync import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """Everything decided about every budget as of ``ledger.at``."""
+
+    ledger: Ledger
+    inputs: tuple[BudgetInput, ...]
+    outcome: Outcome
+    stale: bool
+    api_requests: int
+    policy: PolicyConfig
+
+
+def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
+           lag: timedelta, states: Mapping[tuple[str, Condition], AlertState] | None = None,
+           held_tier: str | None = None, override: Override | None = None) -> Assessment:
+    """Ledger, forecast, burn rate and policy for ``budgets`` from one ``snapshot``."""
+    at = snapshot.at
+    ledger = month_to_date(budgets, at=at, settled=snapshot.settled, usage=snapshot.usage,
+                           data_through=snapshot.data_through)
+    data = OutlookInputs(snapshot.settled, snapshot.usage, snapshot.usage_from,
+                         snapshot.recent_hours, snapshot.recent_minutes, snapshot.hourly)
+    inputs = tuple(outlooks(ledger, data, lag=lag))
+    stale = is_stale(snapshot.data_through, at, policy)
+    outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
+                       held_tier=held_tier, override=override)
+    return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy)
+
+
+def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:
+    """Whether data is older than the policy tolerates."""
+    return data_through is None or at - data_through > policy.stale_after

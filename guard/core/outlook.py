@@ -1,0 +1,119 @@
+"""From the ledger and the snapshot to each budget's outlook: forecast and burn rate. Pure.
+
+The forecast reads each budget's daily history across the month boundary (settled cost days
+for organization, workspace and model budgets; priced usage for API-key budgets and for days
+whose cost report has not settled), the organization's hour-of-week profile, and a conformal
+band replayed from the complete months of that history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from guard.core.forecast import (
+    DEFAULT_TIERS,
+    Burn,
+    BurnTier,
+    Profile,
+    burn,
+    calibrate,
+    forecast,
+    hour_profile,
+    seasonal,
+)
+from guard.core.ledger import ZERO, UsageIndex, attributable, day_spend
+from guard.core.model import Budget, BudgetSpend, CostDay, Ledger, PricedUsage, Scope
+from guard.core.period import HOUR, MINUTE, day_start, days_between
+from guard.core.policy import BudgetInput
+
+
+@dataclass(frozen=True, slots=True)
+class OutlookInputs:
+    """The slices of a fetch snapshot the outlook reads."""
+
+    settled: Mapping[date, CostDay]
+    usage: Sequence[PricedUsage]
+    usage_from: date | None
+    recent_hours: Sequence[PricedUsage]
+    recent_minutes: Sequence[PricedUsage]
+    hourly: Mapping[datetime, Decimal]
+
+
+def history(budget: Budget, first: date, today: date, data: OutlookInputs,
+            index: UsageIndex) -> dict[date, Decimal]:
+    """Known spend of ``budget`` per complete day in ``[first, today)``; unknown days absent."""
+    series: dict[date, Decimal] = {}
+    for day in days_between(first, today):
+        billed = budget.scope is not Scope.API_KEY and day in data.settled
+        covered = data.usage_from is not None and day >= data.usage_from
+        if billed or covered:
+            series[day] = day_spend(budget, day, data.settled, index)[0]
+    return series
+
+
+def spent_between(budget: Budget, data: OutlookInputs) -> Callable[[datetime, datetime], Decimal]:
+    """Spend of ``budget`` in a window, hours pro-rated where the window cuts them."""
+    rows = [(r.start, HOUR, usd) for r in data.recent_hours if (usd := attributable(budget, r))]
+    rows += [(r.start, MINUTE, usd) for r in data.recent_minutes
+             if (usd := attributable(budget, r))]
+
+    def between(start: datetime, end: datetime) -> Decimal:
+        total = ZERO
+        for row_start, width, usd in rows:
+            overlap = min(end, row_start + width) - max(start, row_start)
+            if overlap > timedelta(0):
+                total += usd * Decimal(overlap / width)
+        return total
+
+    return between
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    data: OutlookInputs
+    index: UsageIndex
+    profile: Profile
+    first: date
+    now: datetime
+    lag: timedelta
+    tiers: Sequence[BurnTier]
+
+
+def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
+             tiers: Sequence[BurnTier] = DEFAULT_TIERS) -> list[BudgetInput]:
+    """Forecast and burn rate of every budget in ``ledger``, as of its ``data_through``."""
+    now = ledger.data_through or ledger.at
+    today = now.date()
+    first = min([*data.settled, *([data.usage_from] if data.usage_from else [])], default=today)
+    profile = hour_profile({h: v for h, v in data.hourly.items() if h < day_start(today)})
+    ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers)
+    return [_one(spend, ctx) for spend in ledger.budgets]
+
+
+def _one(spend: BudgetSpend, ctx: _Context) -> BudgetInput:
+    budget, today = spend.budget, ctx.now.date()
+    series = history(budget, ctx.first, today, ctx.data, ctx.index)
+    band = calibrate(series, today.replace(day=1), ctx.profile)
+    outlook = forecast(mtd=spend.spend_usd, history=series, profile=ctx.profile, band=band,
+                       now=ctx.now, hard_limit=budget.hard_limit_usd)
+    rates = burn(spent_between=spent_between(budget, ctx.data),
+                 season=seasonal(series, today), profile=ctx.profile, end=ctx.now - ctx.lag,
+                 mtd=spend.spend_usd, hard_limit=budget.hard_limit_usd, tiers=ctx.tiers)
+    return BudgetInput(spend, outlook, rates)
+
+
+def describe_burn(rates: Burn) -> dict[str, object]:
+    """Burn rates for JSON: per tier the long and short multiples of the expected spend."""
+    return {
+        "tiers": {name: {"long": _num(long), "short": _num(short)}
+                  for name, long, short in rates.rates},
+        "tripped": rates.tripped.name if rates.tripped else None,
+        "hours_to_hard_limit": _num(rates.tte_hours) if rates.tte_hours is not None else None,
+    }
+
+
+def _num(value: Decimal) -> float | None:
+    return round(float(value), 3) if value.is_finite() else None

@@ -1,0 +1,181 @@
+"""The price table and the estimator: usage rows → dollars.
+
+Prices are US dollars per million tokens. The table ships in ``prices.toml`` and is extended or
+overridden by ``[pricing]`` in the config. A model is found by its exact id, an alias, or its id
+with a trailing ``-YYYYMMDD`` date removed (``claude-haiku-4-5-20251001`` and
+``claude-haiku-4-5`` are one card). A model the table does not know is priced at the most
+expensive card, so an unknown model can only make the guard cautious, and is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from importlib import resources
+from typing import Any, Protocol
+
+from guard.core.model import UsageRow
+
+log = logging.getLogger(__name__)
+
+MTOK = Decimal(1_000_000)
+_DATE_SUFFIX = re.compile(r"-\d{8}$")
+_LONG_CONTEXT = "200k-1M"
+
+
+class PriceOverride(Protocol):
+    """What ``[pricing]`` in the config says about one model ($/MTok)."""
+
+    @property
+    def input(self) -> Decimal: ...
+    @property
+    def output(self) -> Decimal: ...
+    @property
+    def cache_write_5m(self) -> Decimal | None: ...
+    @property
+    def cache_write_1h(self) -> Decimal | None: ...
+    @property
+    def cache_read(self) -> Decimal | None: ...
+    @property
+    def long_context_input(self) -> Decimal | None: ...
+    @property
+    def long_context_output(self) -> Decimal | None: ...
+    @property
+    def inference_geo_us(self) -> bool | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Multipliers:
+    """Price rules that apply across models."""
+
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+    batch: Decimal
+    inference_geo_us: Decimal
+    web_search_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PriceCard:
+    """One model's prices in $/MTok."""
+
+    model: str
+    input: Decimal
+    output: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+    long_context_input: Decimal | None = None
+    long_context_output: Decimal | None = None
+    inference_geo_us: bool = False
+
+
+class PriceTable:
+    """Looks up price cards and prices usage rows."""
+
+    def __init__(self, cards: Mapping[str, PriceCard], aliases: Mapping[str, str],
+                 multipliers: Multipliers) -> None:
+        self.cards = dict(cards)
+        self.multipliers = multipliers
+        self._names = {_undated(name): name for name in cards}
+        self._names.update({_undated(alias): name for alias, name in aliases.items()})
+        self.fallback = max(cards.values(), key=lambda c: (c.output, c.input))
+        self.unknown_models: set[str] = set()
+        self._resolved: dict[str | None, PriceCard] = {}
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, PriceOverride] | None = None) -> PriceTable:
+        """The shipped table with ``overrides`` applied (an override replaces a whole card)."""
+        raw = tomllib.loads(resources.files("guard.core").joinpath("prices.toml").read_text())
+        multipliers = Multipliers(**{k: Decimal(v) for k, v in raw["multipliers"].items()})
+        cards: dict[str, PriceCard] = {}
+        aliases: dict[str, str] = {}
+        for name, entry in raw["models"].items():
+            cards[name] = _card(name, entry, multipliers)
+            aliases.update({alias: name for alias in entry.get("aliases", [])})
+        for name, override in (overrides or {}).items():
+            cards[name] = _override_card(name, override, multipliers)
+            aliases.pop(name, None)
+        return cls(cards, aliases, multipliers)
+
+    def card(self, model: str | None) -> PriceCard:
+        """The card for ``model``; the most expensive one (logged once) when it is unknown."""
+        found = self._resolved.get(model)
+        if found is None:
+            found = self._lookup(model)
+            self._resolved[model] = found
+        return found
+
+    def price(self, row: UsageRow) -> tuple[Decimal, Decimal]:
+        """``(token_usd, web_search_usd)`` for one usage row."""
+        card = self.card(row.model)
+        price_in, price_out = card.input, card.output
+        scale_in = scale_out = Decimal(1)
+        if row.context_window == _LONG_CONTEXT and card.long_context_input is not None:
+            scale_in = card.long_context_input / price_in if price_in else Decimal(1)
+            scale_out = ((card.long_context_output or price_out) / price_out if price_out
+                         else Decimal(1))
+        input_side = (row.uncached_input_tokens * price_in
+                      + row.cache_write_5m_tokens * card.cache_write_5m
+                      + row.cache_write_1h_tokens * card.cache_write_1h
+                      + row.cache_read_input_tokens * card.cache_read)
+        tokens = (input_side * scale_in + row.output_tokens * price_out * scale_out) / MTOK
+        tokens *= self._modifier(card, row)
+        return tokens, row.web_search_requests * self.multipliers.web_search_usd
+
+    def _modifier(self, card: PriceCard, row: UsageRow) -> Decimal:
+        factor = Decimal(1)
+        if row.service_tier == "batch":
+            factor *= self.multipliers.batch
+        if row.inference_geo == "us" and card.inference_geo_us:
+            factor *= self.multipliers.inference_geo_us
+        return factor
+
+    def _lookup(self, model: str | None) -> PriceCard:
+        name = self._names.get(_undated(model)) if model else None
+        if name is not None:
+            return self.cards[name]
+        if model not in self.unknown_models:
+            self.unknown_models.add(str(model))
+            log.warning("unknown model %r: priced at the most expensive card (%s) until "
+                        "[pricing] in the config names it", model, self.fallback.model)
+        return replace(self.fallback, model=str(model))
+
+
+def _undated(model: str | None) -> str:
+    return _DATE_SUFFIX.sub("", model or "")
+
+
+def _card(name: str, entry: Mapping[str, Any], m: Multipliers) -> PriceCard:
+    price_in = Decimal(entry["input"])
+
+    def given(key: str, default: Decimal) -> Decimal:
+        return Decimal(entry[key]) if key in entry else default
+
+    def optional(key: str) -> Decimal | None:
+        return Decimal(entry[key]) if key in entry else None
+
+    return PriceCard(
+        model=name, input=price_in, output=Decimal(entry["output"]),
+        cache_write_5m=given("cache_write_5m", price_in * m.cache_write_5m),
+        cache_write_1h=given("cache_write_1h", price_in * m.cache_write_1h),
+        cache_read=given("cache_read", price_in * m.cache_read),
+        long_context_input=optional("long_context_input"),
+        long_context_output=optional("long_context_output"),
+        inference_geo_us=bool(entry.get("inference_geo_us", False)),
+    )
+
+
+def _override_card(name: str, o: PriceOverride, m: Multipliers) -> PriceCard:
+    entry: dict[str, Any] = {"input": o.input, "output": o.output,
+                             "inference_geo_us": bool(o.inference_geo_us)}
+    for key in ("cache_write_5m", "cache_write_1h", "cache_read", "long_context_input",
+                "long_context_output"):
+        if (value := getattr(o, key)) is not None:
+            entry[key] = value
+    return _card(name, entry, m)

@@ -1,0 +1,153 @@
+"""``guard run``: the tick on a schedule, with signals, reloads and structured logs.
+
+APScheduler 3's ``BlockingScheduler`` runs the tick every ``poll_interval_s`` with jitter, one
+at a time (``max_instances=1``), missed runs merged (``coalesce``), a tick that starts late by
+up to one interval still run (``misfire_grace_time``), and the first tick at start.
+
+- A failed tick is logged with its reason; the daemon lives on.
+- SIGTERM / SIGINT: the tick in flight finishes, then the process exits 0.
+- SIGHUP: the config file is validated again; a bad one is refused and the old one keeps
+  running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from guard import __version__
+from guard.config import Settings, load_settings, render_settings
+from guard.errors import ConfigError, GuardError
+from guard.shell.tick import Tick, TickReport, run_tick
+
+log = logging.getLogger("guard.entry.daemon")
+TickFactory = Callable[[Settings], AbstractContextManager[Tick]]
+Observer = Callable[[TickReport | None, float, datetime, Exception | None], None]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage()}
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        return json.dumps(entry)
+
+
+def configure_logging(stream: Any = sys.stderr, level: int = logging.INFO) -> None:
+    """Plain lines on a terminal, JSON lines otherwise (journald, containers)."""
+    handler = logging.StreamHandler(stream)
+    if not getattr(stream, "isatty", lambda: False)():
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@dataclass
+class Daemon:
+    """Loads the config, schedules ticks and handles signals."""
+
+    config_path: Path
+    open_tick: TickFactory
+    observe: Observer | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings(self.config_path)
+        self.scheduler = BlockingScheduler(timezone=UTC,
+                                           executors={"default": ThreadPoolExecutor(1)})
+        self.ticks = 0
+
+    def run(self) -> int:
+        """Schedule, block until a signal stops the scheduler, and return the exit code."""
+        log.info("budget-guard %s starting; effective config:\n%s", __version__,
+                 render_settings(self.settings))
+        self._schedule(first_at=self.clock())
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._reload)
+        self.scheduler.start()
+        log.info("stopped after %d ticks", self.ticks)
+        return 0
+
+    def tick(self) -> TickReport | None:
+        """One tick; a failure is logged with its reason and survived."""
+        started, at = time.monotonic(), self.clock()
+        report: TickReport | None = None
+        error: Exception | None = None
+        try:
+            with self.open_tick(self.settings) as tick:
+                report = run_tick(tick, at)
+            self._log(report, time.monotonic() - started)
+        except (GuardError, OSError) as exc:
+            error = exc
+            log.error("tick failed, trying again next interval: %s", exc)
+        except Exception as exc:
+            error = exc
+            log.exception("tick failed unexpectedly, trying again next interval")
+        finally:
+            self.ticks += 1
+        if self.observe is not None:
+            self.observe(report, time.monotonic() - started, at, error)
+        return report
+
+    def _schedule(self, first_at: datetime | None = None) -> None:
+        interval = self.settings.anthropic.poll_interval_s
+        trigger = IntervalTrigger(seconds=interval, jitter=max(1, interval // 10), timezone=UTC)
+        self.scheduler.add_job(self.tick, trigger, id="tick", replace_existing=True,
+                               max_instances=1, coalesce=True, misfire_grace_time=interval,
+                               next_run_time=first_at)
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: finishing the tick in flight", signal.Signals(signum).name)
+        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
+                         daemon=True).start()
+
+    def _reload(self, _signum: int, _frame: FrameType | None) -> None:
+        try:
+            fresh = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: config reload refused, the old config keeps running: %s", exc)
+            return
+        changed = fresh.anthropic.poll_interval_s != self.settings.anthropic.poll_interval_s
+        self.settings = fresh
+        if changed:
+            self._schedule(first_at=self.clock() + timedelta(
+                seconds=fresh.anthropic.poll_interval_s))
+        log.info("SIGHUP: config reloaded from %s", self.config_path)
+
+    def _log(self, report: TickReport, seconds: float) -> None:
+        body = report.as_json()
+        log.info("tick finished in %.2fs: fallback %s (%s)%s, %d notifications, %d owed, "
+                 "%d Admin API requests%s", seconds, body["fallback"]["tier"],
+                 body["fallback"]["source"], " changed" if body["fallback"]["changed"] else "",
+                 len(body["notifications"]), body["notifications_owed"],
+                 body["api_requests"], " [standby]" if report.standby else "")
+        if report.upstream_error:
+            log.warning("Admin API unavailable; decided on stored data: %s",
+                        report.upstream_error)
+

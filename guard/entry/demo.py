@@ -1,0 +1,215 @@
+"""``guard demo``: a simulated month through the real tick, in about a minute.
+
+The simulated Admin API runs on loopback. The real tick runs on a simulated clock that jumps
+``step_hours`` at a time: fetch, ledger, forecast, policy, the fallback files under
+``./demo-out/``, notifications (to Slack when ``--config`` names a token, else to the
+terminal) and the state store. A scenario bends the traffic (``steady``, ``spike``,
+``runaway``) or the budgets (``breach``). At the end: spend per budget against the
+simulator's ground truth, the alerts sent and every fallback change.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_UP, Decimal
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from guard.adapters.admin.client import API_VERSION, AdminClient
+from guard.adapters.sinks import FileSinks
+from guard.adapters.store.engine import Store
+from guard.adapters.store.state import Records
+from guard.core.model import Budget, Ledger, Scope
+from guard.core.period import MINUTE, next_month
+from guard.core.policy import PolicyConfig
+from guard.core.pricing import PriceTable
+from guard.entry.report import ledger_table, money, timestamp
+from guard.errors import ConfigError
+from guard.shell.ports import Blocks, Posted, SlackTransport
+from guard.shell.sync import Fetcher
+from guard.shell.tick import Tick, TickConfig, TickReport, run_tick
+from guard.sim import SimClock, SimOrg, SimServer
+from guard.sim.scenario import SCENARIOS, with_scenario
+
+OUT = Path("demo-out")
+MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
+TIGHT = {"breach": Decimal("0.8")}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One budget's ledger figure against the simulator's truth."""
+
+    budget: Budget
+    spend: Decimal
+    truth: Decimal
+
+    @property
+    def error_pct(self) -> Decimal:
+        """Relative error in percent."""
+        return (self.spend - self.truth) / self.truth * 100 if self.truth else Decimal(0)
+
+
+@dataclass
+class TerminalTransport:
+    """Notifications printed in the terminal, one line each, as Slack would show them."""
+
+    console: Console
+    supports_updates: bool = True
+    sent: list[str] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, blocks: Blocks,
+             thread_ts: str | None = None) -> Posted:
+        """Print the message (a thread reply indented)."""
+        first = text.splitlines()[0] if text else ""
+        self.sent.append(first)
+        if thread_ts is None or first.startswith(("Resolved", "Escalated")):
+            self.console.print(f"  {'  ↳ ' if thread_ts else '📣 '}{first}", markup=False,
+                               highlight=False)
+        return Posted(channel or "terminal", str(len(self.sent)))
+
+    def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
+        """Updates are silent in the terminal: the table shows the numbers."""
+        return Posted(channel, ts)
+
+
+def run_demo(*, seed: int, month: str, step_hours: int, console: Console,
+             scenario: str = "breach", transport: SlackTransport | None = None,
+             channel: str = "") -> None:
+    """Simulate ``month`` for organization ``seed`` under ``scenario``."""
+    if scenario not in SCENARIOS:
+        raise ConfigError([("--scenario", f"one of {', '.join(SCENARIOS)}")])
+    start = _month(month)
+    org = with_scenario(seed, scenario)
+    budgets = demo_budgets(SimOrg.generate(seed), start, TIGHT.get(scenario, Decimal("1.1")))
+    key = "sk-ant-admin-demo-" + secrets.token_hex(8)
+    _fresh_output()
+    shown = transport or TerminalTransport(console)
+    console.print(f"[bold]budget-guard demo[/]: scenario [bold]{scenario}[/], organization {seed}"
+                  f" ({len(org.workspaces)} workspaces + default, {len(org.api_keys)} keys), "
+                  f"{month}, a tick every {step_hours} h; env file {OUT / 'model.env'}")
+    with SimServer(org, SimClock(start), admin_key=key) as sim, \
+            httpx.Client(base_url=sim.base_url, headers={"x-api-key": key,
+                                                         "anthropic-version": API_VERSION}) as http:
+        store = Store.connect(f"sqlite:///{OUT / 'state.db'}")
+        tick = Tick(Fetcher(AdminClient(http), store, PriceTable.load()), Records(store),
+                    FileSinks(OUT / "model.env", OUT / "fallback.json"), shown,
+                    TickConfig(tuple(budgets), PolicyConfig(), timedelta(minutes=5), MODELS),
+                    channel=channel)
+        try:
+            last = _run_month(tick, sim, start, step_hours=step_hours, console=console)
+            _summary(console, tick, sim, last)
+        finally:
+            store.close()
+
+
+def demo_budgets(org: SimOrg, start: datetime, share: Decimal) -> list[Budget]:
+    """Budgets whose hard limit is ``share`` of what steady traffic spends in the month."""
+    end = next_month(start)
+
+    def sized(name: str, scope: Scope, match: str | None) -> Budget:
+        month_usd = org.truth_cents(start, end, str(scope), match) / 100
+        hard = (month_usd * share).quantize(Decimal(100), ROUND_UP)
+        soft = (hard * Decimal("0.8")).quantize(Decimal(1))
+        return Budget(name, scope, match, soft, hard)
+
+    return [sized("org-monthly", Scope.ORGANIZATION, None),
+            sized("first-workspace", Scope.WORKSPACE, org.workspaces[0].id),
+            sized("opus-models", Scope.MODEL, "claude-opus")]
+
+
+def _fresh_output() -> None:
+    OUT.mkdir(exist_ok=True)
+    for stale in [*OUT.glob("state.db*"), OUT / "model.env", OUT / "fallback.json"]:
+        stale.unlink(missing_ok=True)
+
+
+def _run_month(tick: Tick, sim: SimServer, start: datetime, *, step_hours: int,
+               console: Console) -> TickReport:
+    live = Live(console=console, auto_refresh=False, transient=True)
+    report: TickReport | None = None
+    tier = None
+    with live if console.is_terminal else nullcontext():
+        for at in _steps(start, step_hours):
+            sim.clock.set(at)
+            report = run_tick(tick, at)
+            if report.fallback.tier != tier:
+                tier = report.fallback.tier
+                console.print(f"{timestamp(at)}  fallback → {tier} ({report.fallback.model}): "
+                              f"{report.fallback.reason}", markup=False, highlight=False)
+            if at.hour < step_hours:
+                console.print(_day_line(report), markup=False, highlight=False)
+            if console.is_terminal:
+                live.update(ledger_table(report.assessment.ledger, report.assessment.api_requests),
+                            refresh=True)
+                time.sleep(0.02)
+    assert report is not None
+    return report
+
+
+def _steps(start: datetime, step_hours: int) -> Iterator[datetime]:
+    end = next_month(start)
+    at = start + timedelta(hours=step_hours)
+    while at < end:
+        yield at
+        at += timedelta(hours=step_hours)
+    yield end - MINUTE
+
+
+def _day_line(report: TickReport) -> str:
+    ledger = report.assessment.ledger
+    org = ledger.budgets[0]
+    pct = org.spend_usd / org.budget.hard_limit_usd * 100
+    firing = report.assessment.outcome.firing.get(org.budget.name, ())
+    return (f"{timestamp(ledger.at)}  {org.budget.name} {money(org.spend_usd):>12} "
+            f"({pct:5.1f} % of hard)  tier {report.fallback.tier:<6} "
+            f"firing: {', '.join(firing) or '—'}")
+
+
+def _summary(console: Console, tick: Tick, sim: SimServer, last: TickReport) -> None:
+    ledger = last.assessment.ledger
+    console.print(ledger_table(ledger, len(sim.requests)))
+    console.print(_truth_table(_checks(sim, ledger)))
+    kinds = Counter(kind for _, kind, status in tick.outbox.history() if status == "delivered")
+    console.print("alerts sent: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+                                     or "none"))
+    changes = [e for e in tick.records.audit_entries(limit=1000)
+               if e.action == "fallback_changed"]
+    console.print(f"fallback changes: {len(changes)}")
+    for e in changes:
+        console.print(f"  {timestamp(e.at)}  {e.before or '—'} → {e.after}: {e.reason}",
+                      markup=False, highlight=False)
+
+
+def _checks(sim: SimServer, ledger: Ledger) -> list[Check]:
+    visible = ledger.at - sim.lag
+    return [Check(s.budget, s.spend_usd,
+                  sim.org.truth_cents(ledger.period_start, visible, str(s.budget.scope),
+                                      s.budget.match) / 100)
+            for s in ledger.budgets]
+
+
+def _truth_table(checks: list[Check]) -> Table:
+    table = Table(title="Ledger against the simulator's ground truth")
+    for heading in ("budget", "ledger", "truth", "error"):
+        table.add_column(heading, justify="left" if heading == "budget" else "right")
+    for c in checks:
+        table.add_row(c.budget.name, money(c.spend), money(c.truth), f"{c.error_pct:+.4f} %")
+    return table
+
+
+def _month(raw: str) -> datetime:
+    try:
+        return datetime.strptime(raw, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise ConfigError([("--month", f"expected YYYY-MM, got {raw!r}")]) from None

@@ -1,0 +1,137 @@
+"""``guard doctor``: one line per check of everything the daemon depends on.
+
+Each check returns a ``Check``; a failed one makes ``guard doctor`` exit 1. Checks never print
+a secret: errors come from the adapters, which already keep tokens out of their messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from guard.adapters.admin.client import AdminClient
+from guard.adapters.slack import SlackWebApi, from_settings
+from guard.adapters.store.engine import Store
+from guard.adapters.store.outbox import Outbox
+from guard.config import Settings
+from guard.errors import GuardError
+
+SPEND_LIMITS_PATH = "/v1/organizations/spend_limits"
+SPEND_LIMITS_BETA = "spend-limit-reads-2026-09-26"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        """``ok   admin key: …`` or ``FAIL state store: …``."""
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def checks(settings: Settings, client: AdminClient | None, store_url: str) -> Iterator[Check]:
+    """Every check, in order; ``client`` is None when no admin key is configured."""
+    yield _admin_key(client)
+    yield _spend_limits(client)
+    yield _store(store_url)
+    yield from _slack(settings, store_url)
+    yield from _paths(settings)
+
+
+def _guard(name: str, action: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, action())
+    except (GuardError, OSError) as exc:
+        return Check(name, False, str(exc))
+
+
+def _admin_key(client: AdminClient | None) -> Check:
+    if client is None:
+        return Check("admin key", False, "not configured (anthropic.admin_api_key)")
+    return _guard("admin key",
+                  lambda: f"accepted; {len(client.workspaces())} workspaces visible")
+
+
+def _spend_limits(client: AdminClient | None) -> Check:
+    if client is None:
+        return Check("spend limits API", True, "skipped (no admin key)")
+    try:
+        response = client.http.get(SPEND_LIMITS_PATH, params={"limit": "1"},
+                                   headers={"anthropic-beta": SPEND_LIMITS_BETA})
+    except httpx.HTTPError as exc:
+        return Check("spend limits API", True, f"not checked: {type(exc).__name__}")
+    if response.status_code == 200:
+        return Check("spend limits API", True, "available to this organization")
+    return Check("spend limits API", True, f"not available (HTTP {response.status_code}); "
+                                           "budget-guard does not need it")
+
+
+def _store(url: str) -> Check:
+    def probe() -> str:
+        store = Store.connect(url)
+        try:
+            watermark = store.get_meta("usage_read_through")
+        finally:
+            store.close()
+        return f"reachable, schema in place; usage read through {watermark or 'never'}"
+    return _guard("state store", probe)
+
+
+def _slack(settings: Settings, store_url: str) -> Iterator[Check]:
+    transport = from_settings(settings.slack)
+    if transport is None:
+        yield Check("slack", True, "not configured: notifications go to the log")
+        return
+    if isinstance(transport, SlackWebApi):
+        yield _guard("slack auth", transport.auth_check)
+        channel = settings.slack.channel or ""
+
+        def reach() -> str:
+            transport.channel_check(channel)
+            return f"{channel} reachable"
+
+        yield _guard("slack channel", reach)
+    yield _owed(store_url)
+
+
+def _owed(store_url: str) -> Check:
+    def probe() -> str:
+        store = Store.connect(store_url)
+        try:
+            outbox = Outbox(store)
+            owed, last = outbox.owed(), outbox.last_error()
+        finally:
+            store.close()
+        failing = [o for o in owed if o.attempts > 0]
+        if failing:
+            raise GuardError(f"{len(failing)} notifications failing to send; last error: {last}")
+        return f"{len(owed)} notifications owed, none failing"
+    return _guard("slack deliveries", probe)
+
+
+def _paths(settings: Settings) -> Iterator[Check]:
+    for name, path in (("env file", settings.fallback.env_file),
+                       ("state file", settings.fallback.state_file)):
+        yield _guard(f"fallback {name}", _writable_check(Path(path)))
+
+
+def _writable_check(path: Path) -> Callable[[], str]:
+    return lambda: _writable(path)
+
+
+def _writable(path: Path) -> str:
+    directory = path.parent
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise OSError(f"{directory} is not writable by this user")
+    return f"{path} writable"

@@ -1,0 +1,385 @@
+"""The HTTP endpoint of the daemon (DESIGN §4 ``[http]``): probes, metrics, status, on-call writes.
+
+    GET  /healthz                200 "ok" while the process lives
+    GET  /readyz                 200 or 503, the reason in the body
+    GET  /metrics                Prometheus text format
+    GET  /v1/status              the last tick's ``guard check --json`` object (503 before one)
+    GET  /v1/fallback            the state-file JSON of the fallback in force (503 before one)
+    POST /v1/fallback/pin        {"tier": "haiku", "for": "4h", "reason": "..."}
+    POST /v1/fallback/release    {"reason": "..."}
+
+The daemon runs ticks on its own thread and hands each result to ``HttpState.update``; the
+server only reads what was handed over, so a request never waits for a tick and never touches
+the Admin API. Writes need ``Authorization: Bearer <http.admin_token>`` and go through
+``guard.ops`` like the CLI's, audited as ``http:<client address>``; they are refused (403)
+while no token is configured. The token is compared in constant time and never logged or
+echoed. The server is uvicorn on a daemon thread, over a socket bound by the caller's thread
+so that a busy port fails ``start`` instead of dying quietly in the background.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from guard.adapters.sinks import state_document, utc_text
+from guard.config import Settings
+from guard.core.policy import Override
+from guard.entry.metrics import CONTENT_TYPE, Metrics
+from guard.errors import ConfigError, GuardError
+from guard.shell import ops
+from guard.shell.tick import TickReport
+
+log = logging.getLogger(__name__)
+
+READY_FAILURES = 3
+WRITES_DISABLED = "writes are disabled: set http.admin_token"
+_FIELDS = {"TIER": "tier", "--for": "for", "--reason": "reason"}  # ops speaks CLI
+_PIN_FIELDS = ("tier", "for", "reason")
+_ERROR_CHARS = 300
+T = TypeVar("T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- what the daemon hands over ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The last completed tick, already rendered, with what readiness needs of it."""
+
+    status: bytes
+    fallback: bytes
+    at: datetime
+    stale: bool
+    data_through: datetime | None
+    upstream_error: str | None
+    notification_errors: tuple[str, ...] = ()
+
+
+class HttpState:
+    """What the server shows, updated by the daemon after each tick; safe across threads."""
+
+    def __init__(self, ready_failures: int = READY_FAILURES) -> None:
+        if ready_failures < 1:
+            raise ValueError(f"ready_failures must be at least 1, not {ready_failures}")
+        self.ready_failures = ready_failures
+        self._lock = threading.Lock()
+        self._seen: _Seen | None = None
+        self._failures = 0
+        self._last_error: str | None = None
+
+    def update(self, report: TickReport | None, now: datetime,
+               error: Exception | None = None) -> None:
+        """Record one tick: its report, or ``None`` and the ``error`` it failed with."""
+        if report is None or error is not None:
+            with self._lock:
+                self._failures += 1
+                self._last_error = describe_error(error)
+            return
+        seen = _Seen(_json(report.as_json()), _json(state_document(report.fallback)), now,
+                     report.assessment.stale, report.assessment.ledger.data_through,
+                     report.upstream_error, report.notification_errors)
+        with self._lock:
+            self._seen, self._failures, self._last_error = seen, 0, None
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failed ticks since the last one that completed."""
+        with self._lock:
+            return self._failures
+
+    @property
+    def last_success(self) -> datetime | None:
+        """When the last completed tick was recorded."""
+        with self._lock:
+            return self._seen.at if self._seen else None
+
+    def status_json(self) -> bytes | None:
+        """The last tick's report JSON, or ``None`` before the first one."""
+        with self._lock:
+            return self._seen.status if self._seen else None
+
+    def fallback_json(self) -> bytes | None:
+        """The state-file JSON of the last tick's fallback, or ``None`` before the first one."""
+        with self._lock:
+            return self._seen.fallback if self._seen else None
+
+    def readiness(self, now: datetime) -> tuple[bool, str]:
+        """Whether to take traffic, and why in one line."""
+        with self._lock:
+            seen, failures, error = self._seen, self._failures, self._last_error
+        if seen is None:
+            tail = f" (last error: {error})" if error else ""
+            return False, f"no tick has succeeded yet{tail}"
+        if failures >= self.ready_failures:
+            return False, f"the last {failures} ticks failed (last error: {error})"
+        if seen.stale:
+            through = utc_text(seen.data_through) if seen.data_through else "never"
+            return False, f"data is stale: complete through {through}"
+        if seen.upstream_error is not None:
+            return False, f"the Admin API failed on the last tick: {seen.upstream_error}"
+        ago = max(0, round((now - seen.at).total_seconds()))
+        failed = f", {failures} failed since" if failures else ""
+        slack = (f"; SLACK REJECTED NOTIFICATIONS: {seen.notification_errors[0]}"
+                 if seen.notification_errors else "")
+        return True, f"ok: last tick succeeded {ago} s ago{failed}{slack}"
+
+
+def describe_error(error: Exception | None) -> str:
+    """An error for a probe: the guard's own messages (secret-free), else only the class."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, GuardError):
+        text = " ".join(str(error).split())
+        return f"{type(error).__name__}: {text}"[:_ERROR_CHARS]
+    return type(error).__name__
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A request refused with ``status`` and a JSON body."""
+
+    def __init__(self, status: int, error: str, problems: Sequence[tuple[str, str]] = (),
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.problems, self.headers = status, error, problems, headers
+
+
+def _refused(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _Refused)
+    body: dict[str, Any] = {"error": exc.error}
+    if exc.problems:
+        body["problems"] = [{"field": f, "reason": r} for f, r in exc.problems]
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+def build_app(state: HttpState, metrics: Metrics, settings_provider: Callable[[], Settings], *,
+              now: Callable[[], datetime] = _utcnow) -> Starlette:
+    """The ASGI application; ``settings_provider`` is asked per write, so reloads take effect."""
+    endpoints = _Endpoints(state, metrics, settings_provider, now)
+    routes = [
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Route("/readyz", endpoints.readyz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
+        Route("/v1/status", endpoints.status, methods=["GET"]),
+        Route("/v1/fallback", endpoints.fallback, methods=["GET"]),
+        Route("/v1/fallback/pin", endpoints.pin, methods=["POST"]),
+        Route("/v1/fallback/release", endpoints.release, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={_Refused: _refused})
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoints:
+    """The handlers, bound to what they read."""
+
+    state: HttpState
+    registry: Metrics
+    settings_provider: Callable[[], Settings]
+    now: Callable[[], datetime]
+
+    async def healthz(self, _: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, _: Request) -> Response:
+        ready, reason = self.state.readiness(self.now())
+        return PlainTextResponse(reason, 200 if ready else 503)
+
+    async def metrics(self, _: Request) -> Response:
+        return Response(self.registry.render(), media_type=CONTENT_TYPE)
+
+    async def status(self, _: Request) -> Response:
+        return _stored(self.state.status_json())
+
+    async def fallback(self, _: Request) -> Response:
+        return _stored(self.state.fallback_json())
+
+    async def pin(self, request: Request) -> Response:
+        settings = self._authorized(request)
+        body = await _body(request, required=_PIN_FIELDS, optional=())
+        who = _who(request)
+        pinned = await run_in_threadpool(
+            _ops_call, lambda: ops.pin(settings, body["tier"], body["for"],
+                                       reason=body["reason"], who=who, now=self.now()))
+        log.info("fallback pinned to %s until %s by %s: %s", pinned.tier,
+                 utc_text(pinned.expires_at), who, pinned.reason)
+        return JSONResponse(_pin_document(pinned))
+
+    async def release(self, request: Request) -> Response:
+        settings = self._authorized(request)
+        body = await _body(request, required=(), optional=("reason",))
+        who, reason = _who(request), body.get("reason") or "released"
+        released = await run_in_threadpool(
+            _ops_call, lambda: ops.release(settings, reason=reason, who=who, now=self.now()))
+        log.info("fallback pin %s released by %s: %s",
+                 released.tier if released else "(none)", who, reason)
+        return JSONResponse({"released": _pin_document(released) if released else None})
+
+    def _authorized(self, request: Request) -> Settings:
+        """The settings, once the bearer token matches ``http.admin_token``."""
+        settings = self.settings_provider()
+        expected = settings.http_admin_token_value()
+        if not expected:
+            raise _Refused(403, WRITES_DISABLED)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode("utf-8"), expected.encode("utf-8")):
+            raise _Refused(401, "a valid bearer token is required",
+                           headers={"WWW-Authenticate": 'Bearer realm="budget-guard"'})
+        return settings
+
+
+def _stored(document: bytes | None) -> Response:
+    if document is None:
+        return JSONResponse({"error": "no tick has completed yet"}, 503)
+    return Response(document, media_type="application/json")
+
+
+async def _body(request: Request, *, required: tuple[str, ...],
+                optional: tuple[str, ...]) -> dict[str, str]:
+    """The JSON object of a write: known string fields only; problems name the field."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _Refused(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "the body is not a JSON object")
+    problems = [(f, "required") for f in required if f not in body]
+    problems += [(f, "unknown field") for f in body if f not in (*required, *optional)]
+    problems += [(f, "must be a string") for f, v in body.items()
+                 if f in (*required, *optional) and not isinstance(v, str)]
+    if problems:
+        raise _Refused(400, "invalid request", problems)
+    return body
+
+
+def _ops_call(call: Callable[[], T]) -> T:
+    """Run an ``ops`` function; its errors become 400 (what was asked) or 503 (the store)."""
+    try:
+        return call()
+    except ConfigError as exc:
+        raise _Refused(400, "invalid request",
+                       [(_FIELDS.get(p, p), r) for p, r in exc.problems]) from None
+    except GuardError as exc:
+        raise _Refused(503, describe_error(exc)) from None
+
+
+def _who(request: Request) -> str:
+    return f"http:{request.client.host if request.client else 'unknown'}"
+
+
+def _pin_document(pin: Override) -> dict[str, str]:
+    return {"tier": pin.tier, "expires_at": utc_text(pin.expires_at), "by": pin.who,
+            "reason": pin.reason}
+
+
+# --- the server --------------------------------------------------------------------------------
+
+
+class HttpServer:
+    """uvicorn serving an ASGI app on a daemon thread; ``stop`` finishes requests in flight."""
+
+    def __init__(self, app: ASGIApp, *, startup_timeout_s: float = 10,
+                 shutdown_timeout_s: float = 5) -> None:
+        self.app = app
+        self.startup_timeout_s = startup_timeout_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one picked, when started on port 0)."""
+        if self._port is None:
+            raise RuntimeError("the HTTP server is not started")
+        return self._port
+
+    def start(self, host: str, port: int) -> HttpServer:
+        """Listen on ``host:port`` (0 picks a free port); returns once requests are served."""
+        if self._thread is not None:
+            raise RuntimeError("the HTTP server is already started")
+        sock = _listen(host, port)
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
+                                ws="none", http="h11", loop="asyncio", proxy_headers=False,
+                                server_header=False,
+                                timeout_graceful_shutdown=int(self.shutdown_timeout_s))
+        self._server = uvicorn.Server(config)
+        self._port = sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, args=(self._server, sock),
+                                        name="guard-http", daemon=True)
+        self._thread.start()
+        self._wait_started(self._server)
+        log.info("HTTP endpoint listening on %s:%d", host, self._port)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (up to the timeout), join the thread."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join(self.shutdown_timeout_s + 2)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(2)
+        self._server = self._thread = None
+
+    def __enter__(self) -> HttpServer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    @staticmethod
+    def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException:  # uvicorn exits with SystemExit on startup failures
+            log.exception("the HTTP server stopped")
+        finally:
+            sock.close()
+
+    def _wait_started(self, server: uvicorn.Server) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not server.started:
+            if self._thread is None or not self._thread.is_alive() or \
+                    time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.01)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, IPv4 or IPv6 as ``host`` resolves."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
