@@ -35,29 +35,27 @@ SEED = 11
 
 def measured_refresh(url: str, db: str, at: datetime, keys: list[str]) -> dict[str, Any]:
     """One refresh plus the ledger, with its CPU, wall time and Admin API requests."""
-    import httpx  # noqa: PLC0415  (imported here so the parent stays light)
-
-    from guard.adapters.admin.client import API_VERSION, AdminClient  # noqa: PLC0415
-    from guard.adapters.store.engine import Store  # noqa: PLC0415
+    # imported here so the parent stays light
+    from guard.adapters.admin.client import AdminClient  # noqa: PLC0415
+    from guard.adapters.store.caches import Caches  # noqa: PLC0415
     from guard.core.ledger import budget_api_keys, month_to_date  # noqa: PLC0415
     from guard.core.model import Budget, Scope  # noqa: PLC0415
     from guard.core.pricing import PriceTable  # noqa: PLC0415
+    from guard.entry import wiring  # noqa: PLC0415
     from guard.shell.sync import Fetcher  # noqa: PLC0415
 
     budgets = [Budget("org", Scope.ORGANIZATION, None, Decimal(1), Decimal(2)),
                Budget("default", Scope.WORKSPACE, "default", Decimal(1), Decimal(2)),
                Budget("opus", Scope.MODEL, "claude-opus", Decimal(1), Decimal(2))]
     budgets += [Budget(f"key-{k}", Scope.API_KEY, k, Decimal(1), Decimal(2)) for k in keys]
-    with httpx.Client(base_url=url, timeout=120,
-                      headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
-        store = Store.connect(f"sqlite:///{db}")
-        fetcher = Fetcher(AdminClient(http), store, PriceTable.load())
+    with wiring.admin_http(url, KEY, timeout_s=120) as http, \
+            wiring.opened_store(f"sqlite:///{db}") as store:
+        fetcher = Fetcher(AdminClient(http), Caches(store), PriceTable.load())
         cpu, wall = time.process_time(), time.perf_counter()
         snapshot = fetcher.refresh(at, budget_api_keys(budgets))
         ledger = month_to_date(budgets, at=at, settled=snapshot.settled, usage=snapshot.usage,
                                data_through=snapshot.data_through)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        store.close()
     return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
             "requests": snapshot.api_requests, "usage_rows": len(snapshot.usage),
             "org_usd": str(ledger.budgets[0].spend_usd.quantize(Decimal("0.01")))}

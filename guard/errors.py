@@ -9,15 +9,21 @@ bug in a request the guard built).
     GuardError
     ├── ConfigError                 bad configuration (exit 2)
     ├── StoreError                  the state store failed
-    └── UpstreamError               the Admin API could not give an answer (exit 3)
-        ├── AdminKeyRejected        401/403: not a valid admin key
-        ├── RequestRejected         400/404/other 4xx: the guard built a bad request
-        ├── RateLimited             429 that outlasted the retry budget
-        ├── UpstreamUnavailable     5xx/529/timeouts/connection errors after retries
-        └── MalformedResponse       a payload that does not match the API's schema
+    ├── UpstreamError               the Admin API could not give an answer (exit 3)
+    │   ├── AdminKeyRejected        401/403: not a valid admin key
+    │   ├── RequestRejected         400/404/other 4xx: the guard built a bad request
+    │   ├── RateLimited             429 that outlasted the retry budget
+    │   ├── UpstreamUnavailable     5xx/529/timeouts/connection errors after retries
+    │   └── MalformedResponse       a payload that does not match the API's schema
+    └── SlackError                  Slack did not accept a message or a check
+        ├── SlackUnavailable        429 past the retries (``retry_after``), 5xx, timeouts,
+        │                           connection errors: try again next tick
+        └── SlackRejected           Slack refused the request (``error``: invalid_auth,
+                                    channel_not_found, not_in_channel, missing_scope, …)
 
 Messages never contain secrets: the admin key is sent in a header and never formatted into an
-error, and response bodies are quoted only through ``error.message`` of the API's envelope.
+error, and response bodies are quoted only through ``error.message`` of the API's envelope;
+Slack errors are built from Slack's error code, never from the token or the webhook URL.
 """
 
 from __future__ import annotations
@@ -79,3 +85,33 @@ class UpstreamUnavailable(UpstreamError):
 
 class MalformedResponse(UpstreamError):
     """A response did not match the documented schema; the message says where."""
+
+
+class SlackError(GuardError):
+    """Slack did not accept a message or a check; ``error`` is Slack's code when it gave one."""
+
+    def __init__(self, message: str, *, error: str | None = None,
+                 status: int | None = None) -> None:
+        self.error = error
+        self.status = status
+        super().__init__(message)
+
+
+class SlackUnavailable(SlackError):
+    """Slack was unreachable, overloaded or rate limiting after retries: try again next tick."""
+
+    recoverable = True
+
+    def __init__(self, message: str, *, error: str | None = None, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, error=error, status=status)
+
+
+class SlackRejected(SlackError):
+    """Slack refused the request (token, channel, scope or payload): a person must act."""
+
+    error: str
+
+    def __init__(self, message: str, *, error: str, status: int | None = None) -> None:
+        super().__init__(message, error=error, status=status)

@@ -1,14 +1,14 @@
 """A loopback fake of the Slack Web API and of an incoming webhook, for contract tests.
 
 slack-sdk sends its requests with urllib, which respx cannot see, so tests point the real
-client at this server instead (``base_url=fake.base_url``, ``SlackWebhook(fake.webhook_url)``).
+client at this server instead (``base_url=fake.base_url``, ``slack_webhook(fake.webhook_url)``).
 It checks the bearer token, keeps the messages it accepted (so ``chat.update`` of an unknown
 ``ts`` fails as on Slack), records every request in order, and injects faults into the next
 requests: HTTP errors, 429s with ``Retry-After``, Slack error codes, dropped connections, or a
 server that refuses connections altogether (``down()``).
 
     with SlackFake() as fake:
-        api = SlackWebApi(fake.token, base_url=fake.base_url)
+        api = slack_web_api(fake.token, base_url=fake.base_url)
         fake.rate_limit_next(1)
         api.post(fake.channel, "text", [])
         assert [c.status for c in fake.calls] == [429, 200]

@@ -11,15 +11,19 @@ when it is not.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import inspect
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,9 +32,10 @@ from typing import Any
 
 import pytest
 
-from guard.adapters.sinks import FallbackState, render_env, render_state, state_document
+from guard.adapters.sinks import atomic_write
 from guard.chain import ModelChain
 from guard.config import load_settings
+from guard.core.fallback import FallbackState, render_env, render_state, state_document
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -476,6 +481,84 @@ def test_fallback_sync_renders_pins_like_the_daemon() -> None:
     document = json.loads(json.dumps(state_document(pinned)))
     assert sync.render_env(document, "MODEL") == render_env(pinned, "MODEL")
     assert sync.render_state(document) == render_state(pinned)
+
+
+def _definition(function: Callable[..., Any]) -> ast.FunctionDef:
+    """``function``'s ``def`` as parsed from its module's source."""
+    (definition,) = ast.parse(textwrap.dedent(inspect.getsource(function))).body
+    assert isinstance(definition, ast.FunctionDef)
+    return definition
+
+
+def _assert_same_code(copy: Callable[..., Any], original: Callable[..., Any]) -> None:
+    """``copy`` has ``original``'s def, and each global it uses is the same (or a same copy)."""
+    # The names are the same on both sides, so no normalising: ast.dump of the whole def (name,
+    # signature, docstring, body; not comments or layout) must be equal.
+    assert ast.dump(_definition(copy)) == ast.dump(_definition(original)), (
+        f"fallback-sync.py's {copy.__name__} is no longer a copy of guard.adapters.sinks'")
+    copied, used = inspect.getclosurevars(copy), inspect.getclosurevars(original)
+    assert copied.builtins == used.builtins
+    assert copied.globals.keys() == used.globals.keys(), copy.__name__
+    for name, value in used.globals.items():
+        if inspect.isfunction(value):
+            _assert_same_code(copied.globals[name], value)
+        else:  # os, tempfile, Path, FILE_MODE
+            assert copied.globals[name] == value, f"{copy.__name__} uses a different {name}"
+
+
+def test_fallback_sync_atomic_write_is_a_copy_of_the_daemons() -> None:
+    """The sidecar's atomic_write and everything it calls are the daemon's code, unchanged."""
+    sync = _load_script(K8S / "fallback-sync.py")
+    _assert_same_code(sync.atomic_write, atomic_write)
+
+
+def _atomic_write_steps(write: Callable[[Path, str], bool], root: Path) -> list[tuple[Any, ...]]:
+    """What ``write`` returns, leaves on disk and fsyncs at each step of one scenario."""
+    target = root / "run" / "model.env"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    def broken_replace(source: str, destination: Path) -> None:
+        raise OSError("disk full")
+
+    def observe(result: object, *more: object) -> tuple[Any, ...]:
+        observed = (result, target.read_bytes(), stat.S_IMODE(target.stat().st_mode),
+                    sorted(os.listdir(target.parent)), [*synced], *more)
+        synced.clear()
+        return observed
+
+    steps = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", fsync)
+        steps.append(observe(write(target, "A=1\n")))  # run/ does not exist yet
+        os.utime(target, ns=(10**9, 10**9))
+        inode = target.stat().st_ino
+        steps.append(observe(write(target, "A=1\n"), target.stat().st_ino == inode,
+                             target.stat().st_mtime_ns))
+        steps.append(observe(write(target, "A=2\n"), target.stat().st_ino == inode))
+        patch.setattr(os, "replace", broken_replace)
+        with pytest.raises(OSError, match="disk full"):
+            write(target, "A=3\n")
+        steps.append(observe("raised"))
+    return steps
+
+
+def test_fallback_sync_atomic_write_behaves_like_the_daemons(tmp_path: Path) -> None:
+    """Both writes make the file 0644 by rename, fsync it and its directory, skip equal content
+    and leave no temp file, even when the rename fails."""
+    sync = _load_script(K8S / "fallback-sync.py")
+    expected = [
+        (True, b"A=1\n", 0o644, ["model.env"], ["file", "directory"]),
+        (False, b"A=1\n", 0o644, ["model.env"], [], True, 10**9),
+        (True, b"A=2\n", 0o644, ["model.env"], ["file", "directory"], False),
+        ("raised", b"A=2\n", 0o644, ["model.env"], ["file"]),
+    ]
+    assert _atomic_write_steps(atomic_write, tmp_path / "daemon") == expected
+    assert _atomic_write_steps(sync.atomic_write, tmp_path / "sidecar") == expected
 
 
 # --- Prometheus and Grafana ----------------------------------------------------------------

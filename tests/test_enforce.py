@@ -7,14 +7,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
-from guard.adapters.admin.client import API_VERSION, AdminClient
-from guard.adapters.store.engine import Store
+from guard.adapters.admin.client import AdminClient
 from guard.adapters.store.state import Records
+from guard.core.keys import (
+    EnforcementConfig,
+    KeyDecision,
+    keys_in_scope,
+    over_threshold,
+    plan_keys,
+)
 from guard.core.model import ApiKey, Budget, BudgetSpend, Scope
-from guard.shell.enforce import EnforcementConfig, Enforcer, keys_in_scope, over_threshold
+from guard.entry import wiring
+from guard.shell.enforce import Enforcer
 from guard.sim import SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-enforce-test"
@@ -31,11 +37,17 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture
 def parts(sim: SimServer, tmp_path: Path) -> Iterator[tuple[AdminClient, Records]]:
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
-    with httpx.Client(base_url=sim.base_url,
-                      headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
-        yield AdminClient(http), Records(store)
-    store.close()
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        client = wiring.admin_at(sim.base_url, KEY)
+        yield client, Records(store)
+        client.http.close()
+
+
+def enforce(enforcer: Enforcer, spends: list[BudgetSpend], dry_run: bool) -> list[KeyDecision]:
+    """What a tick does: the plan, the decisions it comes to, and their effects unless dry."""
+    plan = plan_keys(spends, enforcer.state.key_actions(), enforcer.config, AT)
+    decisions = enforcer.preview(plan)
+    return [d.rehearsed() for d in decisions] if dry_run else enforcer.apply(decisions, AT)
 
 
 def spend(budget: Budget, usd: str) -> BudgetSpend:
@@ -80,14 +92,14 @@ def test_deactivates_exactly_the_in_scope_keys(sim: SimServer,
     enforcer = Enforcer(client, records, EnforcementConfig(True, False, D(100),
                                                            frozenset({never})))
     before = statuses(sim)
-    decisions = enforcer.enforce([spend(WS_BUDGET, "120")], AT, dry_run=False)
+    decisions = enforce(enforcer, [spend(WS_BUDGET, "120")], dry_run=False)
     assert sorted(d.key_id for d in decisions if d.done) == in_workspace(WS)[1:]
     after = statuses(sim)
     changed = {k for k in after if after[k] != before[k]}
     assert changed == set(in_workspace(WS)[1:])
     assert after[never] == "active"
     assert {a.key_id for a in records.key_actions()} == changed
-    assert enforcer.enforce([spend(WS_BUDGET, "130")], AT, dry_run=False) == []
+    assert enforce(enforcer, [spend(WS_BUDGET, "130")], dry_run=False) == []
 
 
 @pytest.mark.parametrize("how", ["config", "flag"])
@@ -97,7 +109,7 @@ def test_dry_run_touches_nothing(sim: SimServer, parts: tuple[AdminClient, Recor
     client, records = parts
     enforcer = Enforcer(client, records, EnforcementConfig(True, how == "config", D(100)))
     before = statuses(sim)
-    decisions = enforcer.enforce([spend(WS_BUDGET, "120")], AT, dry_run=how == "flag")
+    decisions = enforce(enforcer, [spend(WS_BUDGET, "120")], dry_run=how == "flag")
     assert decisions and all(d.dry_run and not d.done for d in decisions)
     assert statuses(sim) == before and records.key_actions() == []
 
@@ -107,8 +119,8 @@ def test_disabled_enforcement_does_nothing(sim: SimServer,
     """With enforcement off (the default), even a breach deactivates nothing."""
     client, records = parts
     before = len(sim.requests)
-    assert Enforcer(client, records, EnforcementConfig()).enforce(
-        [spend(WS_BUDGET, "500")], AT, dry_run=False) == []
+    assert enforce(Enforcer(client, records, EnforcementConfig()),
+                   [spend(WS_BUDGET, "500")], dry_run=False) == []
     assert len(sim.requests) == before
 
 
@@ -118,8 +130,8 @@ def test_restore_returns_each_key_to_its_prior_status(sim: SimServer,
     client, records = parts
     enforcer = Enforcer(client, records, EnforcementConfig(True, False, D(100)))
     before = statuses(sim)
-    enforcer.enforce([spend(WS_BUDGET, "120")], AT, dry_run=False)
-    restored = enforcer.restore(AT, "guard keys restore", who="carol")
+    enforce(enforcer, [spend(WS_BUDGET, "120")], dry_run=False)
+    restored = enforcer.restore_all(AT, "guard keys restore", who="carol")
     assert restored and all(d.done for d in restored)
     assert statuses(sim) == before and records.key_actions() == []
     actions = [(e.action, e.who) for e in records.audit_entries()]

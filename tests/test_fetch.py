@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from guard.adapters.admin.client import API_VERSION, AdminClient
-from guard.adapters.store.engine import Store
+from guard.adapters.admin.client import AdminClient
+from guard.adapters.store.caches import Caches
 from guard.core.pricing import PriceTable
+from guard.entry import wiring
 from guard.errors import UpstreamUnavailable
 from guard.shell.sync import WATERMARK, Fetcher
 from guard.sim import Fault, SimClock, SimOrg, SimServer
@@ -28,11 +28,9 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture
 def fetcher(sim: SimServer, tmp_path: Path) -> Iterator[Fetcher]:
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
-    with httpx.Client(base_url=sim.base_url,
-                      headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
-        yield Fetcher(AdminClient(http, sleep=lambda _: None), store, PriceTable.load())
-    store.close()
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            wiring.admin_http(sim.base_url, KEY) as http:
+        yield Fetcher(AdminClient(http, sleep=lambda _: None), Caches(store), PriceTable.load())
 
 
 def at(sim: SimServer, moment: datetime) -> datetime:
@@ -95,7 +93,7 @@ def test_the_in_progress_hour_is_not_stored(sim: SimServer, fetcher: Fetcher,
     """Only complete hours reach the store; the current one is re-read each refresh."""
     moment = at(sim, datetime(2026, 3, 2, 10, 40, tzinfo=UTC))
     fetcher.refresh(moment)
-    stored = fetcher.store.usage_fetched(datetime(2026, 3, 1, tzinfo=UTC), moment)
+    stored = fetcher.caches.usage_fetched(datetime(2026, 3, 1, tzinfo=UTC), moment)
     assert max(stored) == datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
@@ -103,4 +101,4 @@ def test_the_watermark_only_moves_forward(sim: SimServer, fetcher: Fetcher) -> N
     """The store records how far usage was read; a refresh --at in the past keeps it."""
     fetcher.refresh(at(sim, datetime(2026, 3, 6, 8, 30, tzinfo=UTC)))
     fetcher.refresh(at(sim, datetime(2026, 3, 4, 8, 30, tzinfo=UTC)))
-    assert fetcher.store.get_meta(WATERMARK) == "2026-03-06T08:30:00+00:00"
+    assert fetcher.caches.get_meta(WATERMARK) == "2026-03-06T08:30:00+00:00"

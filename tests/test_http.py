@@ -16,17 +16,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from guard.adapters.sinks import FallbackState, state_document
 from guard.config import Settings, load_settings
 from guard.core.assess import assess
-from guard.core.model import Budget, CostDay, PricedUsage, Scope
+from guard.core.fallback import FallbackState, state_document
+from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
 from guard.core.policy import PolicyConfig
+from guard.core.summary import TickReport
+from guard.entry import wiring
 from guard.entry.http import WRITES_DISABLED, HttpServer, HttpState, build_app
 from guard.entry.metrics import Metrics
 from guard.errors import StoreError, UpstreamUnavailable
-from guard.shell import ops
-from guard.shell.sync import Snapshot
-from guard.shell.tick import TickReport
+from guard.shell.ops import Ops
 
 AT = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
 TOKEN = "s3cret-admin-token-for-tests"
@@ -75,9 +75,12 @@ class Guard:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.store = wiring.connect_store(settings.state.url)
+        self.ops = wiring.ops(settings, self.store)
         self.state = HttpState()
         self.metrics = Metrics()
-        app = build_app(self.state, self.metrics, lambda: self.settings, now=lambda: AT)
+        app = build_app(self.state, self.metrics, lambda: self.settings, lambda: self.ops,
+                        now=lambda: AT)
         self.server = HttpServer(app).start("127.0.0.1", 0)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.server.port}",
                                    trust_env=False, timeout=5)
@@ -89,6 +92,7 @@ class Guard:
     def close(self) -> None:
         self.client.close()
         self.server.stop()
+        self.store.close()
 
 
 @pytest.fixture
@@ -286,7 +290,7 @@ def test_pin_without_the_right_token_is_401(guard: Guard, headers: dict[str, str
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert TOKEN not in response.text
-    assert ops.fallback_status(guard.settings, AT)["override"] is None
+    assert guard.ops.fallback_status(AT)["override"] is None
 
 
 def test_writes_are_403_when_no_token_is_configured(make_guard: Callable[..., Guard]) -> None:
@@ -307,7 +311,7 @@ def test_pin_with_the_token_pins_and_audits_the_client(
     assert response.status_code == 200
     assert response.json() == {"tier": "haiku", "expires_at": "2026-03-12T18:05:00Z",
                                "by": "http:127.0.0.1", "reason": "incident 42"}
-    status = ops.fallback_status(guard.settings, AT)
+    status = guard.ops.fallback_status(AT)
     assert status["override"] == {"tier": "haiku", "by": "http:127.0.0.1",
                                   "reason": "incident 42", "expires_at": "2026-03-12T18:05:00Z",
                                   "active": True}
@@ -321,7 +325,7 @@ def test_release_removes_the_pin_and_returns_it(guard: Guard) -> None:
     guard.client.post("/v1/fallback/pin", json=PIN, headers=auth)
     first = guard.client.post("/v1/fallback/release", json={"reason": "over"}, headers=auth)
     assert (first.status_code, first.json()["released"]["tier"]) == (200, "haiku")
-    assert ops.fallback_status(guard.settings, AT)["override"] is None
+    assert guard.ops.fallback_status(AT)["override"] is None
     again = guard.client.post("/v1/fallback/release", headers=auth)
     assert again.json() == {"released": None}
 
@@ -343,7 +347,7 @@ def test_a_bad_pin_is_400_naming_the_field(guard: Guard, body: dict[str, Any],
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 400
     assert [p["field"] for p in response.json()["problems"]] == [field]
-    assert ops.fallback_status(guard.settings, AT)["override"] is None
+    assert guard.ops.fallback_status(AT)["override"] is None
 
 
 def test_a_body_that_is_not_json_is_400(guard: Guard) -> None:
@@ -356,9 +360,13 @@ def test_a_body_that_is_not_json_is_400(guard: Guard) -> None:
 # --- the server --------------------------------------------------------------------------------
 
 
+def no_ops() -> Ops:
+    raise AssertionError("no write is made in this test")
+
+
 def test_port_zero_picks_a_free_port_and_stop_closes_it() -> None:
     """The server reports the port it got and stops listening on stop()."""
-    app = build_app(HttpState(), Metrics(), Settings, now=lambda: AT)
+    app = build_app(HttpState(), Metrics(), Settings, no_ops, now=lambda: AT)
     with HttpServer(app).start("127.0.0.1", 0) as server:
         port = server.port
         assert port > 0
@@ -370,6 +378,6 @@ def test_port_zero_picks_a_free_port_and_stop_closes_it() -> None:
 def test_a_busy_port_fails_start() -> None:
     """Binding happens in the caller's thread, so a port in use raises there."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        app = build_app(HttpState(), Metrics(), Settings, now=lambda: AT)
+        app = build_app(HttpState(), Metrics(), Settings, no_ops, now=lambda: AT)
         with pytest.raises(OSError):
             HttpServer(app).start("127.0.0.1", taken.getsockname()[1])

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slackfake import SlackFake
 
-from guard.adapters.slack import Posted, SlackRejected, SlackUnavailable
-from guard.adapters.store.engine import Store
-from guard.adapters.store.outbox import Outbox
-from guard.adapters.store.state import FallbackRecord, Records
+from guard.adapters.store.silences import Silences
+from guard.adapters.store.state import Records
 from guard.config import Settings, load_settings
+from guard.core.fallback import FallbackState
+from guard.core.records import Posted
 from guard.core.render import IncidentView, render_incident
+from guard.entry import wiring
 from guard.entry.oncall import (
     Command,
     OnCall,
@@ -33,8 +33,8 @@ from guard.entry.oncall import (
     split_incident,
     start_socket_mode,
 )
-from guard.errors import ConfigError
-from guard.shell import ops
+from guard.errors import ConfigError, SlackRejected, SlackUnavailable
+from guard.shell.ops import describe_status
 
 NOW = datetime(2026, 3, 19, 14, 5, tzinfo=UTC)
 KEY = "2026-03:org-monthly:hard_likely"
@@ -152,9 +152,8 @@ hard_limit_usd = 1000
 @pytest.fixture
 def records(settings: Settings) -> Iterator[Records]:
     """The same state store, read back."""
-    store = Store.connect(settings.state.url)
-    yield Records(store)
-    store.close()
+    with wiring.opened_store(settings.state.url) as store:
+        yield Records(store)
 
 
 @pytest.fixture
@@ -164,15 +163,22 @@ def slack() -> RecordingTransport:
 
 
 @pytest.fixture
-def oncall(settings: Settings, slack: RecordingTransport) -> OnCall:
+def oncall(settings: Settings, slack: RecordingTransport, records: Records) -> OnCall:
     """The shell under test, on a clock stopped at NOW."""
-    return OnCall(settings, slack, lambda: NOW)
+    return OnCall(wiring.ops(settings, records.store), settings.slack.oncall_user_ids, slack,
+                  lambda: NOW)
+
+
+def fallback_status(settings: Settings) -> dict[str, Any]:
+    """What `guard fallback status --json` would say at NOW, read from the store."""
+    with wiring.opened_store(settings.state.url) as store:
+        return wiring.ops(settings, store).fallback_status(NOW)
 
 
 def unchanged(settings: Settings, records: Records) -> bool:
     """No pin, no audit row and no silence in the store."""
-    return (ops.fallback_status(settings, NOW)["override"] is None
-            and records.audit_entries() == [] and Outbox(records.store).silences() == [])
+    return (fallback_status(settings)["override"] is None
+            and records.audit_entries() == [] and Silences(records.store).silences() == [])
 
 
 # --- parsing: buttons ------------------------------------------------------------------------
@@ -308,7 +314,7 @@ def test_pin_button_pins_the_tier_in_force_and_answers_in_the_thread(
         oncall: OnCall, slack: RecordingTransport, settings: Settings, records: Records) -> None:
     """Pin 4h holds the tier in force (the chain's first before any tick), audited as slack:U…."""
     answer = oncall.handle(parse_action(click("budget_pin_4h")))
-    pin = ops.fallback_status(settings, NOW)["override"]
+    pin = fallback_status(settings)["override"]
     assert pin == {"tier": "opus", "by": "slack:U0ONCALL", "reason": f"Slack button on alert {KEY}",
                    "expires_at": "2026-03-19T18:05:00Z", "active": True}
     (entry,) = records.audit_entries()
@@ -321,10 +327,11 @@ def test_pin_button_pins_the_tier_in_force_and_answers_in_the_thread(
 def test_pin_button_reads_the_tier_in_force_from_the_records(
         oncall: OnCall, settings: Settings, records: Records) -> None:
     """After a tick moved the fallback to sonnet, Pin 4h holds sonnet."""
-    records.save_fallback(FallbackRecord("sonnet", 1, "claude-sonnet-4-6", "auto", NOW,
-                                         "org-monthly: hard_likely → sonnet", ("hard_likely",)))
+    records.save_fallback(FallbackState("sonnet", 1, "claude-sonnet-4-6",
+                                        ("claude-sonnet-4-6", "claude-haiku-4-5"), "auto", NOW,
+                                        "org-monthly: hard_likely → sonnet", ("hard_likely",)))
     oncall.handle(parse_action(click("budget_pin_4h")))
-    assert ops.fallback_status(settings, NOW)["override"]["tier"] == "sonnet"
+    assert fallback_status(settings)["override"]["tier"] == "sonnet"
 
 
 def test_release_button_removes_the_pin(oncall: OnCall, slack: RecordingTransport,
@@ -332,7 +339,7 @@ def test_release_button_removes_the_pin(oncall: OnCall, slack: RecordingTranspor
     """Release ends the pin and audits it; the answer goes to the alert's thread."""
     oncall.handle(parse_action(click("budget_pin_4h")))
     answer = oncall.handle(parse_action(click("budget_release")))
-    assert ops.fallback_status(settings, NOW)["override"] is None
+    assert fallback_status(settings)["override"] is None
     assert [(e.who, e.action) for e in records.audit_entries()] == [
         ("slack:U0ONCALL", "pin"), ("slack:U0ONCALL", "release")]
     assert "released the pin at opus" in answer and slack.posts[-1][3] == ALERT_TS
@@ -350,7 +357,7 @@ def test_silence_button_silences_the_alerts_budget_and_condition(
         oncall: OnCall, slack: RecordingTransport, records: Records) -> None:
     """Silence 24h mutes the incident's budget and condition for a day, audited."""
     answer = oncall.handle(parse_action(click("budget_silence_24h")))
-    (silence,) = Outbox(records.store).silences(NOW)
+    (silence,) = Silences(records.store).silences(NOW)
     assert (silence.budget, silence.condition, silence.who) == (
         "org-monthly", "hard_likely", "slack:U0ONCALL")
     assert silence.ends_at == NOW + timedelta(hours=24)
@@ -375,7 +382,7 @@ def test_ack_button_only_audits(oncall: OnCall, slack: RecordingTransport,
     (entry,) = records.audit_entries()
     assert (entry.at, entry.who, entry.action, entry.subject) == (NOW, "slack:U0ONCALL", "ack",
                                                                   KEY)
-    assert ops.fallback_status(settings, NOW)["override"] is None
+    assert fallback_status(settings)["override"] is None
     assert answer == f"<@U0ONCALL> acknowledged `{KEY}`."
     assert slack.posts == [(CHANNEL, answer, (), ALERT_TS)]
 
@@ -385,7 +392,7 @@ def test_status_answers_with_the_status_text(oncall: OnCall, slack: RecordingTra
     """/budget status answers with what ``guard status`` prints, as a plain channel reply."""
     oncall.handle(parse_slash(slash("pin haiku 2h incident 42")))
     answer = oncall.handle(parse_slash(slash("status")))
-    assert ops.describe_status(ops.fallback_status(settings, NOW)) in answer
+    assert describe_status(fallback_status(settings)) in answer
     assert "pin (active): haiku by slack:U0ONCALL" in answer
     assert slack.posts[-1] == (CHANNEL, answer, (), None)
 
@@ -394,7 +401,7 @@ def test_slash_pin_pins_the_named_tier(oncall: OnCall, slack: RecordingTransport
                                        settings: Settings, records: Records) -> None:
     """/budget pin haiku 2h incident 42 pins haiku for two hours with that reason."""
     answer = oncall.handle(parse_slash(slash("pin haiku 2h incident 42")))
-    pin = ops.fallback_status(settings, NOW)["override"]
+    pin = fallback_status(settings)["override"]
     assert (pin["tier"], pin["expires_at"], pin["reason"], pin["by"]) == (
         "haiku", "2026-03-19T16:05:00Z", "incident 42", "slack:U0ONCALL")
     assert [e.who for e in records.audit_entries()] == ["slack:U0ONCALL"]
@@ -443,7 +450,7 @@ def test_a_stranger_cannot_release_an_on_call_pin(oncall: OnCall, settings: Sett
     """The pin an on-call engineer set survives a stranger's Release."""
     oncall.handle(parse_action(click("budget_pin_4h")))
     oncall.handle(parse_action(click("budget_release", STRANGER)))
-    assert ops.fallback_status(settings, NOW)["override"]["tier"] == "opus"
+    assert fallback_status(settings)["override"]["tier"] == "opus"
 
 
 def test_refusals_are_answered_where_they_came_from(oncall: OnCall,
@@ -455,13 +462,14 @@ def test_refusals_are_answered_where_they_came_from(oncall: OnCall,
     assert len(slack.posts) == 1
 
 
-def test_a_failed_answer_is_logged_not_raised(settings: Settings,
+def test_a_failed_answer_is_logged_not_raised(settings: Settings, records: Records,
                                               caplog: pytest.LogCaptureFixture) -> None:
     """When Slack is down the pin still happens; the lost answer is logged."""
-    oncall = OnCall(settings, RecordingTransport(down=True), lambda: NOW)
+    oncall = OnCall(wiring.ops(settings, records.store), settings.slack.oncall_user_ids,
+                    RecordingTransport(down=True), lambda: NOW)
     answer = oncall.handle(parse_action(click("budget_pin_4h")))
     assert "pinned the fallback" in answer
-    assert ops.fallback_status(settings, NOW)["override"]["tier"] == "opus"
+    assert fallback_status(settings)["override"]["tier"] == "opus"
     assert "could not answer in Slack channel C0ALERTS" in caplog.text
 
 
@@ -477,7 +485,7 @@ def test_listener_acks_before_it_handles(oncall: OnCall, slack: RecordingTranspo
                                      payload=click("budget_pin_4h")))
     assert slack.events == ["ack env-1", "post"]
     assert client.acks[0].to_dict() == {"envelope_id": "env-1"}
-    assert ops.fallback_status(settings, NOW)["override"]["tier"] == "opus"
+    assert fallback_status(settings)["override"]["tier"] == "opus"
 
 
 def test_listener_dispatches_slash_commands(oncall: OnCall, slack: RecordingTransport) -> None:
@@ -504,12 +512,12 @@ def test_listener_acks_and_ignores_other_requests(oncall: OnCall, slack: Recordi
 def test_start_socket_mode_wants_an_app_level_token(oncall: OnCall) -> None:
     """A bot token in place of the xapp- token is a configuration error, before connecting."""
     with pytest.raises(ConfigError, match="app-level token"):
-        start_socket_mode("xoxb-not-an-app-token", oncall)
+        start_socket_mode(wiring.socket_mode_client("xoxb-not-an-app-token"), oncall)
 
 
 def test_start_socket_mode_translates_a_rejected_token(oncall: OnCall) -> None:
     """apps.connections.open refusing the token is a SlackRejected that names the setting."""
     with SlackFake() as fake, pytest.raises(SlackRejected, match="invalid_auth") as caught:
-        start_socket_mode("xapp-1-A0BUDGET-revoked", oncall,
-                          web_client=WebClient(base_url=fake.base_url))
+        start_socket_mode(wiring.socket_mode_client("xapp-1-A0BUDGET-revoked",
+                                                    base_url=fake.base_url), oncall)
     assert "slack.app_token" in str(caught.value) and "xapp-1" not in str(caught.value)

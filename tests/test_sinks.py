@@ -20,16 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import guard.adapters.sinks
-from guard.adapters.sinks import (
-    FallbackState,
-    FileSinks,
-    ReloadResult,
-    atomic_write,
-    read_env,
-    render_env,
-    render_state,
-)
+from guard.adapters.sinks import FileSinks, atomic_write, read_env
 from guard.config.sections import FallbackSettings
+from guard.core.fallback import FallbackState, render_env, render_state
+from guard.core.records import ReloadResult
+from guard.entry.wiring import file_sinks
 
 CHAIN = ("opus", "sonnet", "haiku")
 MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
@@ -72,10 +67,8 @@ def sinks_in(tmp_path: Path, **kwargs: Any) -> FileSinks:
 
 
 def test_public_exports_are_pinned() -> None:
-    """The package exports exactly the sinks' public API."""
-    assert sorted(guard.adapters.sinks.__all__) == [
-        "FallbackState", "FileSinks", "ReloadResult", "Sink", "atomic_write", "read_env",
-        "render_env", "render_state", "state_document"]
+    """The sinks adapter exports exactly its I/O: the sinks, the atomic write, the reader."""
+    assert sorted(guard.adapters.sinks.__all__) == ["FileSinks", "atomic_write", "read_env"]
 
 
 def test_build_takes_the_tier_at_level_and_the_models_below_it() -> None:
@@ -228,43 +221,63 @@ def test_atomic_write_replaces_different_content_with_a_new_file(tmp_path: Path)
 
 
 _READER = textwrap.dedent("""
-    import json, sys, time
-    path, seconds = sys.argv[1], float(sys.argv[2])
+    import json, os, sys
+    path, half, stop = sys.argv[1:]
     seen = {}
-    deadline = None
-    while True:
+
+    def read():
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             text = "<missing>"
         seen[text] = seen.get(text, 0) + 1
-        if deadline is None:
-            print("ready", flush=True)
-            deadline = time.monotonic() + seconds
-        elif time.monotonic() > deadline:
-            break
+
+    def read_until(flag):
+        # The flag is looked at before each read, so the last read starts after it appeared.
+        while True:
+            flagged = os.path.exists(flag)
+            read()
+            if flagged:
+                return
+
+    read()
+    print("ready", flush=True)
+    read_until(half)
+    print("half", flush=True)
+    read_until(stop)
     print(json.dumps(seen))
 """)
 
 
 def test_a_reader_process_never_sees_a_torn_or_empty_env_file(tmp_path: Path) -> None:
     """Another process reading in a tight loop sees only whole renderings, both of them."""
-    target = tmp_path / "model.env"
+    # No timing: a fixed number of writes, and handshakes instead of deadlines. The reader's
+    # first read (before "ready") sees texts[0]; its read after the half flag sees texts[1],
+    # written by write 1001, and the writer waits for it, so both are always seen and at least
+    # one read falls among the writes. Any torn, empty or missing read would be a third text.
+    target, half, stop = tmp_path / "model.env", tmp_path / "half", tmp_path / "stop"
     texts = (render_env(OPUS), SONNET_ENV)
     atomic_write(target, texts[0])
-    reader = subprocess.Popen([sys.executable, "-c", _READER, str(target), "2"],
-                              stdout=subprocess.PIPE, text=True)
-    assert reader.stdout is not None
-    assert reader.stdout.readline() == "ready\n"
-    writes = 0
-    while reader.poll() is None and writes < 20_000:
-        assert atomic_write(target, texts[writes % 2 == 0])
-        writes += 1
-    seen: dict[str, int] = json.loads(reader.communicate(timeout=10)[0])
-    assert writes >= 500
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(target), str(half), str(stop)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "ready\n"
+        for write in range(1, 2001):
+            assert atomic_write(target, texts[write % 2])
+            if write == 1001:
+                half.touch()
+                assert reader.stdout.readline() == "half\n"
+        stop.touch()
+        output = reader.communicate(timeout=60)[0]
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    seen: dict[str, int] = json.loads(output)
     assert set(seen) == set(texts), {text[:40]: n for text, n in seen.items()}
-    assert sum(seen.values()) >= 1000
 
 
 # --- the env file as its consumers read it --------------------------------------------------
@@ -328,12 +341,6 @@ def test_write_of_a_new_reason_only_rewrites_the_state_file(tmp_path: Path) -> N
     assert sinks.write(now_firing) == [tmp_path / "run" / "fallback.json"]
 
 
-def test_dry_run_write_renders_but_creates_nothing(tmp_path: Path) -> None:
-    """A dry run returns no paths and leaves the disk as it was."""
-    assert sinks_in(tmp_path).write(SONNET, dry_run=True) == []
-    assert not (tmp_path / "run").exists()
-
-
 def test_an_invalid_model_writes_neither_file(tmp_path: Path) -> None:
     """A bad value raises before anything is written, even the state file."""
     sinks = sinks_in(tmp_path)
@@ -349,7 +356,7 @@ def test_from_settings_uses_the_fallback_section(tmp_path: Path) -> None:
     """The sinks take paths, model variable and hook from ``[fallback]``."""
     settings = FallbackSettings(env_file=tmp_path / "m.env", state_file=tmp_path / "s.json",
                                 model_var="LLM_MODEL", reload_command=["true"])
-    sinks = FileSinks.from_settings(settings)
+    sinks = file_sinks(settings)
     assert sinks.write(SONNET) == [tmp_path / "m.env", tmp_path / "s.json"]
     assert "LLM_MODEL" in read_env(tmp_path / "m.env")
     assert sinks.reload_command == ("true",)
@@ -369,16 +376,11 @@ def test_reload_runs_the_command_once_without_a_shell_and_with_a_timeout() -> No
     assert kwargs["timeout"] == 7 and kwargs["capture_output"] and not kwargs.get("shell")
 
 
-@pytest.mark.parametrize(("command", "ran"), [
-    pytest.param([], False, id="no-command"),
-    pytest.param(["systemctl", "reload", "app"], False, id="dry-run"),
-])
-def test_reload_runs_nothing_without_a_command_or_in_dry_run(command: list[str],
-                                                             ran: bool) -> None:
-    """With no command, or in a dry run, nothing runs and the result is ok."""
+def test_reload_runs_nothing_without_a_command() -> None:
+    """With no command nothing runs and the result is ok."""
     run = RecordingRun()
-    result = FileSinks(None, None, reload_command=command, run=run).reload(dry_run=True)
-    assert (result.ran, result.ok, run.calls) == (ran, True, [])
+    result = FileSinks(None, None, reload_command=[], run=run).reload()
+    assert (result.ran, result.ok, run.calls) == (False, True, [])
 
 
 def test_a_real_command_that_succeeds_is_ok() -> None:

@@ -10,17 +10,13 @@ import pytest
 from pydantic import SecretStr
 from slackfake import SlackFake
 
-from guard.adapters.slack import (
-    Posted,
-    SlackError,
-    SlackRejected,
-    SlackUnavailable,
-    SlackWebApi,
-    SlackWebhook,
-    from_settings,
-)
+from guard.adapters.chat import PacedTransport
+from guard.adapters.slack import SlackWebApi, SlackWebhook
 from guard.config.sections import SlackSettings
-from guard.shell.deliver import PacedTransport
+from guard.core.records import Posted
+from guard.entry.wiring import slack as from_settings
+from guard.entry.wiring import slack_web_api, slack_webhook
+from guard.errors import SlackError, SlackRejected, SlackUnavailable
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*MTD* $4,812"}}]
 
@@ -33,12 +29,12 @@ def fake() -> Iterator[SlackFake]:
 
 @pytest.fixture
 def api(fake: SlackFake) -> SlackWebApi:
-    return SlackWebApi(fake.token, base_url=fake.base_url, retries=1)
+    return slack_web_api(fake.token, base_url=fake.base_url, retries=1)
 
 
 @pytest.fixture
 def hook(fake: SlackFake) -> SlackWebhook:
-    return SlackWebhook(fake.webhook_url, retries=1)
+    return slack_webhook(fake.webhook_url, retries=1)
 
 
 def test_post_then_update_same_ts(fake: SlackFake, api: SlackWebApi) -> None:
@@ -122,7 +118,7 @@ def test_wrong_token_is_rejected_and_never_quoted(fake: SlackFake) -> None:
     """invalid_auth is SlackRejected, and neither token appears in the message."""
     wrong = "xoxb-wrong-1234-secret"
     with pytest.raises(SlackRejected) as caught:
-        SlackWebApi(wrong, base_url=fake.base_url).post(fake.channel, "text", [])
+        slack_web_api(wrong, base_url=fake.base_url).post(fake.channel, "text", [])
     assert caught.value.error == "invalid_auth"
     assert wrong not in str(caught.value) and fake.token not in str(caught.value)
 
@@ -136,7 +132,7 @@ def test_transient_error_code_is_unavailable(fake: SlackFake, api: SlackWebApi) 
 
 def test_connection_refused_is_unavailable(fake: SlackFake) -> None:
     """A Slack that refuses connections is SlackUnavailable with the reason, not a URLError."""
-    api = SlackWebApi(fake.token, base_url=fake.base_url, retries=0)
+    api = slack_web_api(fake.token, base_url=fake.base_url, retries=0)
     fake.down()
     with pytest.raises(SlackUnavailable, match="Connection refused") as caught:
         api.post(fake.channel, "text", [])
@@ -203,7 +199,7 @@ def test_webhook_with_wrong_secret_is_rejected(fake: SlackFake) -> None:
     """A mistyped webhook URL is invalid_token and the message does not quote the URL."""
     url = fake.webhook_url + "x"
     with pytest.raises(SlackRejected) as caught:
-        SlackWebhook(url).post("ignored", "text", [])
+        slack_webhook(url).post("ignored", "text", [])
     assert caught.value.error == "invalid_token"
     assert fake.webhook_secret not in str(caught.value)
 
@@ -211,7 +207,7 @@ def test_webhook_with_wrong_secret_is_rejected(fake: SlackFake) -> None:
 def test_webhook_unreachable_never_logs_url(fake: SlackFake,
                                             caplog: pytest.LogCaptureFixture) -> None:
     """Retrying a refused webhook logs neither the URL nor its secret, even at DEBUG."""
-    hook = SlackWebhook(fake.webhook_url, retries=1)
+    hook = slack_webhook(fake.webhook_url, retries=1)
     fake.down()
     with caplog.at_level(logging.DEBUG), pytest.raises(SlackUnavailable) as caught:
         hook.post("ignored", "text", [])

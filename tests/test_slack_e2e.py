@@ -12,22 +12,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 from slackfake import SlackFake
 
-from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.adapters.admin.client import AdminClient, RetryPolicy
 from guard.adapters.sinks import FileSinks, read_env
-from guard.adapters.slack import SlackWebApi
-from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.schema import incidents
-from guard.adapters.store.state import Records
+from guard.core.decide import TickConfig
 from guard.core.model import Budget, Scope
 from guard.core.policy import PolicyConfig
 from guard.core.pricing import PriceTable
-from guard.shell.sync import Fetcher
-from guard.shell.tick import Tick, TickConfig, TickReport, run_tick
+from guard.core.summary import TickReport
+from guard.entry import wiring
+from guard.shell.tick import run_tick
 from guard.sim import SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-slack-e2e"
@@ -56,28 +54,25 @@ def tick_once(sim: SimServer, slack: SlackFake, tmp_path: Path, at: datetime,
               holder: str = "guard-1") -> TickReport:
     """One tick by a freshly started process."""
     sim.clock.set(at)
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        with httpx.Client(base_url=sim.base_url,
-                          headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
-            client = AdminClient(http, retry=RetryPolicy(attempts=1), sleep=lambda _: None)
-            config = TickConfig(BUDGETS, PolicyConfig(), timedelta(minutes=5), MODELS,
-                                lease_ttl=timedelta(minutes=3))
-            tick = Tick(Fetcher(client, store, PriceTable.load()), Records(store),
-                        FileSinks(tmp_path / "model.env", tmp_path / "fallback.json"),
-                        SlackWebApi(slack.token, base_url=slack.base_url, retries=0), config,
-                        channel=slack.channel, holder=holder)
-            return run_tick(tick, at)
-    finally:
-        store.close()
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            wiring.admin_http(sim.base_url, KEY) as http:
+        client = AdminClient(http, retry=RetryPolicy(attempts=1), sleep=lambda _: None)
+        config = TickConfig(BUDGETS, PolicyConfig(), timedelta(minutes=5), MODELS,
+                            lease_ttl=timedelta(minutes=3))
+        tick = wiring.tick_for(
+            client, store, config, prices=PriceTable.load(),
+            sinks=FileSinks(tmp_path / "model.env", tmp_path / "fallback.json"),
+            transport=wiring.slack_web_api(slack.token, base_url=slack.base_url, retries=0),
+            channel=slack.channel)
+        tick.holder = holder
+        return run_tick(tick, at)
 
 
 def incident_messages(tmp_path: Path) -> dict[str, str]:
     """incident → ts of the message it lives in, from the state store."""
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
-    with store.reading() as conn:
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            store.reading() as conn:
         rows = conn.execute(incidents.select()).all()
-    store.close()
     return {r.incident: r.ts for r in rows}
 
 
@@ -141,12 +136,11 @@ def test_an_hour_without_slack_loses_nothing_and_keeps_flipping(sim: SimServer,
     tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=80))
     new_top = [c for c in slack.posts()[posted_before:] if c.thread_ts is None]
     assert [c.text.split(" — ")[0] for c in new_top if c.text] == ["Hard limit reached"]
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
-    outbox = Outbox(store)
-    assert outbox.owed() == []
-    delivered = Counter((incident, kind) for incident, kind, status in outbox.history()
-                        if status == "delivered")
-    store.close()
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        outbox = Outbox(store)
+        assert outbox.owed() == []
+        delivered = Counter((incident, kind) for incident, kind, status in outbox.history()
+                            if status == "delivered")
     assert all(n == 1 for (_, kind), n in delivered.items() if kind != "update")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -12,45 +10,27 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from guard.adapters.store.engine import Store, from_units, to_units
+from guard.adapters.store.caches import Caches
+from guard.adapters.store.engine import from_units, to_units
 from guard.core.model import CostDay, PricedUsage
+from guard.entry import wiring
 from guard.errors import StoreError
 
-PG_ADMIN_URL = os.environ.get("GUARD_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 H10 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 H11 = datetime(2026, 3, 2, 11, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database on loopback, dropped after the session."""
-    name = f"guard_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable on loopback: {type(exc).__name__}")
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store on each backend."""
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Caches]:
+    """The caches of a fresh store on each backend."""
     if request.param == "sqlite":
-        opened = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
+        opened = wiring.connect_store(f"sqlite:///{tmp_path / 'state.db'}")
     else:
-        opened = Store.connect(request.getfixturevalue("pg_url"))
+        opened = wiring.connect_store(request.getfixturevalue("pg_url"))
         with opened.engine.begin() as conn:
             for table in ("usage_hours", "usage_fetches", "cost_days", "cost_fetches", "meta"):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
-    yield opened
+    yield Caches(opened)
     opened.close()
 
 
@@ -67,7 +47,7 @@ def test_money_round_trips_exactly() -> None:
         assert from_units(to_units(Decimal(usd))) == Decimal(usd)
 
 
-def test_usage_hours_sum_per_day_exactly(store: Store) -> None:
+def test_usage_hours_sum_per_day_exactly(store: Caches) -> None:
     """Stored hours come back summed per (day, workspace, key, model) without rounding."""
     store.replace_usage_hours([H10, H11], [priced(H10, "0.000123456"), priced(H11, "1.1"),
                                            priced(H11, "2", key=None, ws="wrkspc_x")], H11)
@@ -80,7 +60,7 @@ def test_usage_hours_sum_per_day_exactly(store: Store) -> None:
     assert all(r.start == datetime(2026, 3, 2, tzinfo=UTC) for r in rows)
 
 
-def test_replacing_an_hour_drops_its_old_rows(store: Store) -> None:
+def test_replacing_an_hour_drops_its_old_rows(store: Caches) -> None:
     """Re-reading an hour replaces it whole: late rows are never added twice."""
     store.replace_usage_hours([H10], [priced(H10, "1"), priced(H10, "2", key="apikey_2")], H10)
     store.replace_usage_hours([H10], [priced(H10, "5")], H11)
@@ -89,14 +69,14 @@ def test_replacing_an_hour_drops_its_old_rows(store: Store) -> None:
     assert store.usage_fetched(H10, H11) == {H10: H11}
 
 
-def test_an_empty_hour_is_recorded_as_fetched(store: Store) -> None:
+def test_an_empty_hour_is_recorded_as_fetched(store: Caches) -> None:
     """An hour read with no usage is known-empty, not unknown."""
     store.replace_usage_hours([H10], [], H11)
     assert store.usage_fetched(H10, H11) == {H10: H11}
     assert store.usage_by_day(H10, H11) == []
 
 
-def test_cost_days_round_trip_with_the_default_workspace(store: Store) -> None:
+def test_cost_days_round_trip_with_the_default_workspace(store: Caches) -> None:
     """Cost days keep the default workspace (None) and per-model token costs exactly."""
     day = CostDay(date(2026, 3, 1), {None: Decimal("1.0921875"), "wrkspc_a": Decimal("3")},
                   {"claude-sonnet-4-6": Decimal("9.751875")})
@@ -109,7 +89,7 @@ def test_cost_days_round_trip_with_the_default_workspace(store: Store) -> None:
         date(2026, 3, 1): H10, date(2026, 3, 2): H10}
 
 
-def test_meta_values_are_replaced(store: Store) -> None:
+def test_meta_values_are_replaced(store: Caches) -> None:
     """A named value is overwritten, not duplicated."""
     store.set_meta("usage_through", "a")
     store.set_meta("usage_through", "b")
@@ -120,5 +100,5 @@ def test_meta_values_are_replaced(store: Store) -> None:
 def test_unreachable_store_is_a_store_error(tmp_path: Path) -> None:
     """A store that cannot be opened raises StoreError without the password in it."""
     with pytest.raises(StoreError) as info:
-        Store.connect("postgresql+psycopg://u:hunter2@127.0.0.1:1/none?connect_timeout=2")
+        wiring.connect_store("postgresql+psycopg://u:hunter2@127.0.0.1:1/none?connect_timeout=2")
     assert "hunter2" not in str(info.value)

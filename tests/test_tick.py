@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
+from fakes import RecordingTransport
 from typer.testing import CliRunner
 
-from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.adapters.admin.client import AdminClient, RetryPolicy
 from guard.adapters.sinks import FileSinks, read_env
-from guard.adapters.slack import Posted, SlackUnavailable
-from guard.adapters.store.engine import Store
-from guard.adapters.store.state import Records
+from guard.core.decide import TickConfig
+from guard.core.keys import EnforcementConfig
 from guard.core.model import Budget, Scope
 from guard.core.policy import Condition, Override, PolicyConfig
 from guard.core.pricing import PriceTable
+from guard.entry import wiring
 from guard.entry.cli import app
-from guard.shell.enforce import EnforcementConfig, Enforcer
-from guard.shell.sync import Fetcher
-from guard.shell.tick import Tick, TickConfig, run_tick
+from guard.shell.enforce import Enforcer
+from guard.shell.tick import Tick, run_tick
 from guard.sim import Fault, SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-tick-test"
@@ -35,30 +33,6 @@ MARCH = datetime(2026, 3, 1, tzinfo=UTC)
 APRIL = datetime(2026, 4, 1, tzinfo=UTC)
 MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
 MONTH_USD = ORG.truth_cents(MARCH, APRIL, "organization") / 100
-
-
-@dataclass
-class RecordingTransport:
-    """A Slack stand-in that accepts (or is down for) every message and remembers posts."""
-
-    accept: bool = True
-    supports_updates: bool = True
-    posts: list[tuple[str, str | None]] = field(default_factory=list)
-    updates: list[str] = field(default_factory=list)
-
-    def post(self, channel: str, text: str, blocks: Sequence[dict[str, Any]],
-             thread_ts: str | None = None) -> Posted:
-        if not self.accept:
-            raise SlackUnavailable("slack is down")
-        self.posts.append((text, thread_ts))
-        return Posted(channel or "C1", f"{len(self.posts)}.0")
-
-    def update(self, channel: str, ts: str, text: str,
-               blocks: Sequence[dict[str, Any]]) -> Posted:
-        if not self.accept:
-            raise SlackUnavailable("slack is down")
-        self.updates.append(ts)
-        return Posted(channel, ts)
 
 
 @pytest.fixture
@@ -74,19 +48,17 @@ def budgets(soft: Decimal, hard: Decimal) -> tuple[Budget, ...]:
 @pytest.fixture
 def tick(sim: SimServer, tmp_path: Path) -> Iterator[Tick]:
     """A tick on real parts: HTTP client, SQLite store, env/state files and a reload hook."""
-    store = Store.connect(f"sqlite:///{tmp_path / 'state.db'}")
     reload_log = tmp_path / "reloads.txt"
     hook = [sys.executable, "-c", f"open({str(reload_log)!r}, 'a').write('reload\\n')"]
     sinks = FileSinks(tmp_path / "model.env", tmp_path / "fallback.json",
                       reload_command=hook)
-    with httpx.Client(base_url=sim.base_url,
-                      headers={"x-api-key": KEY, "anthropic-version": API_VERSION}) as http:
+    config = TickConfig(budgets(MONTH_USD * Decimal("0.3"), MONTH_USD * Decimal("0.8")),
+                        PolicyConfig(), timedelta(minutes=5), MODELS)
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            wiring.admin_http(sim.base_url, KEY) as http:
         client = AdminClient(http, retry=RetryPolicy(attempts=2), sleep=lambda _: None)
-        config = TickConfig(budgets(MONTH_USD * Decimal("0.3"), MONTH_USD * Decimal("0.8")),
-                            PolicyConfig(), timedelta(minutes=5), MODELS)
-        yield Tick(Fetcher(client, store, PriceTable.load()), Records(store), sinks,
-                   RecordingTransport(), config, channel="C1")
-    store.close()
+        yield wiring.tick_for(client, store, config, prices=PriceTable.load(), sinks=sinks,
+                              transport=RecordingTransport(), channel="C1")
 
 
 def step(sim: SimServer, tick: Tick, at: datetime) -> str:
@@ -309,8 +281,10 @@ def test_keys_deactivated_in_a_month_are_restored_when_the_next_begins(sim: SimS
     key = ORG.api_keys[0].id
     tick.config = replace(tick.config, budgets=(
         Budget("first-key", Scope.API_KEY, key, Decimal(1), Decimal(2)),))
-    tick.enforcer = Enforcer(tick.fetcher.client, tick.records,
-                             EnforcementConfig(enabled=True, dry_run=False))
+    assert tick.enforcer is not None
+    tick.config = replace(tick.config, enforcement=EnforcementConfig(enabled=True,
+                                                                     dry_run=False))
+    tick.enforcer = Enforcer(tick.enforcer.admin, tick.records, tick.config.enforcement)
     at = MARCH + timedelta(days=10)
     sim.clock.set(at)
     result = run_tick(tick, at)
@@ -327,7 +301,7 @@ def test_a_silenced_budget_records_state_and_drives_the_fallback_but_sends_nothi
         sim: SimServer, tick: Tick) -> None:
     """Silenced: the condition still fires and caps the model; no message goes out."""
     at = MARCH + timedelta(days=20)
-    tick.outbox.add_silence("org-monthly", None, at + timedelta(days=1), reason="drill",
+    tick.silences.add_silence("org-monthly", None, at + timedelta(days=1), reason="drill",
                             who="frank", now=at)
     sim.clock.set(at)
     result = run_tick(tick, at)

@@ -34,7 +34,7 @@ from typing import Any
 _VALUE = re.compile(r"[A-Za-z0-9_.,:/@+-]+")  # DESIGN §5: the env file's value alphabet
 _MODEL = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # a model id: the same, without the comma
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FILE_MODE = 0o644
+FILE_MODE = 0o644
 
 
 class BadAnswer(ValueError):
@@ -85,18 +85,20 @@ def render_state(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+# atomic_write, _fsync_directory and FILE_MODE are copies of guard.adapters.sinks' (this
+# script cannot import guard); tests/test_deploy.py fails if the copies differ from them.
 def atomic_write(path: Path, text: str) -> bool:
-    """Replace ``path`` with ``text`` (temp file, fsync, rename); False if already equal."""
+    """Replace ``path`` with ``text`` atomically, mode 0644; False, touching nothing, if equal."""
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
-        pass
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), _FILE_MODE)
+            os.fchmod(file.fileno(), FILE_MODE)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -104,7 +106,17 @@ def atomic_write(path: Path, text: str) -> bool:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable: without this a crash may bring back the old file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sync_once(url: str, directory: Path, model_var: str, timeout_s: float) -> list[str]:

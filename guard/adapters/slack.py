@@ -3,14 +3,10 @@
 Both satisfy ``SlackTransport``, so the tick can take either (or a test fake). All network I/O
 goes through slack-sdk's urllib clients with three explicit retry handlers: connection errors,
 429 (sleeping ``Retry-After``, unless that is longer than ``max_retry_after``) and 500/503.
-Whatever outlasts them is translated here into the guard's exception tree:
-
-    GuardError
-    └── SlackError                  Slack did not accept a message or a check
-        ├── SlackUnavailable        429 past the retries (``retry_after``), 5xx, timeouts,
-        │                           connection errors: recoverable, try again next tick
-        └── SlackRejected           Slack refused the request (``error``: invalid_auth,
-                                    channel_not_found, not_in_channel, missing_scope, …)
+Whatever outlasts them is translated here into ``SlackUnavailable`` (429 past the retries,
+5xx, timeouts, connection errors: try again next tick) or ``SlackRejected`` (Slack refused the
+request: a person must act), drawn with the rest of the tree in ``guard.errors``. The clients
+themselves are built in ``guard.entry.wiring``.
 
 Messages never contain the bot token or the webhook URL (the URL is the webhook's secret):
 errors are built from Slack's error code, and slack-sdk logs through a logger kept at WARNING
@@ -40,20 +36,11 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
-from guard.config.sections import SlackSettings
-from guard.shell.ports import (
-    Blocks,
-    Posted,
-    SlackError,
-    SlackRejected,
-    SlackTransport,
-    SlackUnavailable,
-)
+from guard.core.records import Blocks, Posted
+from guard.errors import SlackError, SlackRejected, SlackUnavailable
 
-__all__ = ["Blocks", "Posted", "SlackError", "SlackRejected", "SlackTransport",
-           "SlackUnavailable", "SlackWebApi", "SlackWebhook", "from_settings"]
+__all__ = ["SDK_LOG", "SlackWebApi", "SlackWebhook", "retry_handlers"]
 
-DEFAULT_BASE_URL = "https://slack.com/api/"
 
 
 _T = TypeVar("_T")
@@ -75,8 +62,8 @@ _HINTS = {
     "missing_scope": "add the scope to the Slack app and reinstall it",
 }
 
-_sdk_log = logging.getLogger("guard.adapters.slack.sdk")
-_sdk_log.setLevel(logging.WARNING)  # at INFO and below slack-sdk logs the (webhook) URL
+SDK_LOG = logging.getLogger("guard.adapters.slack.sdk")
+SDK_LOG.setLevel(logging.WARNING)  # at INFO and below slack-sdk logs the (webhook) URL
 
 
 class SlackWebApi:
@@ -84,13 +71,9 @@ class SlackWebApi:
 
     supports_updates = True
 
-    def __init__(self, token: str, *, base_url: str = DEFAULT_BASE_URL, timeout: int = 10,
-                 retries: int = 2, max_retry_after: float = 30.0,
-                 client: WebClient | None = None) -> None:
+    def __init__(self, token: str, client: WebClient) -> None:
         self._token = token
-        self._client = client or WebClient(
-            token=token, base_url=base_url, timeout=timeout, logger=_sdk_log,
-            retry_handlers=retry_handlers(retries, max_retry_after))
+        self._client = client
 
     def post(self, channel: str, text: str, blocks: Blocks,
              thread_ts: str | None = None) -> Posted:
@@ -143,12 +126,9 @@ class SlackWebhook:
 
     supports_updates = False
 
-    def __init__(self, url: str, *, timeout: int = 10, retries: int = 2,
-                 max_retry_after: float = 30.0, client: WebhookClient | None = None) -> None:
+    def __init__(self, url: str, client: WebhookClient) -> None:
         self._url = url
-        self._client = client or WebhookClient(
-            url, timeout=timeout, logger=_sdk_log,
-            retry_handlers=retry_handlers(retries, max_retry_after))
+        self._client = client
 
     def post(self, channel: str, text: str, blocks: Blocks,
              thread_ts: str | None = None) -> Posted:
@@ -165,16 +145,6 @@ class SlackWebhook:
         """Always raises: webhook messages cannot be updated."""
         raise SlackRejected("Slack webhooks cannot update messages; configure slack.bot_token "
                             "to update alerts in place", error="updates_not_supported")
-
-
-def from_settings(slack: SlackSettings, *, timeout: int = 10,
-                  retries: int = 2) -> SlackWebApi | SlackWebhook | None:
-    """The transport ``slack`` configures: the bot token if set, else the webhook, else None."""
-    if (token := slack.secret_value("bot_token")) is not None:
-        return SlackWebApi(token, base_url=slack.base_url, timeout=timeout, retries=retries)
-    if (url := slack.secret_value("webhook_url")) is not None:
-        return SlackWebhook(url, timeout=timeout, retries=retries)
-    return None
 
 
 def retry_handlers(retries: int, max_retry_after: float = 30.0) -> list[RetryHandler]:

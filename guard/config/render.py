@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,14 +9,11 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 from pydantic import SecretStr
 
+from guard.config.sections import MASK, mask_url_password
 from guard.core.model import Scope
 
 if TYPE_CHECKING:
     from guard.config.settings import Settings
-
-MASK = "**********"
-
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
 
 
 def render_settings(settings: Settings) -> str:
@@ -29,11 +25,6 @@ def render_settings(settings: Settings) -> str:
             if f"{name}_file" in data[section]:
                 del data[section][name]  # read from the file, which is what to show
     return tomli_w.dumps(_plain(data))
-
-
-def mask_url_password(url: str) -> str:
-    """``url`` with any password (``user:password@``) replaced by the mask."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", url)
 
 
 def _plain(value: Any) -> Any:

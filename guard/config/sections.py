@@ -20,13 +20,20 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from guard.config.render import mask_url_password
 from guard.core.model import DEFAULT_WORKSPACE, Budget, Scope
 
 Condition = Literal[
     "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale"
 ]
 NO_CEILING = "none"
+MASK = "**********"
+
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with any password (``user:password@``) replaced by the mask."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", url)
 
 
 def _problem(reason: str, *at: str | int) -> PydanticCustomError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from guard.core.ledger import month_to_date
-from guard.core.model import Budget, Ledger
+from guard.core.model import Budget, Ledger, Snapshot
 from guard.core.outlook import OutlookInputs, outlooks
 from guard.core.policy import (
     AlertState,
@@ -23,7 +23,6 @@ from guard.core.policy import (
     PolicyConfig,
     evaluate,
 )
-from guard.shell.sync import Snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
-"""Frozen dataclasses shared by the core and the adapters.
+"""Frozen dataclasses shared by the core and the adapters: budgets, usage, cost, the ledger.
 
 Everything past the Admin API adapter is one of these: JSON never travels further than
-``guard.admin``. Money is ``Decimal`` in US dollars unless a field name says otherwise
+``guard.adapters.admin``. Money is ``Decimal`` in US dollars unless a field name says otherwise
 (``amount_cents``: the cost report's unit).
 """
 
@@ -183,3 +183,25 @@ class Ledger:
     data_through: datetime | None
     budgets: tuple[BudgetSpend, ...]
     authoritative_through: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the ledger and the forecast need, as of ``at``.
+
+    ``settled``: the cost report of settled days, this month and ≥ 8 weeks back.
+    ``usage``: priced usage per day from ``usage_from`` (two weeks before the month), the
+    fresh window per hour. ``recent_hours`` (stored, per hour) and ``recent_minutes`` (the
+    fresh window, per minute) cover the last hours, for burn rates. ``hourly``: organization
+    spend per hour over two weeks, for the profile.
+    """
+
+    at: datetime
+    settled: dict[date, CostDay]
+    usage: list[PricedUsage]
+    data_through: datetime | None
+    api_requests: int
+    usage_from: date | None = None
+    recent_hours: list[PricedUsage] = field(default_factory=list)
+    recent_minutes: list[PricedUsage] = field(default_factory=list)
+    hourly: dict[datetime, Decimal] = field(default_factory=dict)

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from guard.adapters.sinks import FallbackState
-from guard.adapters.store.engine import epoch
-from guard.adapters.store.outbox import Payload, Silence
 from guard.core.assess import Assessment
+from guard.core.fallback import FallbackState
 from guard.core.ledger import attributable
 from guard.core.model import Budget, PricedUsage
-from guard.core.period import month_start
+from guard.core.period import epoch, month_start
 from guard.core.policy import AlertState, Condition, Decision, Reason, Status
+from guard.core.records import THREADED, NotificationKind, Payload, Silence
 from guard.core.render import (
     DigestLine,
     DigestView,
@@ -41,8 +40,9 @@ from guard.core.render import (
 )
 
 UPDATE_EVERY = timedelta(minutes=5)
-KINDS = {Reason.FIRST: "firing", Reason.REPEAT: "repeat", Reason.ESCALATED: "escalated",
-         Reason.RESOLVED: "resolved"}
+Kind = NotificationKind
+KINDS = {Reason.FIRST: Kind.FIRING, Reason.REPEAT: Kind.REPEAT, Reason.ESCALATED: Kind.ESCALATED,
+         Reason.RESOLVED: Kind.RESOLVED}
 INHIBITED_BY_HARD = frozenset({Condition.SOFT_REACHED, Condition.HARD_AT_RISK})
 
 
@@ -54,7 +54,7 @@ class Planned:
     incident: str
     budget: str | None
     condition: str | None
-    kind: str
+    kind: NotificationKind
     payload: Payload
     muted: str | None = None
 
@@ -90,7 +90,7 @@ def plan(a: Assessment, fallback: FallbackState, today: Sequence[PricedUsage],
     items += _updates(ctx, decided)
     if a.outcome.reset:
         message = render_reset(month_start(at).date(), fallback.tier, fallback.model)
-        items.append(Planned(f"reset:{at:%Y-%m}", f"reset:{at:%Y-%m}", None, None, "reset",
+        items.append(Planned(f"reset:{at:%Y-%m}", f"reset:{at:%Y-%m}", None, None, Kind.RESET,
                              Payload(message.text, message.blocks)))
     return items
 
@@ -101,22 +101,22 @@ def _updates(ctx: _Context, decided: set[tuple[str, Condition]]) -> list[Planned
     for (budget, condition), state in ctx.a.outcome.states.items():
         if state.status is not Status.FIRING or (budget, condition) in decided:
             continue
-        item = _planned(ctx, budget, condition, state, kind="update", decision=None)
+        item = _planned(ctx, budget, condition, state, kind=Kind.UPDATE, decision=None)
         out.append(Planned(f"{item.incident}:update:{bucket}", item.incident, budget,
-                           condition.value, "update", item.payload, item.muted))
+                           condition.value, Kind.UPDATE, item.payload, item.muted))
     return out
 
 
 def _planned(ctx: _Context, budget: str, condition: Condition, state: AlertState, *,
-             kind: str, decision: Decision | None) -> Planned:
+             kind: NotificationKind, decision: Decision | None) -> Planned:
     view = _view(ctx, budget, condition, state, kind=kind, decision=decision)
     incident = incident_id(state.period, budget, condition, state.since)
     parent = render_incident(view)
-    reply = render_thread_reply(view) if kind in ("repeat", "escalated", "resolved") else None
+    reply = render_thread_reply(view) if kind in THREADED else None
     payload = Payload(parent.text, parent.blocks, reply.text if reply else None,
                       reply.blocks if reply else ())
-    suffix = {"repeat": f":{epoch(ctx.at)}",
-              "escalated": f":{state.severity.value}"}.get(kind, "")
+    suffix = {Kind.REPEAT: f":{epoch(ctx.at)}",
+              Kind.ESCALATED: f":{state.severity.value}"}.get(kind, "")
     return Planned(f"{incident}:{kind}{suffix}", incident, budget, condition.value, kind,
                    payload, _muted(ctx, budget, condition))
 
@@ -132,7 +132,7 @@ def _muted(ctx: _Context, budget: str, condition: Condition) -> str | None:
 
 
 def _view(ctx: _Context, budget_name: str, condition: Condition, state: AlertState, *,
-          kind: str, decision: Decision | None) -> IncidentView:
+          kind: NotificationKind, decision: Decision | None) -> IncidentView:
     a, fallback = ctx.a, ctx.fallback
     index = {i.spend.budget.name: i for i in a.inputs}
     item = index[budget_name]
@@ -187,7 +187,7 @@ def digest(a: Assessment, fallback: FallbackState, usage: Sequence[PricedUsage],
     day = at.date()
     message = render_digest(DigestView(day, tuple(lines), fallback.tier, fallback.model))
     key = f"digest:{day.isoformat()}"
-    return Planned(key, key, None, None, "digest", Payload(message.text, message.blocks))
+    return Planned(key, key, None, None, Kind.DIGEST, Payload(message.text, message.blocks))
 
 
 def _window(usage: Sequence[PricedUsage], at: datetime, back: int) -> list[PricedUsage]:

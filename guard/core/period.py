@@ -56,3 +56,8 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
 def days_between(first: date, end: date) -> list[date]:
     """Every day in ``[first, end)``."""
     return [first + timedelta(days=i) for i in range(max(0, (end - first).days))]
+
+
+def epoch(moment: datetime) -> int:
+    """UTC epoch seconds of an aware datetime."""
+    return int(utc(moment).timestamp())

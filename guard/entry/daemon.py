@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,11 +31,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from guard import __version__
 from guard.config import Settings, load_settings, render_settings
+from guard.core.summary import TickReport
+from guard.entry.wiring import Guard
 from guard.errors import ConfigError, GuardError
-from guard.shell.tick import Tick, TickReport, run_tick
+from guard.shell.tick import run_tick
 
-log = logging.getLogger("guard.entry.daemon")
-TickFactory = Callable[[Settings], AbstractContextManager[Tick]]
+log = logging.getLogger("guard.daemon")
+Builder = Callable[[Settings], Guard]
 Observer = Callable[[TickReport | None, float, datetime, Exception | None], None]
 
 
@@ -72,7 +73,7 @@ class Daemon:
     """Loads the config, schedules ticks and handles signals."""
 
     config_path: Path
-    open_tick: TickFactory
+    build: Builder
     observe: Observer | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -81,6 +82,7 @@ class Daemon:
         self.scheduler = BlockingScheduler(timezone=UTC,
                                            executors={"default": ThreadPoolExecutor(1)})
         self.ticks = 0
+        self._guard: Guard | None = None
 
     def run(self) -> int:
         """Schedule, block until a signal stops the scheduler, and return the exit code."""
@@ -91,8 +93,23 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._reload)
         self.scheduler.start()
+        self._retire()
         log.info("stopped after %d ticks", self.ticks)
         return 0
+
+    def guard(self) -> Guard:
+        """The parts of the current settings generation, built on first use after a reload.
+
+        Only the tick thread calls it, between ticks, so a generation is never closed under
+        a tick in flight.
+        """
+        current = self._guard
+        if current is not None and current.settings is not self.settings:
+            self._retire()
+            current = None
+        if current is None:
+            current = self._guard = self.build(self.settings)
+        return current
 
     def tick(self) -> TickReport | None:
         """One tick; a failure is logged with its reason and survived."""
@@ -100,8 +117,7 @@ class Daemon:
         report: TickReport | None = None
         error: Exception | None = None
         try:
-            with self.open_tick(self.settings) as tick:
-                report = run_tick(tick, at)
+            report = run_tick(self.guard().tick, at)
             self._log(report, time.monotonic() - started)
         except (GuardError, OSError) as exc:
             error = exc
@@ -134,11 +150,17 @@ class Daemon:
             log.error("SIGHUP: config reload refused, the old config keeps running: %s", exc)
             return
         changed = fresh.anthropic.poll_interval_s != self.settings.anthropic.poll_interval_s
-        self.settings = fresh
+        self.settings = fresh  # the next tick builds its parts from these
         if changed:
             self._schedule(first_at=self.clock() + timedelta(
                 seconds=fresh.anthropic.poll_interval_s))
         log.info("SIGHUP: config reloaded from %s", self.config_path)
+
+    def _retire(self) -> None:
+        """Close the current generation's parts."""
+        old, self._guard = self._guard, None
+        if old is not None:
+            old.close()
 
     def _log(self, report: TickReport, seconds: float) -> None:
         body = report.as_json()

@@ -20,24 +20,26 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from guard.adapters.admin.client import API_VERSION, AdminClient
-from guard.adapters.sinks import FileSinks
 from guard.adapters.store.engine import Store
+from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.state import Records
+from guard.config.sections import FallbackSettings
+from guard.core.decide import TickConfig
 from guard.core.model import Budget, Ledger, Scope
 from guard.core.period import MINUTE, next_month
 from guard.core.policy import PolicyConfig
 from guard.core.pricing import PriceTable
-from guard.entry.report import ledger_table, money, timestamp
+from guard.core.records import Blocks, Posted
+from guard.core.summary import TickReport, timestamp
+from guard.entry import wiring
+from guard.entry.report import ledger_table, money
 from guard.errors import ConfigError
-from guard.shell.ports import Blocks, Posted, SlackTransport
-from guard.shell.sync import Fetcher
-from guard.shell.tick import Tick, TickConfig, TickReport, run_tick
+from guard.shell.ports import SlackTransport
+from guard.shell.tick import Tick, run_tick
 from guard.sim import SimClock, SimOrg, SimServer
 from guard.sim.scenario import SCENARIOS, with_scenario
 
@@ -98,19 +100,19 @@ def run_demo(*, seed: int, month: str, step_hours: int, console: Console,
     console.print(f"[bold]budget-guard demo[/]: scenario [bold]{scenario}[/], organization {seed}"
                   f" ({len(org.workspaces)} workspaces + default, {len(org.api_keys)} keys), "
                   f"{month}, a tick every {step_hours} h; env file {OUT / 'model.env'}")
+    config = TickConfig(tuple(budgets), PolicyConfig(), timedelta(minutes=5), MODELS)
+    sinks = wiring.file_sinks(FallbackSettings(env_file=OUT / "model.env",
+                                               state_file=OUT / "fallback.json", models=MODELS))
     with SimServer(org, SimClock(start), admin_key=key) as sim, \
-            httpx.Client(base_url=sim.base_url, headers={"x-api-key": key,
-                                                         "anthropic-version": API_VERSION}) as http:
-        store = Store.connect(f"sqlite:///{OUT / 'state.db'}")
-        tick = Tick(Fetcher(AdminClient(http), store, PriceTable.load()), Records(store),
-                    FileSinks(OUT / "model.env", OUT / "fallback.json"), shown,
-                    TickConfig(tuple(budgets), PolicyConfig(), timedelta(minutes=5), MODELS),
-                    channel=channel)
+            wiring.opened_store(f"sqlite:///{OUT / 'state.db'}") as store:
+        admin = wiring.admin_at(sim.base_url, key)
         try:
+            tick = wiring.tick_for(admin, store, config, prices=PriceTable.load(), sinks=sinks,
+                                   transport=shown, channel=channel)
             last = _run_month(tick, sim, start, step_hours=step_hours, console=console)
-            _summary(console, tick, sim, last)
+            _summary(console, store, sim, last)
         finally:
-            store.close()
+            admin.http.close()
 
 
 def demo_budgets(org: SimOrg, start: datetime, share: Decimal) -> list[Budget]:
@@ -176,14 +178,14 @@ def _day_line(report: TickReport) -> str:
             f"firing: {', '.join(firing) or '—'}")
 
 
-def _summary(console: Console, tick: Tick, sim: SimServer, last: TickReport) -> None:
+def _summary(console: Console, store: Store, sim: SimServer, last: TickReport) -> None:
     ledger = last.assessment.ledger
     console.print(ledger_table(ledger, len(sim.requests)))
     console.print(_truth_table(_checks(sim, ledger)))
-    kinds = Counter(kind for _, kind, status in tick.outbox.history() if status == "delivered")
+    kinds = Counter(kind for _, kind, status in Outbox(store).history() if status == "delivered")
     console.print("alerts sent: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
                                      or "none"))
-    changes = [e for e in tick.records.audit_entries(limit=1000)
+    changes = [e for e in Records(store).audit_entries(limit=1000)
                if e.action == "fallback_changed"]
     console.print(f"fallback changes: {len(changes)}")
     for e in changes:

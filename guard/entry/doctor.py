@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from guard.adapters.admin.client import AdminClient
-from guard.adapters.slack import SlackWebApi, from_settings
+from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
-from guard.errors import GuardError
+from guard.errors import GuardError, UpstreamError
+from guard.shell.sync import WATERMARK
 
-SPEND_LIMITS_PATH = "/v1/organizations/spend_limits"
-SPEND_LIMITS_BETA = "spend-limit-reads-2026-09-26"
+if TYPE_CHECKING:
+    from guard.adapters.slack import SlackWebApi, SlackWebhook
+
+OpenStore = Callable[[str], AbstractContextManager[Store]]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,15 @@ class Check:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
-def checks(settings: Settings, client: AdminClient | None, store_url: str) -> Iterator[Check]:
-    """Every check, in order; ``client`` is None when no admin key is configured."""
+def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore,
+           slack: SlackWebApi | SlackWebhook | None) -> Iterator[Check]:
+    """Every check, in order; ``client`` is None when no admin key is configured, ``slack``
+    when Slack is not."""
+    url = settings.state.url
     yield _admin_key(client)
     yield _spend_limits(client)
-    yield _store(store_url)
-    yield from _slack(settings, store_url)
+    yield _store(lambda: open_store(url))
+    yield from _slack(settings, slack, lambda: open_store(url))
     yield from _paths(settings)
 
 
@@ -64,29 +71,27 @@ def _spend_limits(client: AdminClient | None) -> Check:
     if client is None:
         return Check("spend limits API", True, "skipped (no admin key)")
     try:
-        response = client.http.get(SPEND_LIMITS_PATH, params={"limit": "1"},
-                                   headers={"anthropic-beta": SPEND_LIMITS_BETA})
-    except httpx.HTTPError as exc:
-        return Check("spend limits API", True, f"not checked: {type(exc).__name__}")
-    if response.status_code == 200:
+        status = client.spend_limits_status()
+    except UpstreamError as exc:
+        return Check("spend limits API", True, f"not checked: {exc}")
+    if status == 200:
         return Check("spend limits API", True, "available to this organization")
-    return Check("spend limits API", True, f"not available (HTTP {response.status_code}); "
+    return Check("spend limits API", True, f"not available (HTTP {status}); "
                                            "budget-guard does not need it")
 
 
-def _store(url: str) -> Check:
+def _store(opened: Callable[[], AbstractContextManager[Store]]) -> Check:
     def probe() -> str:
-        store = Store.connect(url)
-        try:
-            watermark = store.get_meta("usage_read_through")
-        finally:
-            store.close()
+        with opened() as store:
+            watermark = Caches(store).get_meta(WATERMARK)
         return f"reachable, schema in place; usage read through {watermark or 'never'}"
     return _guard("state store", probe)
 
 
-def _slack(settings: Settings, store_url: str) -> Iterator[Check]:
-    transport = from_settings(settings.slack)
+def _slack(settings: Settings, transport: SlackWebApi | SlackWebhook | None,
+           opened: Callable[[], AbstractContextManager[Store]]) -> Iterator[Check]:
+    from guard.adapters.slack import SlackWebApi  # noqa: PLC0415  (slack-sdk only when used)
+
     if transport is None:
         yield Check("slack", True, "not configured: notifications go to the log")
         return
@@ -99,17 +104,14 @@ def _slack(settings: Settings, store_url: str) -> Iterator[Check]:
             return f"{channel} reachable"
 
         yield _guard("slack channel", reach)
-    yield _owed(store_url)
+    yield _owed(opened)
 
 
-def _owed(store_url: str) -> Check:
+def _owed(opened: Callable[[], AbstractContextManager[Store]]) -> Check:
     def probe() -> str:
-        store = Store.connect(store_url)
-        try:
+        with opened() as store:
             outbox = Outbox(store)
             owed, last = outbox.owed(), outbox.last_error()
-        finally:
-            store.close()
         failing = [o for o in owed if o.attempts > 0]
         if failing:
             raise GuardError(f"{len(failing)} notifications failing to send; last error: {last}")

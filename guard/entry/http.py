@@ -11,7 +11,7 @@
 The daemon runs ticks on its own thread and hands each result to ``HttpState.update``; the
 server only reads what was handed over, so a request never waits for a tick and never touches
 the Admin API. Writes need ``Authorization: Bearer <http.admin_token>`` and go through
-``guard.ops`` like the CLI's, audited as ``http:<client address>``; they are refused (403)
+``guard.shell.ops`` like the CLI's, audited as ``http:<client address>``; they are refused (403)
 while no token is configured. The token is compared in constant time and never logged or
 echoed. The server is uvicorn on a daemon thread, over a socket bound by the caller's thread
 so that a busy port fails ``start`` instead of dying quietly in the background.
@@ -39,13 +39,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from guard.adapters.sinks import state_document, utc_text
 from guard.config import Settings
+from guard.core.fallback import state_document, utc_text
 from guard.core.policy import Override
+from guard.core.summary import TickReport
 from guard.entry.metrics import CONTENT_TYPE, Metrics
 from guard.errors import ConfigError, GuardError
-from guard.shell import ops
-from guard.shell.tick import TickReport
+from guard.shell.ops import Ops
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +180,11 @@ def _refused(_: Request, exc: Exception) -> Response:
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
-def build_app(state: HttpState, metrics: Metrics, settings_provider: Callable[[], Settings], *,
+def build_app(state: HttpState, metrics: Metrics, settings_provider: Callable[[], Settings],
+              ops_provider: Callable[[], Ops], *,
               now: Callable[[], datetime] = _utcnow) -> Starlette:
-    """The ASGI application; ``settings_provider`` is asked per write, so reloads take effect."""
-    endpoints = _Endpoints(state, metrics, settings_provider, now)
+    """The ASGI application; both providers are asked per write, so reloads take effect."""
+    endpoints = _Endpoints(state, metrics, settings_provider, ops_provider, now)
     routes = [
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
@@ -203,6 +204,7 @@ class _Endpoints:
     state: HttpState
     registry: Metrics
     settings_provider: Callable[[], Settings]
+    ops_provider: Callable[[], Ops]
     now: Callable[[], datetime]
 
     async def healthz(self, _: Request) -> Response:
@@ -222,28 +224,30 @@ class _Endpoints:
         return _stored(self.state.fallback_json())
 
     async def pin(self, request: Request) -> Response:
-        settings = self._authorized(request)
+        self._authorize(request)
         body = await _body(request, required=_PIN_FIELDS, optional=())
         who = _who(request)
         pinned = await run_in_threadpool(
-            _ops_call, lambda: ops.pin(settings, body["tier"], body["for"],
-                                       reason=body["reason"], who=who, now=self.now()))
+            _ops_call, lambda: self.ops_provider().pin(body["tier"], body["for"],
+                                                       reason=body["reason"], who=who,
+                                                       now=self.now()))
         log.info("fallback pinned to %s until %s by %s: %s", pinned.tier,
                  utc_text(pinned.expires_at), who, pinned.reason)
         return JSONResponse(_pin_document(pinned))
 
     async def release(self, request: Request) -> Response:
-        settings = self._authorized(request)
+        self._authorize(request)
         body = await _body(request, required=(), optional=("reason",))
         who, reason = _who(request), body.get("reason") or "released"
         released = await run_in_threadpool(
-            _ops_call, lambda: ops.release(settings, reason=reason, who=who, now=self.now()))
+            _ops_call, lambda: self.ops_provider().release(reason=reason, who=who,
+                                                           now=self.now()))
         log.info("fallback pin %s released by %s: %s",
                  released.tier if released else "(none)", who, reason)
         return JSONResponse({"released": _pin_document(released) if released else None})
 
-    def _authorized(self, request: Request) -> Settings:
-        """The settings, once the bearer token matches ``http.admin_token``."""
+    def _authorize(self, request: Request) -> None:
+        """Refuse the request unless its bearer token matches ``http.admin_token``."""
         settings = self.settings_provider()
         expected = settings.http_admin_token_value()
         if not expected:
@@ -253,7 +257,6 @@ class _Endpoints:
                 given.strip().encode("utf-8"), expected.encode("utf-8")):
             raise _Refused(401, "a valid bearer token is required",
                            headers={"WWW-Authenticate": 'Bearer realm="budget-guard"'})
-        return settings
 
 
 def _stored(document: bytes | None) -> Response:

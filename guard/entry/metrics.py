@@ -25,11 +25,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from guard.adapters.sinks import FallbackState
 from guard.core.assess import Assessment
+from guard.core.fallback import FallbackState
 from guard.core.policy import BudgetInput, Condition
+from guard.core.summary import TickReport
 from guard.errors import UpstreamError
-from guard.shell.tick import TickReport
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TICK_RESULTS = ("ok", "failed", "standby")

@@ -1,11 +1,11 @@
-"""On call from Slack: the alert's buttons and ``/budget`` act on the fallback like ``guard ops``.
+"""On call from Slack: the alert's buttons and ``/budget`` act like ``guard fallback``.
 
 Parsing is pure and never raises: ``parse_action`` (a ``block_actions`` payload) and
 ``parse_slash`` (the form fields of a slash command) turn what Slack sends into a ``Command``,
 or into a ``Refusal`` saying politely what was wrong. ``OnCall.handle`` is the shell: it checks
-that the user is on call (``slack.oncall_user_ids``), runs the command through ``guard.ops`` as
-``slack:<user id>``, and posts the answer (in the alert's thread for a button) through the
-``SlackTransport``. Someone not on call changes nothing, not even the audit log.
+that the user is on call (``slack.oncall_user_ids``), runs the command through
+``guard.shell.ops`` as ``slack:<user id>``, and posts the answer (in the alert's thread for a
+button) through the ``SlackTransport``. Someone not on call changes nothing, not even the audit log.
 
     button "Acknowledge"            audit only
     button "Pin current tier 4h"    pin the tier in force for 4h
@@ -23,27 +23,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
 from typing import Any, Literal, Protocol
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from guard.adapters.slack import SlackRejected, SlackTransport, SlackUnavailable
-from guard.adapters.store.engine import Store
-from guard.adapters.store.state import AuditEntry, Records
-from guard.config import Settings
 from guard.core.policy import Condition
+from guard.core.records import AuditEntry
 from guard.core.render import KEY_MAX, REASON_CAP, TEXT_MAX, clip, clock, escape, name, words
-from guard.errors import ConfigError, GuardError
-from guard.shell import ops
+from guard.errors import ConfigError, GuardError, SlackRejected, SlackUnavailable
+from guard.shell.ops import Ops, describe_status
+from guard.shell.ports import SlackTransport
 
 Verb = Literal["ack", "pin", "release", "silence", "status"]
 
@@ -65,8 +61,8 @@ _CODE = re.compile(r"[a-z0-9_.]{1,64}")
 _CONDITIONS = frozenset(c.value for c in Condition)
 
 _log = logging.getLogger(__name__)
-_sdk_log = logging.getLogger("guard.entry.oncall.sdk")
-_sdk_log.setLevel(logging.WARNING)  # below WARNING slack-sdk logs the WebSocket URL (a ticket)
+SDK_LOG = logging.getLogger("guard.entry.oncall.sdk")
+SDK_LOG.setLevel(logging.WARNING)  # below WARNING slack-sdk logs the WebSocket URL (a ticket)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +175,12 @@ def _message_ts(payload: Mapping[str, Any]) -> str | None:
 
 
 class OnCall:
-    """Runs on-call commands from Slack through ``guard.ops`` and answers in Slack."""
+    """Runs on-call commands from Slack through ``Ops`` and answers in Slack."""
 
-    def __init__(self, settings: Settings, transport: SlackTransport,
+    def __init__(self, ops: Ops, oncall_user_ids: Collection[str], transport: SlackTransport,
                  now: Callable[[], datetime]) -> None:
-        self.settings = settings
+        self.ops = ops
+        self.allowed = frozenset(oncall_user_ids)
         self.transport = transport
         self.now = now
 
@@ -196,7 +193,7 @@ class OnCall:
         return answer
 
     def _answer(self, command: Command) -> str:
-        if command.user not in self.settings.slack.oncall_user_ids:
+        if command.user not in self.allowed:
             return f"<@{command.user}> is not on call; nothing changed."
         try:
             return self._act(command, self.now())
@@ -214,22 +211,20 @@ class OnCall:
     def _ack(self, c: Command, now: datetime) -> str:
         if c.incident is None:
             return "There is no alert to acknowledge; nothing changed."
-        with self._records() as records:
-            records.audit(AuditEntry(now, _who(c), "ack", c.incident[:SUBJECT_MAX], None, None,
-                                     c.reason or "acknowledged in Slack"))
+        self.ops.records.audit(AuditEntry(now, _who(c), "ack", c.incident[:SUBJECT_MAX], None,
+                                          None, c.reason or "acknowledged in Slack"))
         return f"<@{c.user}> acknowledged `{name(c.incident, KEY_MAX)}`."
 
     def _pin(self, c: Command, now: datetime) -> str:
-        tier = c.tier or self._tier_in_force()
-        pin = ops.pin(self.settings, tier, c.duration or PIN_FOR, reason=c.reason, who=_who(c),
-                      now=now)
+        tier = c.tier or self.ops.tier_in_force()
+        pin = self.ops.pin(tier, c.duration or PIN_FOR, reason=c.reason, who=_who(c), now=now)
         return (f"<@{c.user}> pinned the fallback at {self._tier_words(pin.tier)} until "
                 f"{clock(pin.expires_at, now)}: {name(pin.reason, REASON_CAP)}. "
                 "The next tick puts it in force; *Release* ends it early.")
 
     def _release(self, c: Command, now: datetime) -> str:
-        released = ops.release(self.settings, reason=c.reason or "released from Slack",
-                               who=_who(c), now=now)
+        released = self.ops.release(reason=c.reason or "released from Slack", who=_who(c),
+                                    now=now)
         if released is None:
             return "There was no pin to release; nothing changed."
         return (f"<@{c.user}> released the pin at {self._tier_words(released.tier)}; "
@@ -240,31 +235,19 @@ class OnCall:
         if parts is None:
             return "There is no alert to silence; nothing changed."
         budget, condition = parts
-        silence = ops.silence_add(self.settings, budget, condition, c.duration or SILENCE_FOR,
-                                  reason=c.reason or "silenced in Slack", who=_who(c), now=now)
+        silence = self.ops.silence_add(budget, condition, c.duration or SILENCE_FOR,
+                                       reason=c.reason or "silenced in Slack", who=_who(c),
+                                       now=now)
         return (f"<@{c.user}> silenced {escape(words(condition))} for {name(budget)} until "
                 f"{clock(silence.ends_at, now)}.")
 
     def _status(self, c: Command, now: datetime) -> str:
-        status = ops.describe_status(ops.fallback_status(self.settings, now))
+        status = describe_status(self.ops.fallback_status(now))
         return f"```\n{escape(status)}\n```"
 
-    def _tier_in_force(self) -> str:
-        with self._records() as records:
-            record = records.fallback()
-        return record.tier if record else self.settings.fallback.chain[0]
-
     def _tier_words(self, tier: str) -> str:
-        model = self.settings.fallback.models.get(tier)
+        model = self.ops.models.get(tier)
         return f"{name(tier, 40)} (`{name(model, 60)}`)" if model else name(tier, 40)
-
-    @contextmanager
-    def _records(self) -> Iterator[Records]:
-        store = Store.connect(self.settings.state.url)
-        try:
-            yield Records(store)
-        finally:
-            store.close()
 
     def _post(self, channel: str, answer: str, thread_ts: str | None) -> None:
         """Answer in Slack; a failed answer is logged, the effect already happened."""
@@ -311,13 +294,8 @@ def socket_mode_listener(oncall: OnCall) -> Callable[[SocketClient, SocketModeRe
     return listen
 
 
-def start_socket_mode(app_token: str, oncall: OnCall, *,
-                      web_client: WebClient | None = None) -> SocketModeClient:
-    """Connect over Socket Mode with an app-level token (``xapp-…``) and serve ``oncall``."""
-    if not app_token.startswith("xapp-"):
-        raise ConfigError([("slack.app_token",
-                            "not an app-level token (xapp-…) with connections:write")])
-    client = SocketModeClient(app_token=app_token, web_client=web_client, logger=_sdk_log)
+def start_socket_mode(client: SocketModeClient, oncall: OnCall) -> SocketModeClient:
+    """Connect ``client`` (``guard.entry.wiring.socket_mode_client``) and serve ``oncall``."""
     client.socket_mode_request_listeners.append(socket_mode_listener(oncall))
     try:
         client.connect()

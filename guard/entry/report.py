@@ -1,96 +1,19 @@
-"""Rendering the ledger for people (a rich table) and for programs (DESIGN §3 JSON). Pure."""
+"""The ledger and the report for people: rich tables (the JSON is ``guard.core.summary``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from guard.core.forecast import Forecast
-from guard.core.model import BudgetSpend, Ledger
-from guard.core.outlook import describe_burn
-from guard.core.policy import BudgetInput, Condition, ceiling
+from guard.core.model import Ledger
+from guard.core.summary import timestamp
 
 if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
     from guard.core.assess import Assessment
-
-_HUNDREDTH_CENT = Decimal("0.0001")
-
-
-def usd_number(amount: Decimal) -> float:
-    """Dollars for JSON: rounded to a hundredth of a cent, the float repr shows those digits."""
-    return float(amount.quantize(_HUNDREDTH_CENT, ROUND_HALF_EVEN))
-
-
-def timestamp(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z``."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def budget_json(spend: BudgetSpend, item: BudgetInput | None = None,
-                firing: Sequence[Condition] = (), tier: str | None = None) -> dict[str, Any]:
-    """One budget of the report JSON."""
-    b = spend.budget
-    out: dict[str, Any] = {
-        "name": b.name, "scope": str(b.scope), "match": b.match,
-        "spend_usd": usd_number(spend.spend_usd),
-        "authoritative_usd": usd_number(spend.authoritative_usd),
-        "estimated_usd": usd_number(spend.estimated_usd),
-        "soft_limit_usd": usd_number(b.soft_limit_usd),
-        "hard_limit_usd": usd_number(b.hard_limit_usd),
-    }
-    if item is not None and item.forecast is not None:
-        out["forecast"] = forecast_json(item.forecast)
-    if item is not None and item.burn is not None:
-        out["burn"] = describe_burn(item.burn)
-    out["firing"] = [str(c) for c in firing]
-    out["ceiling"] = tier
-    return out
-
-
-def forecast_json(f: Forecast) -> dict[str, Any]:
-    """The forecast of one budget for JSON."""
-    return {"p10_usd": usd_number(f.p10_usd), "p50_usd": usd_number(f.p50_usd),
-            "p90_usd": usd_number(f.p90_usd), "gated_in": f.gated_in,
-            "exhaustion_day": f.exhaustion_day.isoformat() if f.exhaustion_day else None,
-            "level_usd_per_day": usd_number(f.level_usd_per_day),
-            "history_days": f.history_days}
-
-
-def ledger_json(ledger: Ledger, api_requests: int) -> dict[str, Any]:
-    """The ledger alone as report JSON (no forecast, no conditions)."""
-    through = ledger.authoritative_through
-    return {
-        "at": timestamp(ledger.at),
-        "data_through": timestamp(ledger.data_through),
-        "authoritative_through": through.isoformat() if through else None,
-        "budgets": [budget_json(s) for s in ledger.budgets],
-        "api_requests": api_requests,
-    }
-
-
-def report_json(a: Assessment) -> dict[str, Any]:
-    """The ``guard report --json`` object: DESIGN §3 fields plus billed/estimated splits."""
-    out = ledger_json(a.ledger, a.api_requests)
-    firing = a.outcome.firing
-    out["budgets"] = [
-        budget_json(spend, item, firing.get(spend.budget.name, ()),
-                    budget_ceiling(spend, firing, a))
-        for spend, item in zip(a.ledger.budgets, a.inputs, strict=True)]
-    out["data_stale"] = a.stale
-    return out
-
-
-def budget_ceiling(spend: BudgetSpend, firing: Mapping[str, Sequence[Condition]],
-                   a: Assessment) -> str | None:
-    """The tier this budget alone would cap the fallback at (None: no cap)."""
-    pairs = [(spend.budget, c) for c in firing.get(spend.budget.name, ())]
-    chosen = ceiling(pairs, a.policy)
-    return chosen.tier if chosen.level > 0 else None
 
 
 def money(amount: Decimal) -> str:

@@ -11,23 +11,16 @@ a message Slack rejects holds back only its own incident.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from guard.adapters.store.outbox import COLLAPSIBLE, Outbox, Owed
-from guard.shell.ports import (
-    Blocks,
-    Posted,
-    SlackRejected,
-    SlackTransport,
-    SlackUnavailable,
-)
+from guard.core.records import COLLAPSIBLE, THREADED, NotificationKind, Owed
+from guard.errors import SlackRejected, SlackUnavailable
+from guard.shell.ports import OutboxPort, SlackTransport
 
 log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(minutes=2)
-THREADED = frozenset({"repeat", "escalated", "resolved"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,28 +31,6 @@ class Delivery:
     ok: bool
     error: str | None = None
     final: bool = False
-
-
-class LogTransport:
-    """The transport when Slack is not configured: every message becomes a log line."""
-
-    supports_updates = True
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger or logging.getLogger("guard.notify")
-        self.count = 0
-
-    def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
-        """Log the text; a reply is indented under its parent."""
-        self.count += 1
-        self.logger.warning("%s%s", "  ↳ " if thread_ts else "", text)
-        return Posted(channel or "log", f"{self.count}")
-
-    def update(self, channel: str, ts: str, text: str,
-               blocks: Blocks) -> Posted:
-        """Updates are not worth a log line: the numbers are in each tick's report."""
-        return Posted(channel, ts)
 
 
 def collapse(rows: Sequence[Owed]) -> tuple[list[Owed], list[int]]:
@@ -76,7 +47,7 @@ def collapse(rows: Sequence[Owed]) -> tuple[list[Owed], list[int]]:
     return keep, dropped
 
 
-def deliver(outbox: Outbox, transport: SlackTransport, channel: str, holder: str,
+def deliver(outbox: OutboxPort, transport: SlackTransport, channel: str, holder: str,
             now: datetime) -> list[Delivery]:
     """Send every owed notification that can be sent now, oldest first."""
     keep, dropped = collapse(outbox.owed())
@@ -105,11 +76,11 @@ def deliver(outbox: Outbox, transport: SlackTransport, channel: str, holder: str
     return results
 
 
-def _send(outbox: Outbox, transport: SlackTransport, channel: str, row: Owed,
+def _send(outbox: OutboxPort, transport: SlackTransport, channel: str, row: Owed,
           now: datetime) -> None:
     p = row.payload
     where = outbox.message_of(row.incident)
-    if row.kind == "firing" and where is None:
+    if row.kind == NotificationKind.FIRING and where is None:
         posted = transport.post(channel, p.text, p.blocks)
         if transport.supports_updates:
             outbox.remember_message(row.incident, posted.channel, posted.ts, now)
@@ -119,42 +90,5 @@ def _send(outbox: Outbox, transport: SlackTransport, channel: str, row: Owed,
         if row.kind in THREADED:
             transport.post(where[0], p.reply_text or p.text, p.reply_blocks, thread_ts=where[1])
         return
-    if row.kind != "update":
+    if row.kind != NotificationKind.UPDATE:
         transport.post(channel, p.reply_text or p.text, p.blocks)
-
-
-class PacedTransport:
-    """Keeps to Slack's one message per second per channel by waiting between sends."""
-
-    def __init__(self, inner: SlackTransport, min_interval: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.inner = inner
-        self.min_interval = min_interval
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self._last: dict[str, float] = {}
-
-    @property
-    def supports_updates(self) -> bool:
-        """As the wrapped transport."""
-        return self.inner.supports_updates
-
-    def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
-        """Post after the channel's last message is at least ``min_interval`` old."""
-        self._wait(channel)
-        return self.inner.post(channel, text, blocks, thread_ts)
-
-    def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
-        """Update, paced like posts."""
-        self._wait(channel)
-        return self.inner.update(channel, ts, text, blocks)
-
-    def _wait(self, channel: str) -> None:
-        last = self._last.get(channel)
-        if last is not None:
-            gap = self.min_interval - (self.monotonic() - last)
-            if gap > 0:
-                self.sleep(gap)
-        self._last[channel] = self.monotonic()

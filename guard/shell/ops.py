@@ -1,38 +1,25 @@
-"""On-call operations on the fallback: status, pin and release, each audited.
+"""On-call operations: the fallback's status, pin and release, and silences, each audited.
 
 A pin holds the fallback at a tier, above or below what policy wants, until it expires or is
-released; the next tick applies it to the env and state files. Who did it is the OS user (or
-``$GUARD_ACTOR``, for wrappers that act for someone else).
+released; the next tick applies it to the env and state files. ``Ops`` works over the state
+store's parts; the CLI, the HTTP endpoint and Slack all call it, each saying who acts.
 """
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from guard.adapters.store.engine import Store
-from guard.adapters.store.outbox import Outbox, Silence
-from guard.adapters.store.state import AuditEntry, Records
-from guard.config import Settings
 from guard.core.policy import Condition, Override
+from guard.core.records import AuditEntry, Silence
 from guard.errors import ConfigError
+from guard.shell.ports import SilencePort, StatePort
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
 MAX_PIN = timedelta(days=31)
-
-
-def caller() -> str:
-    """Who is acting: ``$GUARD_ACTOR`` or the OS user."""
-    actor = os.environ.get("GUARD_ACTOR")
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
 
 
 def parse_duration(raw: str) -> timedelta:
@@ -47,65 +34,104 @@ def parse_duration(raw: str) -> timedelta:
     return length
 
 
-def pin(settings: Settings, tier: str, duration: str, *, reason: str, who: str, now: datetime,
-        dry_run: bool = False) -> Override:
-    """Pin the fallback at ``tier`` for ``duration``; audited."""
-    if tier not in settings.fallback.chain:
-        raise ConfigError([("TIER", f"{tier!r} is not in fallback.chain "
-                                    f"{list(settings.fallback.chain)}")])
-    if not reason.strip():
-        raise ConfigError([("--reason", "required: say why, for the audit log")])
-    override = Override(tier, now + parse_duration(duration), reason.strip(), who)
-    if not dry_run:
-        with _records(settings) as records:
-            before = records.override()
-            records.save_override(override, now)
-            records.audit(AuditEntry(now, who, "pin", "fallback", _describe(before, now),
-                                     f"{tier} until {override.expires_at:%Y-%m-%dT%H:%M:%SZ}",
-                                     override.reason))
-    return override
+@dataclass(frozen=True, slots=True)
+class Ops:
+    """On-call operations over the state store, for a chain, its models and the budgets."""
 
+    records: StatePort
+    silences: SilencePort
+    chain: tuple[str, ...]
+    models: Mapping[str, str]
+    budgets: tuple[str, ...]
+    env_file: str = ""
 
-def release(settings: Settings, *, reason: str, who: str, now: datetime,
-            dry_run: bool = False) -> Override | None:
-    """Remove the pin, if any; audited. Returns the pin that was released."""
-    with _records(settings) as records:
-        current = records.override()
+    def pin(self, tier: str, duration: str, *, reason: str, who: str, now: datetime,
+            dry_run: bool = False) -> Override:
+        """Pin the fallback at ``tier`` for ``duration``; audited."""
+        if tier not in self.chain:
+            raise ConfigError([("TIER", f"{tier!r} is not in fallback.chain "
+                                        f"{list(self.chain)}")])
+        why = _reason(reason)
+        override = Override(tier, now + parse_duration(duration), why, who)
+        if not dry_run:
+            before = self.records.override()
+            self.records.save_override(override, now)
+            self.records.audit(AuditEntry(
+                now, who, "pin", "fallback", _describe(before, now),
+                f"{tier} until {override.expires_at:%Y-%m-%dT%H:%M:%SZ}", override.reason))
+        return override
+
+    def release(self, *, reason: str, who: str, now: datetime,
+                dry_run: bool = False) -> Override | None:
+        """Remove the pin, if any; audited. Returns the pin that was released."""
+        current = self.records.override()
         if current is None or dry_run:
             return current
-        records.clear_override()
-        records.audit(AuditEntry(now, who, "release", "fallback", _describe(current, now),
-                                 None, reason))
-    return current
+        self.records.clear_override()
+        self.records.audit(AuditEntry(now, who, "release", "fallback", _describe(current, now),
+                                      None, reason))
+        return current
 
+    def tier_in_force(self) -> str:
+        """The tier the last tick put in force (the chain's first before any tick)."""
+        state = self.records.fallback()
+        return state.tier if state else self.chain[0]
 
-def fallback_status(settings: Settings, now: datetime) -> dict[str, Any]:
-    """The fallback in force, its reason and firing conditions, and the pin if any."""
-    with _records(settings) as records:
-        state, override = records.fallback(), records.override()
-        recent = records.audit_entries(limit=5)
-    return {
-        "tier": state.tier if state else settings.fallback.chain[0],
-        "model": state.model if state else settings.fallback.models.get(
-            settings.fallback.chain[0]),
-        "source": state.source if state else "auto",
-        "updated_at": f"{state.updated_at:%Y-%m-%dT%H:%M:%SZ}" if state else None,
-        "reason": state.reason if state else "no tick has run yet",
-        "firing": list(state.firing) if state else [],
-        "reload_pending": state.reload_pending if state else False,
-        "override": None if override is None else {
-            "tier": override.tier, "by": override.who, "reason": override.reason,
-            "expires_at": f"{override.expires_at:%Y-%m-%dT%H:%M:%SZ}",
-            "active": override.active(now)},
-        "env_file": str(settings.fallback.env_file),
-        "recent_changes": [{"at": f"{e.at:%Y-%m-%dT%H:%M:%SZ}", "who": e.who,
-                            "action": e.action, "before": e.before, "after": e.after,
-                            "reason": e.reason} for e in recent],
-    }
+    def fallback_status(self, now: datetime) -> dict[str, Any]:
+        """The fallback in force, its reason and firing conditions, and the pin if any."""
+        state, override = self.records.fallback(), self.records.override()
+        recent = self.records.audit_entries(limit=5)
+        return {
+            "tier": state.tier if state else self.chain[0],
+            "model": state.model if state else self.models.get(self.chain[0]),
+            "source": state.source if state else "auto",
+            "updated_at": f"{state.updated_at:%Y-%m-%dT%H:%M:%SZ}" if state else None,
+            "reason": state.reason if state else "no tick has run yet",
+            "firing": list(state.firing) if state else [],
+            "reload_pending": state.reload_pending if state else False,
+            "override": None if override is None else {
+                "tier": override.tier, "by": override.who, "reason": override.reason,
+                "expires_at": f"{override.expires_at:%Y-%m-%dT%H:%M:%SZ}",
+                "active": override.active(now)},
+            "env_file": self.env_file,
+            "recent_changes": [{"at": f"{e.at:%Y-%m-%dT%H:%M:%SZ}", "who": e.who,
+                                "action": e.action, "before": e.before, "after": e.after,
+                                "reason": e.reason} for e in recent],
+        }
+
+    def silence_add(self, budget: str, condition: str | None, duration: str, *, reason: str,
+                    who: str, now: datetime, dry_run: bool = False) -> Silence:
+        """Mute a budget's notifications (or one condition's) for ``duration``; audited."""
+        if budget not in self.budgets:
+            raise ConfigError([("--budget", f"{budget!r} is not a configured budget "
+                                            f"{list(self.budgets)}")])
+        if condition is not None and condition not in {c.value for c in Condition}:
+            raise ConfigError([("--condition", f"{condition!r} is not one of "
+                                               f"{[c.value for c in Condition]}")])
+        why, ends = _reason(reason), now + parse_duration(duration)
+        if dry_run:
+            return Silence(0, budget, condition, now, ends, why, who)
+        silence_id = self.silences.add_silence(budget, condition, ends, reason=why, who=who,
+                                               now=now)
+        self.records.audit(AuditEntry(now, who, "silence", f"{budget}:{condition or '*'}",
+                                      None, f"until {ends:%Y-%m-%dT%H:%M:%SZ}", why))
+        return Silence(silence_id, budget, condition, now, ends, why, who)
+
+    def silence_list(self, now: datetime, everything: bool = False) -> list[Silence]:
+        """Active silences (or all of them)."""
+        return self.silences.silences(None if everything else now)
+
+    def silence_expire(self, silence_id: int, *, who: str, now: datetime) -> bool:
+        """End a silence now; audited. False if no such active silence."""
+        ended = self.silences.expire_silence(silence_id, now)
+        if ended:
+            self.records.audit(AuditEntry(now, who, "silence_expired", f"silence {silence_id}",
+                                          None, None, "expired by hand"))
+        return ended
 
 
 def describe_status(status: dict[str, Any]) -> str:
-    """``fallback_status`` in lines for a terminal."""
+    """``Ops.fallback_status`` in lines for a terminal."""
     lines = [f"tier {status['tier']} ({status['model']}), source {status['source']}, "
              f"since {status['updated_at'] or '—'}", f"why: {status['reason']}"]
     if status["firing"]:
@@ -121,60 +147,14 @@ def describe_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _reason(reason: str) -> str:
+    if not reason.strip():
+        raise ConfigError([("--reason", "required: say why, for the audit log")])
+    return reason.strip()
+
+
 def _describe(override: Override | None, now: datetime) -> str | None:
     if override is None:
         return None
     state = "" if override.active(now) else " (expired)"
     return f"{override.tier} until {override.expires_at:%Y-%m-%dT%H:%M:%SZ}{state}"
-
-
-class _records:
-    """Open the store of ``settings`` as ``Records`` for one operation."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.store = Store.connect(settings.state.url)
-
-    def __enter__(self) -> Records:
-        return Records(self.store)
-
-    def __exit__(self, *_: object) -> None:
-        self.store.close()
-
-
-def silence_add(settings: Settings, budget: str, condition: str | None, duration: str, *,
-                reason: str, who: str, now: datetime, dry_run: bool = False) -> Silence:
-    """Mute a budget's notifications (or one condition's) for ``duration``; audited."""
-    names = [b.name for b in settings.budgets]
-    if budget not in names:
-        raise ConfigError([("--budget", f"{budget!r} is not a configured budget {names}")])
-    if condition is not None and condition not in {c.value for c in Condition}:
-        raise ConfigError([("--condition", f"{condition!r} is not one of "
-                                           f"{[c.value for c in Condition]}")])
-    if not reason.strip():
-        raise ConfigError([("--reason", "required: say why, for the audit log")])
-    ends = now + parse_duration(duration)
-    if dry_run:
-        return Silence(0, budget, condition, now, ends, reason.strip(), who)
-    with _records(settings) as records:
-        outbox = Outbox(records.store)
-        silence_id = outbox.add_silence(budget, condition, ends, reason=reason.strip(),
-                                        who=who, now=now)
-        records.audit(AuditEntry(now, who, "silence", f"{budget}:{condition or '*'}", None,
-                                 f"until {ends:%Y-%m-%dT%H:%M:%SZ}", reason.strip()))
-    return Silence(silence_id, budget, condition, now, ends, reason.strip(), who)
-
-
-def silence_list(settings: Settings, now: datetime, everything: bool = False) -> list[Silence]:
-    """Active silences (or all of them)."""
-    with _records(settings) as records:
-        return Outbox(records.store).silences(None if everything else now)
-
-
-def silence_expire(settings: Settings, silence_id: int, *, who: str, now: datetime) -> bool:
-    """End a silence now; audited. False if no such active silence."""
-    with _records(settings) as records:
-        ended = Outbox(records.store).expire_silence(silence_id, now)
-        if ended:
-            records.audit(AuditEntry(now, who, "silence_expired", f"silence {silence_id}",
-                                     None, None, "expired by hand"))
-    return ended

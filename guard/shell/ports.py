@@ -1,58 +1,259 @@
-"""What the tick needs from a chat transport, without importing slack-sdk.
+"""The parts the shell works with, as ``Protocol``s: what each side of a boundary promises.
 
-The errors, ``Posted`` and the ``SlackTransport`` protocol live here so that the tick, the
-outbox and the demo load no Slack client unless Slack is configured (``guard.adapters.slack``
-implements them with slack-sdk).
+The real parts live in ``guard.adapters`` and are built once in ``guard.entry.wiring``; the
+recording fakes in ``tests/fakes.py`` satisfy the same protocols, so the order of effects can
+be tested in milliseconds. Nothing here imports a library: the tick, the outbox and the demo
+load no Slack client unless Slack is configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
 
-from guard.errors import GuardError
-
-Blocks = Sequence[Mapping[str, Any]]
-"""Block Kit blocks as JSON objects; empty for a text-only message."""
-
-
-class SlackError(GuardError):
-    """Slack did not accept a message or a check; ``error`` is Slack's code when it gave one."""
-
-    def __init__(self, message: str, *, error: str | None = None,
-                 status: int | None = None) -> None:
-        self.error = error
-        self.status = status
-        super().__init__(message)
-
-
-class SlackUnavailable(SlackError):
-    """Slack was unreachable, overloaded or rate limiting after retries: try again next tick."""
-
-    recoverable = True
-
-    def __init__(self, message: str, *, error: str | None = None, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, error=error, status=status)
+from guard.core.fallback import FallbackState
+from guard.core.model import (
+    ApiKey,
+    CostBucket,
+    CostDay,
+    PricedUsage,
+    Snapshot,
+    UsageBucket,
+    Workspace,
+)
+from guard.core.policy import AlertState, Condition, Override
+from guard.core.records import (
+    AuditEntry,
+    Blocks,
+    KeyAction,
+    Owed,
+    Payload,
+    Posted,
+    ReloadResult,
+    Silence,
+)
 
 
-class SlackRejected(SlackError):
-    """Slack refused the request (token, channel, scope or payload): a person must act."""
+class AdminReports(Protocol):
+    """The usage and cost reports of the Admin API; ``requests`` counts HTTP attempts."""
 
-    error: str
+    requests: int
 
-    def __init__(self, message: str, *, error: str, status: int | None = None) -> None:
-        super().__init__(message, error=error, status=status)
+    def usage_pages(self, start: datetime, end: datetime, width: str,
+                    group_by: Sequence[str] = ...,
+                    page_buckets: int | None = None) -> Iterator[list[UsageBucket]]:
+        """Usage buckets in ``[start, end)``, one page at a time."""
+        ...
+
+    def cost_pages(self, start: datetime, end: datetime, group_by: Sequence[str] = (),
+                   page_buckets: int | None = None) -> Iterator[list[CostBucket]]:
+        """Daily cost buckets in ``[start, end)``, one page at a time."""
+        ...
 
 
-@dataclass(frozen=True, slots=True)
-class Posted:
-    """Where a message landed: the channel id and its ``ts`` (both needed to update it)."""
+class KeyAdmin(Protocol):
+    """The organization's workspaces and API keys, and setting a key's status."""
 
-    channel: str
-    ts: str
+    def workspaces(self, include_archived: bool = False) -> list[Workspace]:
+        """Every workspace (the default workspace has no id and is not listed)."""
+        ...
+
+    def api_keys(self, status: str | None = None,
+                 workspace_id: str | None = None) -> list[ApiKey]:
+        """API keys, optionally only those with ``status``."""
+        ...
+
+    def set_api_key_status(self, key_id: str, status: str) -> ApiKey:
+        """Set a key ``active`` or ``inactive``."""
+        ...
+
+
+class CachePort(Protocol):
+    """The usage and cost caches and the named values (watermarks) of the state store."""
+
+    def usage_fetched(self, start: datetime, end: datetime) -> dict[datetime, datetime]:
+        """When each stored hour in ``[start, end)`` was last read."""
+        ...
+
+    def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
+                            fetched_at: datetime) -> None:
+        """Make ``rows`` the whole content of ``hours``."""
+        ...
+
+    def usage_by_day(self, start: datetime, end: datetime,
+                     api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Stored usage summed per UTC day."""
+        ...
+
+    def usage_by_hour(self, start: datetime, end: datetime,
+                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Stored usage summed per hour."""
+        ...
+
+    def hourly_totals(self, start: datetime, end: datetime) -> dict[datetime, Decimal]:
+        """Organization-wide spend per stored hour."""
+        ...
+
+    def cost_fetched(self, first: date, last: date) -> dict[date, datetime]:
+        """When each stored cost day in ``[first, last]`` was last read."""
+        ...
+
+    def replace_cost_days(self, days: Sequence[CostDay], fetched_at: datetime) -> None:
+        """Make ``days`` the stored cost of those days."""
+        ...
+
+    def cost_days(self, days: Iterable[date]) -> dict[date, CostDay]:
+        """The stored cost of each of ``days`` that has been read."""
+        ...
+
+    def get_meta(self, name: str) -> str | None:
+        """A named value, or ``None``."""
+        ...
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a named value."""
+        ...
+
+
+class Fetch(Protocol):
+    """Where a tick's data comes from: a refresh from the Admin API, or the caches alone."""
+
+    def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
+        """Fetch what is due as of ``at`` and return the month's data."""
+        ...
+
+    def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
+        """The month's data as the store has it, without a request."""
+        ...
+
+
+class StatePort(Protocol):
+    """What the tick remembers: alert states, the fallback, the pin, key actions, the audit."""
+
+    def alert_states(self) -> dict[tuple[str, Condition], AlertState]:
+        """Every remembered (budget, condition) state."""
+        ...
+
+    def save_alert_states(self, states: dict[tuple[str, Condition], AlertState]) -> None:
+        """Replace the remembered states."""
+        ...
+
+    def fallback(self, target: str = ...) -> FallbackState | None:
+        """The fallback last put in force."""
+        ...
+
+    def save_fallback(self, state: FallbackState, target: str = ...) -> None:
+        """Remember the fallback in force."""
+        ...
+
+    def override(self, target: str = ...) -> Override | None:
+        """The pin, expired or not."""
+        ...
+
+    def save_override(self, pin: Override, now: datetime, target: str = ...) -> None:
+        """Pin the fallback; replaces any earlier pin."""
+        ...
+
+    def clear_override(self, target: str = ...) -> None:
+        """Remove the pin."""
+        ...
+
+    def key_actions(self) -> list[KeyAction]:
+        """Keys the hard stop deactivated and has not restored yet."""
+        ...
+
+    def add_key_action(self, action: KeyAction) -> None:
+        """Remember a deactivation."""
+        ...
+
+    def remove_key_action(self, key_id: str) -> None:
+        """Forget a deactivation once the key is restored."""
+        ...
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Append one entry to the audit log."""
+        ...
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries, oldest first."""
+        ...
+
+
+class OutboxPort(Protocol):
+    """Owed notifications and the messages incidents live in."""
+
+    def enqueue(self, dedup: str, incident: str, kind: str, payload: Payload,
+                now: datetime) -> bool:
+        """Record a notification as owed; False if the same decision was already recorded."""
+        ...
+
+    def owed(self) -> list[Owed]:
+        """Every owed notification, oldest first."""
+        ...
+
+    def supersede(self, ids: list[int]) -> None:
+        """Mark rows a later notification of the same incident overtook."""
+        ...
+
+    def claim(self, row_id: int, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take the row for sending; False if delivered or claimed by a live sender."""
+        ...
+
+    def delivered(self, row_id: int, now: datetime) -> None:
+        """Slack accepted the row."""
+        ...
+
+    def failed(self, row_id: int, error: str) -> None:
+        """Sending failed: release the claim so the next tick retries it."""
+        ...
+
+    def message_of(self, incident: str) -> tuple[str, str] | None:
+        """(channel, ts) of the message an incident lives in, once posted."""
+        ...
+
+    def remember_message(self, incident: str, channel: str, ts: str, now: datetime) -> None:
+        """Remember where an incident's message is."""
+        ...
+
+
+class SilencePort(Protocol):
+    """Silences of a budget's notifications."""
+
+    def add_silence(self, budget: str, condition: str | None, ends_at: datetime, *,
+                    reason: str, who: str, now: datetime) -> int:
+        """Mute until ``ends_at``; returns the silence id."""
+        ...
+
+    def silences(self, now: datetime | None = None) -> list[Silence]:
+        """All silences, or only those active at ``now``."""
+        ...
+
+    def expire_silence(self, silence_id: int, now: datetime) -> bool:
+        """End a silence now; False if there is no such active silence."""
+        ...
+
+
+class LeasePort(Protocol):
+    """The leader lease: only its holder acts."""
+
+    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Hold (or renew) the lease; False while another live holder has it."""
+        ...
+
+
+class SinkPort(Protocol):
+    """Where the fallback goes: the env and state files, and the reload hook."""
+
+    def write(self, state: FallbackState) -> list[Path]:
+        """Bring the outputs to ``state``; return what was actually rewritten."""
+        ...
+
+    def reload(self) -> ReloadResult:
+        """Tell the applications to re-read the outputs."""
+        ...
 
 
 class SlackTransport(Protocol):

@@ -34,6 +34,8 @@ USAGE_PATH = "/v1/organizations/usage_report/messages"
 COST_PATH = "/v1/organizations/cost_report"
 WORKSPACES_PATH = "/v1/organizations/workspaces"
 API_KEYS_PATH = "/v1/organizations/api_keys"
+SPEND_LIMITS_PATH = "/v1/organizations/spend_limits"
+SPEND_LIMITS_BETA = "spend-limit-reads-2026-09-26"
 
 WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 MAX_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
@@ -110,6 +112,16 @@ class AdminClient:
         payload = self._request("POST", f"{API_KEYS_PATH}/{key_id}", None, {"status": status})
         return parse.api_key(payload, parse.Where(f"api_keys/{key_id}"))
 
+    def spend_limits_status(self) -> int:
+        """The HTTP status of one read of the spend limits (a beta): 200 where available."""
+        self.requests += 1
+        try:
+            response = self.http.get(SPEND_LIMITS_PATH, params={"limit": "1"},
+                                     headers={"anthropic-beta": SPEND_LIMITS_BETA})
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(type(exc).__name__) from None
+        return response.status_code
+
     def _report_pages(self, path: str, params: list[tuple[str, str]],
                       what: str) -> Iterator[list[Any]]:
         page: str | None = None
@@ -159,7 +171,7 @@ class AdminClient:
         if status < 400:
             return None
         if status == 429:
-            wait = retry_after_seconds(response.headers, datetime.now(UTC))
+            wait = retry_after_seconds(response.headers, _sent_at(response))
             if wait is not None and wait > self.retry.max_wait_s:
                 raise _error(RateLimited, response,
                              f"rate limited; retry-after {wait:.0f}s exceeds the "
@@ -179,8 +191,9 @@ class AdminClient:
         raise _error(RequestRejected, response, "Admin API rejected the request")
 
 
-def retry_after_seconds(headers: httpx.Headers, now: datetime) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+def retry_after_seconds(headers: httpx.Headers, now: datetime | None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds, or an HTTP date measured
+    from ``now``; without ``now`` an HTTP date cannot be read and gives ``None``)."""
     if (ms := headers.get("retry-after-ms")) is not None:
         try:
             return max(0.0, float(ms) / 1000)
@@ -193,9 +206,20 @@ def retry_after_seconds(headers: httpx.Headers, now: datetime) -> float | None:
         return max(0.0, float(raw))
     except ValueError:
         pass
+    if now is None:
+        return None
     try:
         return max(0.0, (parsedate_to_datetime(raw) - now).total_seconds())
     except (TypeError, ValueError):
+        return None
+
+
+def _sent_at(response: httpx.Response) -> datetime | None:
+    """When the server answered (its ``Date`` header): what an HTTP-date ``retry-after`` is
+    measured against, so the guard's own clock is never read here."""
+    try:
+        return parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 

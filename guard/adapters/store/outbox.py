@@ -1,4 +1,4 @@
-"""The notification outbox, incidents' Slack messages, silences and the leader lease.
+"""The notification outbox and the Slack messages incidents live in.
 
 A notification is **owed** from the moment policy decides it (one row, deduplicated by a key
 derived from the decision, so two replicas or a restart never owe it twice) and **delivered**
@@ -9,77 +9,19 @@ a later notification of the same incident overtook is **superseded**, not sent.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 
-from guard.adapters.store.engine import Store, at_epoch, epoch
-from guard.adapters.store.schema import incidents, leases, outbox, silences
+from guard.adapters.store.engine import Store, at_epoch, epoch, insert_new
+from guard.adapters.store.schema import incidents, outbox
+from guard.core.records import Owed, Payload
 
 OWED, DELIVERED, SUPERSEDED = "owed", "delivered", "superseded"
-COLLAPSIBLE = frozenset({"repeat", "update"})
-
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """What to send: the parent message, and a thread reply for lifecycle notices."""
-
-    text: str
-    blocks: tuple[dict[str, Any], ...]
-    reply_text: str | None = None
-    reply_blocks: tuple[dict[str, Any], ...] = ()
-
-    def dumps(self) -> str:
-        """As JSON for the store."""
-        return json.dumps({"reply_text": self.reply_text, "reply_blocks": self.reply_blocks,
-                           "blocks": self.blocks})
-
-    @classmethod
-    def loads(cls, text: str, raw: str) -> Payload:
-        """From the store."""
-        data = json.loads(raw)
-        return cls(text, tuple(data["blocks"]), data["reply_text"], tuple(data["reply_blocks"]))
-
-
-@dataclass(frozen=True, slots=True)
-class Owed:
-    """One notification not yet delivered."""
-
-    id: int
-    dedup: str
-    incident: str
-    kind: str
-    created_at: datetime
-    payload: Payload
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """Notifications of ``budget`` (and ``condition``, or all) are not sent until ``ends_at``."""
-
-    id: int
-    budget: str
-    condition: str | None
-    starts_at: datetime
-    ends_at: datetime
-    reason: str
-    who: str
-
-    def covers(self, budget: str, condition: str | None, now: datetime) -> bool:
-        """Whether this silence mutes (budget, condition) at ``now``."""
-        return (self.budget == budget and self.condition in (None, condition)
-                and self.starts_at <= now < self.ends_at)
 
 
 class Outbox:
-    """Owed notifications, the messages incidents live in, silences and leases."""
+    """Owed notifications and the messages incidents live in."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -93,7 +35,7 @@ class Outbox:
                "created_at": epoch(now), "text": payload.text, "blocks": payload.dumps(),
                "status": OWED, "attempts": 0}
         with self.store.writing() as conn:
-            return _insert_new(conn, outbox, row, "dedup")
+            return insert_new(conn, outbox, row, "dedup")
 
     def owed(self) -> list[Owed]:
         """Every owed notification, oldest first."""
@@ -166,57 +108,3 @@ class Outbox:
             conn.execute(incidents.delete().where(incidents.c.incident == incident))
             conn.execute(incidents.insert().values(incident=incident, channel=channel, ts=ts,
                                                    posted_at=epoch(now)))
-
-    # --- silences ----------------------------------------------------------------------------
-
-    def add_silence(self, budget: str, condition: str | None, ends_at: datetime, *,
-                    reason: str, who: str, now: datetime) -> int:
-        """Mute a budget (or one of its conditions) until ``ends_at``; returns the silence id."""
-        with self.store.writing() as conn:
-            result = conn.execute(silences.insert().values(
-                budget=budget, condition=condition, starts_at=epoch(now),
-                ends_at=epoch(ends_at), reason=reason, who=who))
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
-
-    def silences(self, now: datetime | None = None) -> list[Silence]:
-        """All silences, or only those active at ``now``."""
-        query = sa.select(silences).order_by(silences.c.id)
-        if now is not None:
-            query = query.where(silences.c.starts_at <= epoch(now),
-                                silences.c.ends_at > epoch(now))
-        with self.store.reading() as conn:
-            rows = conn.execute(query).all()
-        return [Silence(r.id, r.budget, r.condition, at_epoch(r.starts_at), at_epoch(r.ends_at),
-                        r.reason, r.who) for r in rows]
-
-    def expire_silence(self, silence_id: int, now: datetime) -> bool:
-        """End a silence now; False if there is no such active silence."""
-        with self.store.writing() as conn:
-            done = conn.execute(silences.update().where(
-                silences.c.id == silence_id, silences.c.ends_at > epoch(now))
-                .values(ends_at=epoch(now)))
-        return done.rowcount == 1
-
-    # --- leader lease ------------------------------------------------------------------------
-
-    def lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-        """Hold (or renew) the lease ``name``; False while another live holder has it."""
-        with self.store.writing() as conn:
-            renewed = conn.execute(leases.update().where(
-                leases.c.name == name,
-                sa.or_(leases.c.holder == holder, leases.c.expires_at <= epoch(now)))
-                .values(holder=holder, expires_at=epoch(now + ttl)))
-            if renewed.rowcount == 1:
-                return True
-        with self.store.writing() as conn:
-            return _insert_new(conn, leases, {"name": name, "holder": holder,
-                                              "expires_at": epoch(now + ttl)}, "name")
-
-
-def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str) -> bool:
-    """INSERT unless a row with the same ``key`` exists; True if this call inserted it."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
-    return conn.execute(statement).rowcount == 1

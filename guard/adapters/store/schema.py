@@ -1,4 +1,4 @@
-"""The state store's schema (SQLAlchemy Core), shared by ``store`` and ``records``.
+"""The state store's schema (SQLAlchemy Core), shared by every part of ``guard.adapters.store``.
 
 Money columns are integers of 1e-10 USD; times are integer epoch seconds in UTC.
 """
@@ -77,6 +77,10 @@ fallback_state = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("firing", sa.Text, nullable=False),
     sa.Column("reload_pending", sa.Boolean, nullable=False),
+    sa.Column("chain", sa.Text),                            # JSON list of model ids
+    sa.Column("override_expires_at", sa.BigInteger),
+    sa.Column("override_by", sa.String(128)),
+    sa.Column("override_reason", sa.Text),
 )
 
 overrides = sa.Table(
@@ -154,3 +158,9 @@ leases = sa.Table(
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
+
+
+ADDED_COLUMNS: tuple[tuple[sa.Table, sa.Column[object]], ...] = tuple(
+    (fallback_state, fallback_state.c[name])
+    for name in ("chain", "override_expires_at", "override_by", "override_reason"))
+"""Nullable columns added after 0.1: a store created by 0.1 gains them at start."""

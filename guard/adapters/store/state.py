@@ -8,8 +8,7 @@ and why.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -21,47 +20,11 @@ from guard.adapters.store.schema import (
     key_actions,
     overrides,
 )
+from guard.core.fallback import FallbackState
 from guard.core.policy import AlertState, Condition, Override, Severity, Status
+from guard.core.records import AuditEntry, KeyAction
 
 DEFAULT_TARGET = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class FallbackRecord:
-    """The fallback last put in force, and whether its reload hook still owes a run."""
-
-    tier: str
-    level: int
-    model: str
-    source: str
-    updated_at: datetime
-    reason: str
-    firing: tuple[str, ...]
-    reload_pending: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the audit log."""
-
-    at: datetime
-    who: str
-    action: str
-    subject: str
-    before: str | None
-    after: str | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeyAction:
-    """A key enforcement deactivated, with the status to restore."""
-
-    key_id: str
-    budget: str
-    prior_status: str
-    deactivated_at: datetime
-    period: date
 
 
 class Records:
@@ -87,24 +50,22 @@ class Records:
 
     # --- fallback ----------------------------------------------------------------------------
 
-    def fallback(self, target: str = DEFAULT_TARGET) -> FallbackRecord | None:
+    def fallback(self, target: str = DEFAULT_TARGET) -> FallbackState | None:
         """The fallback last put in force for ``target``."""
         with self.store.reading() as conn:
             row = conn.execute(sa.select(fallback_state)
                                .where(fallback_state.c.target == target)).first()
-        if row is None:
-            return None
-        return FallbackRecord(row.tier, row.level, row.model, row.source,
-                              at_epoch(row.updated_at), row.reason,
-                              tuple(json.loads(row.firing)), bool(row.reload_pending))
+        return None if row is None else _fallback(row)
 
-    def save_fallback(self, record: FallbackRecord, target: str = DEFAULT_TARGET) -> None:
-        """Remember ``record`` as the fallback in force."""
-        values = {"target": target, "tier": record.tier, "level": record.level,
-                  "model": record.model, "source": record.source,
-                  "updated_at": epoch(record.updated_at), "reason": record.reason,
-                  "firing": json.dumps(list(record.firing)),
-                  "reload_pending": record.reload_pending}
+    def save_fallback(self, state: FallbackState, target: str = DEFAULT_TARGET) -> None:
+        """Remember ``state`` as the fallback in force."""
+        values = {"target": target, "tier": state.tier, "level": state.level,
+                  "model": state.model, "chain": json.dumps(list(state.chain)),
+                  "source": state.source, "updated_at": epoch(state.updated_at),
+                  "reason": state.reason, "firing": json.dumps(list(state.firing)),
+                  "reload_pending": state.reload_pending,
+                  "override_expires_at": _epoch_or_none(state.override_expires_at),
+                  "override_by": state.override_by, "override_reason": state.override_reason}
         with self.store.writing() as conn:
             conn.execute(fallback_state.delete().where(fallback_state.c.target == target))
             conn.execute(fallback_state.insert().values(**values))
@@ -170,6 +131,24 @@ class Records:
                                 .limit(limit)).all()
         return [AuditEntry(at_epoch(r.at), r.who, r.action, r.subject, r.before, r.after,
                            r.reason) for r in reversed(rows)]
+
+
+def _fallback(row: sa.Row[object]) -> FallbackState:
+    m = row._mapping
+    chain = tuple(json.loads(str(m["chain"]))) if m["chain"] else (str(m["model"]),)
+    return FallbackState(
+        str(m["tier"]), int(str(m["level"])), str(m["model"]), chain, str(m["source"]),
+        at_epoch(int(str(m["updated_at"]))), str(m["reason"]),
+        tuple(json.loads(str(m["firing"]))), _moment(m["override_expires_at"]),
+        _text(m["override_by"]), _text(m["override_reason"]), bool(m["reload_pending"]))
+
+
+def _epoch_or_none(moment: datetime | None) -> int | None:
+    return epoch(moment) if moment is not None else None
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _state(row: sa.Row[object]) -> AlertState:

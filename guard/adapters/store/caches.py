@@ -1,0 +1,183 @@
+"""What the store caches so that nothing settled is fetched twice.
+
+- ``usage_hours``: priced usage per (hour, workspace, API key, model), tokens and dollars;
+  ``usage_fetches`` records when each hour was last read, which says whether it is settled.
+- ``cost_days``: the cost report per closed UTC day, per workspace and per model;
+  ``cost_fetches`` records when each day was last read.
+- ``meta``: small named values (watermarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from guard.adapters.store.engine import (
+    DAY_S,
+    Store,
+    at_epoch,
+    day_epoch,
+    epoch,
+    from_units,
+    to_units,
+)
+from guard.adapters.store.schema import cost_days, cost_fetches, meta, usage_fetches, usage_hours
+from guard.core.model import CostDay, PricedUsage
+
+
+class Caches:
+    """Typed reads and writes of the usage and cost caches and the named values."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # --- usage -------------------------------------------------------------------------------
+
+    def usage_fetched(self, start: datetime, end: datetime) -> dict[datetime, datetime]:
+        """When each hour in ``[start, end)`` was last read: hour → fetched_at."""
+        query = sa.select(usage_fetches).where(usage_fetches.c.hour >= epoch(start),
+                                               usage_fetches.c.hour < epoch(end))
+        with self.store.reading() as conn:
+            return {at_epoch(h): at_epoch(f) for h, f in conn.execute(query)}
+
+    def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
+                            fetched_at: datetime) -> None:
+        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``."""
+        keys = sorted({epoch(h) for h in hours})
+        if not keys:
+            return
+        with self.store.writing() as conn:
+            conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(keys)))
+            conn.execute(usage_fetches.delete().where(usage_fetches.c.hour.in_(keys)))
+            if rows:
+                conn.execute(usage_hours.insert(), [_usage_record(r) for r in rows])
+            conn.execute(usage_fetches.insert(),
+                         [{"hour": h, "fetched_at": epoch(fetched_at)} for h in keys])
+
+    def usage_by_day(self, start: datetime, end: datetime,
+                     api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Stored usage in ``[start, end)`` summed per (UTC day, workspace, API key, model).
+
+        With ``api_keys``, other keys are summed together under ``api_key_id = None``: every
+        total but those of other keys stays exact, in far fewer rows for a large organization.
+        """
+        return self._usage(start, end, DAY_S, api_keys)
+
+    def usage_by_hour(self, start: datetime, end: datetime,
+                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Like ``usage_by_day``, per hour: for burn rates over recent windows."""
+        return self._usage(start, end, 3600, api_keys)
+
+    def hourly_totals(self, start: datetime, end: datetime) -> dict[datetime, Decimal]:
+        """Organization-wide spend per stored hour in ``[start, end)``: the daily profile."""
+        c = usage_hours.c
+        query = (sa.select(c.hour, sa.func.sum(c.token_units + c.web_search_units))
+                 .where(c.hour >= epoch(start), c.hour < epoch(end)).group_by(c.hour))
+        with self.store.reading() as conn:
+            return {at_epoch(int(h)): from_units(units) for h, units in conn.execute(query)}
+
+    def _usage(self, start: datetime, end: datetime, seconds: int,
+               api_keys: Collection[str] | None) -> list[PricedUsage]:
+        c = usage_hours.c
+        period = (c.hour - c.hour % seconds).label("period")
+        key: Any = c.api_key_id
+        if api_keys is not None:
+            key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
+        key = key.label("api_key_id")
+        sums = [sa.func.sum(col) for col in (
+            c.token_units, c.web_search_units, c.input_tokens, c.cache_write_tokens,
+            c.cache_read_tokens, c.output_tokens, c.web_search_requests)]
+        query = (sa.select(period, c.workspace_id, key, c.model, *sums)
+                 .where(c.hour >= epoch(start), c.hour < epoch(end))
+                 .group_by(period, c.workspace_id, key, c.model))
+        with self.store.reading() as conn:
+            rows = conn.execute(query).all()
+        starts: dict[int, datetime] = {}
+        return [_priced(row, starts) for row in rows]
+
+    # --- cost --------------------------------------------------------------------------------
+
+    def cost_fetched(self, first: date, last: date) -> dict[date, datetime]:
+        """When each day in ``[first, last]`` was last read: day → fetched_at."""
+        query = sa.select(cost_fetches).where(cost_fetches.c.day >= day_epoch(first),
+                                              cost_fetches.c.day <= day_epoch(last))
+        with self.store.reading() as conn:
+            return {at_epoch(d).date(): at_epoch(f) for d, f in conn.execute(query)}
+
+    def replace_cost_days(self, days: Sequence[CostDay], fetched_at: datetime) -> None:
+        """Make ``days`` the stored cost of those days, read at ``fetched_at``."""
+        keys = [day_epoch(d.day) for d in days]
+        if not keys:
+            return
+        records = [record for d in days for record in _cost_records(d)]
+        with self.store.writing() as conn:
+            conn.execute(cost_days.delete().where(cost_days.c.day.in_(keys)))
+            conn.execute(cost_fetches.delete().where(cost_fetches.c.day.in_(keys)))
+            if records:
+                conn.execute(cost_days.insert(), records)
+            conn.execute(cost_fetches.insert(),
+                         [{"day": k, "fetched_at": epoch(fetched_at)} for k in keys])
+
+    def cost_days(self, days: Iterable[date]) -> dict[date, CostDay]:
+        """The stored cost of each of ``days`` that has been read."""
+        keys = sorted({day_epoch(d) for d in days})
+        c = cost_days.c
+        with self.store.reading() as conn:
+            fetched = set(conn.scalars(sa.select(cost_fetches.c.day)
+                                       .where(cost_fetches.c.day.in_(keys))))
+            rows = conn.execute(sa.select(c.day, c.grouping, c.name, c.amount_units)
+                                .where(c.day.in_(keys)))
+            result = {at_epoch(k).date(): CostDay(at_epoch(k).date()) for k in fetched}
+            for day, grouping, name, units in rows:
+                entry = result[at_epoch(day).date()]
+                target: dict[Any, Decimal] = (entry.by_workspace if grouping == "workspace"
+                                              else entry.by_model)
+                target[name] = from_units(units)
+        return result
+
+    # --- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """A named value, or ``None``."""
+        with self.store.reading() as conn:
+            return conn.scalar(sa.select(meta.c.value).where(meta.c.name == name))
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a named value."""
+        with self.store.writing() as conn:
+            conn.execute(meta.delete().where(meta.c.name == name))
+            conn.execute(meta.insert().values(name=name, value=value))
+
+
+def _usage_record(row: PricedUsage) -> dict[str, Any]:
+    return {
+        "hour": epoch(row.start), "workspace_id": row.workspace_id,
+        "api_key_id": row.api_key_id, "model": row.model,
+        "token_units": to_units(row.token_usd), "web_search_units": to_units(row.web_search_usd),
+        "input_tokens": row.input_tokens, "cache_write_tokens": row.cache_write_tokens,
+        "cache_read_tokens": row.cache_read_tokens, "output_tokens": row.output_tokens,
+        "web_search_requests": row.web_search_requests,
+    }
+
+
+def _priced(row: sa.Row[Any], days: dict[int, datetime]) -> PricedUsage:
+    day, ws, key, model, tok, web, inp, cw, cr, out, searches = tuple(row)
+    start = days.get(day) or days.setdefault(day, at_epoch(int(day)))
+    return PricedUsage(
+        start=start, workspace_id=ws, api_key_id=key, model=model,
+        token_usd=from_units(tok), web_search_usd=from_units(web), input_tokens=int(inp),
+        cache_write_tokens=int(cw), cache_read_tokens=int(cr), output_tokens=int(out),
+        web_search_requests=int(searches),
+    )
+
+
+def _cost_records(day: CostDay) -> Iterator[dict[str, Any]]:
+    key = day_epoch(day.day)
+    for ws, usd in day.by_workspace.items():
+        yield {"day": key, "grouping": "workspace", "name": ws, "amount_units": to_units(usd)}
+    for model, usd in day.by_model.items():
+        yield {"day": key, "grouping": "model", "name": model, "amount_units": to_units(usd)}

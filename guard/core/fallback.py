@@ -1,0 +1,141 @@
+"""The fallback in force and the files it is rendered into (DESIGN §5). Pure.
+
+``FallbackState`` is a tier of the chain, its model and the models below it. ``render_env``
+and ``render_state`` turn it into the env file and the JSON state file applications read;
+values keep to ``[A-Za-z0-9_.,:/@+-]``, and rendering anything else raises ``ValueError``
+before a byte is written. Writing the files is ``guard.adapters.sinks``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Source = Literal["auto", "override"]
+SOURCES: tuple[str, ...] = ("auto", "override")
+_VALUE = re.compile(r"[A-Za-z0-9_.,:/@+-]+")
+_CHAIN_ITEM = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # the chain is comma-joined
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GUARD_VARS = ("GUARD_MODEL_CHAIN", "GUARD_TIER", "GUARD_LEVEL", "GUARD_SOURCE",
+               "GUARD_UPDATED_AT")
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackState:
+    """The fallback in force: a tier of the chain, its model and the models below it.
+
+    The same value is what the tick wants, what the files say and what the store remembers;
+    ``reload_pending`` says that the reload hook still owes a run for it.
+    """
+
+    tier: str
+    level: int
+    model: str
+    chain: tuple[str, ...]
+    source: str
+    updated_at: datetime
+    reason: str
+    firing: tuple[str, ...]
+    override_expires_at: datetime | None = None
+    override_by: str | None = None
+    override_reason: str | None = None
+    reload_pending: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.chain or self.chain[0] != self.model:
+            raise ValueError(f"chain {self.chain!r} must start with the model {self.model!r}")
+        if self.level < 0:
+            raise ValueError(f"level {self.level} is negative")
+        if self.source not in SOURCES:
+            raise ValueError(f"source {self.source!r} is not one of {', '.join(SOURCES)}")
+        for name in ("updated_at", "override_expires_at"):
+            moment = getattr(self, name)
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"{name} {moment.isoformat()} has no time zone")
+
+    @classmethod
+    def build(cls, chain_tiers: Sequence[str], models_by_tier: Mapping[str, str], level: int,
+              *, source: str, updated_at: datetime, reason: str, firing: Sequence[str] = (),
+              override_expires_at: datetime | None = None, override_by: str | None = None,
+              override_reason: str | None = None) -> FallbackState:
+        """The state at ``level`` of ``chain_tiers``, its models looked up in ``models_by_tier``."""
+        if not 0 <= level < len(chain_tiers):
+            raise ValueError(f"level {level} is outside the chain {list(chain_tiers)}")
+        missing = [tier for tier in chain_tiers[level:] if tier not in models_by_tier]
+        if missing:
+            raise ValueError(f"no model for tier {', '.join(missing)}")
+        models = tuple(models_by_tier[tier] for tier in chain_tiers[level:])
+        return cls(chain_tiers[level], level, models[0], models, source, updated_at, reason,
+                   tuple(firing), override_expires_at, override_by, override_reason)
+
+    def same_target(self, other: FallbackState) -> bool:
+        """Whether ``other`` sends applications to the same place (tier, model, chain, source)."""
+        return (self.tier, self.model, self.chain, self.source) == (
+            other.tier, other.model, other.chain, other.source)
+
+    def same_tier(self, other: FallbackState) -> bool:
+        """Whether ``other`` is the same tier, model and source: no change to announce."""
+        return (self.tier, self.model, self.source) == (other.tier, other.model, other.source)
+
+
+def utc_text(moment: datetime) -> str:
+    """An aware time as RFC 3339 UTC to the second: ``2026-03-12T14:05:00Z``."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"{moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render_env(state: FallbackState, model_var: str = "ANTHROPIC_MODEL") -> str:
+    """The env file of DESIGN §5; raises ``ValueError`` naming the variable of a bad value."""
+    if not ENV_NAME.fullmatch(model_var) or model_var in _GUARD_VARS:
+        raise ValueError(f"{model_var!r} cannot be the model variable")
+    pairs = (
+        (model_var, state.model),
+        ("GUARD_MODEL_CHAIN", ",".join(state.chain)),
+        ("GUARD_TIER", state.tier),
+        ("GUARD_LEVEL", str(state.level)),
+        ("GUARD_SOURCE", state.source),
+        ("GUARD_UPDATED_AT", utc_text(state.updated_at)),
+    )
+    for name, value in pairs:
+        if not _VALUE.fullmatch(value):
+            raise ValueError(f"{name}: value {value!r} is empty or has characters outside "
+                             "[A-Za-z0-9_.,:/@+-]")
+    for model in state.chain:
+        if not _CHAIN_ITEM.fullmatch(model):
+            raise ValueError(f"GUARD_MODEL_CHAIN: model id {model!r} has characters outside "
+                             "[A-Za-z0-9_.:/@+-]")
+    return "".join(f"{name}={value}\n" for name, value in pairs)
+
+
+def state_document(state: FallbackState) -> dict[str, Any]:
+    """The state file's JSON object (also served by ``GET /v1/fallback``), keys in order."""
+    return {
+        "model": state.model,
+        "chain": list(state.chain),
+        "tier": state.tier,
+        "level": state.level,
+        "source": state.source,
+        "updated_at": utc_text(state.updated_at),
+        "reason": state.reason,
+        "firing": list(state.firing),
+        "override": _override_document(state),
+    }
+
+
+def _override_document(state: FallbackState) -> dict[str, str | None] | None:
+    fields = (state.override_expires_at, state.override_by, state.override_reason)
+    if state.source != "override" and all(field is None for field in fields):
+        return None
+    expires = state.override_expires_at
+    return {"expires_at": None if expires is None else utc_text(expires),
+            "by": state.override_by, "reason": state.override_reason}
+
+
+def render_state(state: FallbackState) -> str:
+    """The state file: ``state_document`` as indented JSON with a trailing newline."""
+    return json.dumps(state_document(state), indent=2, ensure_ascii=False) + "\n"

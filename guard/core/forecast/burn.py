@@ -1,0 +1,85 @@
+"""Burn rate by the SRE multi-window rule, and hours until the hard limit. Pure.
+
+Spend over a long and a short window, each divided by the spend the seasonal baseline and the
+hour-of-week profile expect there, must both exceed the tier's factor, and the long window must
+also exceed an absolute floor (a share of the hard limit); the first tier that trips is the
+worst. Time to exhaustion extrapolates the last hour's spend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from guard.core.forecast.profile import ZERO, Profile
+from guard.core.forecast.seasonal import Seasonal
+from guard.core.period import DAY, HOUR, day_start
+
+
+@dataclass(frozen=True, slots=True)
+class BurnTier:
+    """One multi-window rule: both windows above ``factor`` × the seasonal expectation."""
+
+    name: str
+    long: timedelta
+    short: timedelta
+    long_factor: Decimal
+    short_factor: Decimal
+    floor_share: Decimal
+    severity: str
+
+
+DEFAULT_TIERS = (
+    BurnTier("fast", HOUR, timedelta(minutes=10), Decimal(2), Decimal(5),
+             Decimal("0.0004"), "critical"),
+    BurnTier("slow", 6 * HOUR, timedelta(minutes=30), Decimal("2.5"), Decimal(3),
+             Decimal("0.005"), "warning"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Burn:
+    """Burn rates per tier, the worst tier that tripped, and hours until the hard limit."""
+
+    rates: tuple[tuple[str, Decimal, Decimal], ...]
+    tripped: BurnTier | None
+    tte_hours: Decimal | None
+
+
+def burn(*, spent_between: Callable[[datetime, datetime], Decimal], season: Seasonal,
+         profile: Profile, end: datetime, mtd: Decimal, hard_limit: Decimal,
+         tiers: Sequence[BurnTier] = DEFAULT_TIERS) -> Burn:
+    """Multi-window burn rate ending at ``end`` (the last complete minute of data)."""
+    rates = []
+    tripped: BurnTier | None = None
+    for tier in tiers:
+        long_spend = spent_between(end - tier.long, end)
+        long_rate = _ratio(long_spend, _expected(season, profile, end - tier.long, end))
+        short_rate = _ratio(spent_between(end - tier.short, end),
+                            _expected(season, profile, end - tier.short, end))
+        rates.append((tier.name, long_rate, short_rate))
+        if (tripped is None and long_rate >= tier.long_factor
+                and short_rate >= tier.short_factor
+                and long_spend >= hard_limit * tier.floor_share):
+            tripped = tier
+    hourly = spent_between(end - HOUR, end)
+    tte = (hard_limit - mtd) / hourly if hourly > 0 and mtd < hard_limit else None
+    return Burn(tuple(rates), tripped, tte)
+
+
+def _expected(season: Seasonal, profile: Profile, start: datetime, end: datetime) -> Decimal:
+    total = ZERO
+    cursor = start
+    while cursor < end:
+        stop = min(end, day_start(cursor.date()) + DAY)
+        total += season.expected_day(cursor.date()) * profile.share_between(cursor, stop)
+        cursor = stop
+    return total
+
+
+def _ratio(spend: Decimal, expected: Decimal) -> Decimal:
+    if expected > 0:
+        return spend / expected
+    return Decimal("Infinity") if spend > 0 else ZERO

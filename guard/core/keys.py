@@ -1,0 +1,115 @@
+"""What the opt-in hard stop wants done to API keys. Pure.
+
+Only ``api_key`` and ``workspace`` budgets enforce, and only on keys inside their own scope;
+keys on the ``never_deactivate`` list are skipped. A deactivation is undone at month rollover
+(any tick of a later month restores the keys of earlier months) or by ``guard keys restore``.
+Off by default, and dry-run until explicitly made real. ``guard.shell.enforce`` reads the key
+directory, applies these decisions and records each one after the Admin API accepted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from guard.core.model import DEFAULT_WORKSPACE, ApiKey, Budget, BudgetSpend, Scope
+from guard.core.period import month_start
+from guard.core.records import KeyAction
+
+WHO = "budget-guard enforcement"
+DEACTIVATE, RESTORE = "deactivate", "restore"
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementConfig:
+    """When and on what keys the hard stop acts."""
+
+    enabled: bool = False
+    dry_run: bool = True
+    threshold_pct: Decimal = Decimal(100)
+    never: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlan:
+    """Budgets whose in-scope keys to deactivate, and earlier deactivations to undo."""
+
+    targets: tuple[Budget, ...] = ()
+    restore: tuple[KeyAction, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDecision:
+    """What enforcement did (or would do, in dry-run) to one key."""
+
+    budget: str
+    key_id: str
+    action: str
+    prior_status: str
+    dry_run: bool
+    done: bool
+    error: str | None = None
+
+    def rehearsed(self) -> KeyDecision:
+        """The same decision, marked as a dry run that was not carried out."""
+        return replace(self, dry_run=True, done=False, error=None)
+
+
+def over_threshold(spends: Iterable[BudgetSpend], config: EnforcementConfig) -> list[Budget]:
+    """Key and workspace budgets whose spend reached the enforcement share of the hard limit."""
+    return [s.budget for s in spends
+            if s.budget.scope in (Scope.API_KEY, Scope.WORKSPACE)
+            and s.spend_usd >= s.budget.hard_limit_usd * config.threshold_pct / 100]
+
+
+def keys_in_scope(budget: Budget, keys: Sequence[ApiKey],
+                  workspace_ids: Iterable[str]) -> list[ApiKey]:
+    """The keys a budget covers: its key, or its workspace's keys (``default`` included)."""
+    if budget.scope is Scope.API_KEY:
+        return [k for k in keys if k.id == budget.match]
+    if budget.match == DEFAULT_WORKSPACE:
+        named = set(workspace_ids)
+        return [k for k in keys if k.workspace_id is None or k.workspace_id not in named]
+    return [k for k in keys if k.workspace_id == budget.match]
+
+
+def plan_keys(spends: Iterable[BudgetSpend], actions: Sequence[KeyAction],
+              config: EnforcementConfig, now: datetime) -> KeyPlan:
+    """What the hard stop wants as of ``now``: new targets, and last months' keys back."""
+    targets = over_threshold(spends, config) if config.enabled else []
+    month = month_start(now).date()
+    return KeyPlan(tuple(targets), tuple(a for a in actions if a.period < month))
+
+
+def needs_workspaces(plan: KeyPlan) -> bool:
+    """Whether picking keys needs the workspace list (a ``default`` workspace budget does)."""
+    return any(b.match == DEFAULT_WORKSPACE for b in plan.targets)
+
+
+def deactivations(plan: KeyPlan, keys: Sequence[ApiKey], workspace_ids: Iterable[str],
+                  already: Iterable[str], config: EnforcementConfig) -> list[KeyDecision]:
+    """One decision per active in-scope key of each target, each key once, none twice."""
+    named = set(workspace_ids)
+    done = set(already)
+    decisions = []
+    for budget in plan.targets:
+        for key in keys_in_scope(budget, keys, named):
+            if key.id in config.never or key.id in done:
+                continue
+            done.add(key.id)
+            decisions.append(KeyDecision(budget.name, key.id, DEACTIVATE, key.status,
+                                         config.dry_run, False))
+    return decisions
+
+
+def restorations(actions: Iterable[KeyAction]) -> list[KeyDecision]:
+    """One decision per deactivated key: back to the status it had."""
+    return [KeyDecision(a.budget, a.key_id, RESTORE, a.prior_status, False, False)
+            for a in actions]
+
+
+def deactivation_reason(budget: str, config: EnforcementConfig) -> str:
+    """The audit log's reason for a deactivation."""
+    return f"{budget} reached {config.threshold_pct}% of its hard limit"

@@ -1,0 +1,200 @@
+"""What is settled, what is due, and how fetched buckets become priced rows. Pure.
+
+Settled data is never fetched twice. As of ``at``, a refresh re-reads only:
+
+- usage hours not yet settled (an hour settles once it was read ``late_window`` after it ended;
+  normally the current hour and, in its first minutes, the previous one), as 1-minute buckets
+  ending at the minute of ``at``. The in-progress hour is never stored; a gap longer than
+  ``minute_window_max`` is backfilled with 1-hour buckets first;
+- cost days not yet final (a closed day is re-read about hourly for ``cost_final_after``, and
+  once more after ``cost_settle``, when it becomes authoritative).
+
+``guard.shell.sync`` reads what ``plan_usage`` and ``due_cost_days`` say, prices it here, and
+writes it to the caches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from guard.core.model import CostBucket, CostDay, PricedUsage, UsageBucket
+from guard.core.period import (
+    DAY,
+    HOUR,
+    day_start,
+    floor_day,
+    floor_hour,
+    floor_minute,
+    hours_between,
+    month_start,
+)
+from guard.core.pricing import PriceTable
+
+_CENTS = Decimal(100)
+_Key = tuple[datetime, str | None, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """How long data takes to settle and how often unsettled data is re-read."""
+
+    late_window: timedelta = timedelta(minutes=10)
+    cost_settle: timedelta = timedelta(minutes=30)
+    cost_final_after: timedelta = timedelta(days=3)
+    cost_refresh: timedelta = timedelta(hours=1)
+    minute_window_max: timedelta = timedelta(hours=2)
+    hourly_page_buckets: int = 24
+    cost_page_buckets: int = 3
+    usage_history: timedelta = timedelta(days=14)
+    cost_history: timedelta = timedelta(weeks=8)
+    recent: timedelta = timedelta(hours=7)
+
+    def usage_from(self, at: datetime) -> datetime:
+        """Where the usage a snapshot needs starts: two weeks before the month."""
+        return floor_day(month_start(at) - self.usage_history)
+
+    def cost_from(self, at: datetime) -> date:
+        """The first cost day a snapshot needs: the month, and at least eight weeks back."""
+        return min(month_start(at).date(), (at - self.cost_history).date())
+
+    def hour_settled(self, hour: datetime, fetched_at: datetime | None) -> bool:
+        """Whether a stored usage hour was read late enough to be final."""
+        return fetched_at is not None and fetched_at >= hour + HOUR + self.late_window
+
+    def cost_settled(self, day: date, fetched_at: datetime | None) -> bool:
+        """Whether a stored cost day was read late enough to count as billed."""
+        return fetched_at is not None and fetched_at >= (
+            day_start(day) + DAY + self.cost_settle)
+
+    def cost_due(self, day: date, fetched_at: datetime | None, at: datetime) -> bool:
+        """Whether a closed cost day should be read (again) at ``at``."""
+        end = day_start(day) + DAY
+        if fetched_at is None:
+            return True
+        if fetched_at >= end + self.cost_final_after:
+            return False
+        if not self.cost_settled(day, fetched_at) and at >= end + self.cost_settle:
+            return True
+        return at - fetched_at >= self.cost_refresh
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlan:
+    """What to read of usage: a 1-hour backfill (if any), then 1-minute buckets to ``through``.
+
+    ``fresh_from`` is where the minute window starts: everything before it comes from the
+    store; ``minutes`` is False when the window is empty.
+    """
+
+    backfill: tuple[datetime, datetime] | None
+    fresh_from: datetime
+    through: datetime
+
+    @property
+    def minutes(self) -> bool:
+        """Whether the 1-minute window has anything to read."""
+        return self.through > self.fresh_from
+
+
+def plan_usage(start: datetime, at: datetime, fetched: Mapping[datetime, datetime],
+               policy: FetchPolicy) -> UsagePlan:
+    """What to read of usage in ``[start, at)``, given when each stored hour was read."""
+    hour_now, through = floor_hour(at), floor_minute(at)
+    unsettled = [h for h in hours_between(start, hour_now)
+                 if not policy.hour_settled(h, fetched.get(h))]
+    first = min(unsettled, default=hour_now)
+    if hour_now - first > policy.minute_window_max:
+        return UsagePlan((first, hour_now), hour_now, through)
+    return UsagePlan(None, first, through)
+
+
+def due_cost_days(closed: Sequence[date], fetched: Mapping[date, datetime],
+                  at: datetime, policy: FetchPolicy) -> list[date]:
+    """The closed days whose cost report should be read at ``at``."""
+    return [d for d in closed if policy.cost_due(d, fetched.get(d), at)]
+
+
+def settled_days(closed: Sequence[date], fetched: Mapping[date, datetime],
+                 policy: FetchPolicy) -> list[date]:
+    """The closed days whose stored cost counts as billed."""
+    return [d for d in closed if policy.cost_settled(d, fetched.get(d))]
+
+
+def complete_hours(buckets: Sequence[UsageBucket], at: datetime) -> set[datetime]:
+    """Hours before ``at``'s hour that 1-minute ``buckets`` cover entirely (60 buckets)."""
+    minutes: dict[datetime, int] = defaultdict(int)
+    for bucket in buckets:
+        minutes[floor_hour(bucket.starting_at)] += 1
+    hour_now = floor_hour(at)
+    return {h for h, n in minutes.items() if h < hour_now and n == 60}
+
+
+@dataclass
+class _Sums:
+    token_usd: Decimal = Decimal(0)
+    web_search_usd: Decimal = Decimal(0)
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+
+
+def price_buckets(buckets: Iterable[UsageBucket], prices: PriceTable,
+                  by_minute: bool = False) -> list[PricedUsage]:
+    """Price every row and sum per (hour or minute, workspace, API key, model)."""
+    sums: dict[_Key, _Sums] = {}
+    for bucket in buckets:
+        start = bucket.starting_at if by_minute else floor_hour(bucket.starting_at)
+        for row in bucket.results:
+            key = (start, row.workspace_id, row.api_key_id, row.model)
+            acc = sums.get(key) or sums.setdefault(key, _Sums())
+            tokens, searches = prices.price(row)
+            acc.token_usd += tokens
+            acc.web_search_usd += searches
+            c = acc.counts
+            c[0] += row.uncached_input_tokens
+            c[1] += row.cache_write_5m_tokens + row.cache_write_1h_tokens
+            c[2] += row.cache_read_input_tokens
+            c[3] += row.output_tokens
+            c[4] += row.web_search_requests
+    return [_priced(key, acc) for key, acc in sums.items()]
+
+
+def by_hour(rows: Iterable[PricedUsage]) -> list[PricedUsage]:
+    """Sum finer-grained priced rows per (hour, workspace, API key, model)."""
+    sums: dict[_Key, _Sums] = {}
+    for row in rows:
+        key = (floor_hour(row.start), row.workspace_id, row.api_key_id, row.model)
+        acc = sums.get(key) or sums.setdefault(key, _Sums())
+        acc.token_usd += row.token_usd
+        acc.web_search_usd += row.web_search_usd
+        for i, n in enumerate((row.input_tokens, row.cache_write_tokens, row.cache_read_tokens,
+                               row.output_tokens, row.web_search_requests)):
+            acc.counts[i] += n
+    return [_priced(key, acc) for key, acc in sums.items()]
+
+
+def cost_day(bucket: CostBucket) -> CostDay:
+    """One day of the cost report (grouped by workspace and description) in dollars."""
+    day = CostDay(bucket.starting_at.date())
+    by_workspace: dict[str | None, Decimal] = defaultdict(Decimal)
+    by_model: dict[str, Decimal] = defaultdict(Decimal)
+    for row in bucket.results:
+        usd = row.amount_cents / _CENTS
+        by_workspace[row.workspace_id] += usd
+        if row.cost_type == "tokens" and row.model is not None:
+            by_model[row.model] += usd
+    day.by_workspace.update(by_workspace)
+    day.by_model.update(by_model)
+    return day
+
+
+def _priced(key: _Key, acc: _Sums) -> PricedUsage:
+    hour, workspace_id, api_key_id, model = key
+    inp, cache_write, cache_read, out, searches = acc.counts
+    return PricedUsage(start=hour, workspace_id=workspace_id, api_key_id=api_key_id,
+                       model=model, token_usd=acc.token_usd, web_search_usd=acc.web_search_usd,
+                       input_tokens=inp, cache_write_tokens=cache_write,
+                       cache_read_tokens=cache_read, output_tokens=out,
+                       web_search_requests=searches)

@@ -1,0 +1,173 @@
+"""DESIGN §3's JSON: the report of ``guard report`` and the tick report of ``guard check``. Pure.
+
+Money leaves ``Decimal`` here, rounded to a hundredth of a cent; no field is ever renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from guard.core.assess import Assessment
+from guard.core.decide import TickPlan
+from guard.core.fallback import FallbackState
+from guard.core.forecast import Forecast
+from guard.core.keys import KeyDecision
+from guard.core.model import BudgetSpend, Ledger
+from guard.core.notices import Planned
+from guard.core.outlook import describe_burn
+from guard.core.policy import AlertState, BudgetInput, Condition, ceiling
+from guard.core.records import Notification, NotificationKind, ReloadResult
+
+_HUNDREDTH_CENT = Decimal("0.0001")
+
+
+def usd_number(amount: Decimal) -> float:
+    """Dollars for JSON: rounded to a hundredth of a cent, the float repr shows those digits."""
+    return float(amount.quantize(_HUNDREDTH_CENT, ROUND_HALF_EVEN))
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def budget_json(spend: BudgetSpend, item: BudgetInput | None = None,
+                firing: Sequence[Condition] = (), tier: str | None = None) -> dict[str, Any]:
+    """One budget of the report JSON."""
+    b = spend.budget
+    out: dict[str, Any] = {
+        "name": b.name, "scope": str(b.scope), "match": b.match,
+        "spend_usd": usd_number(spend.spend_usd),
+        "authoritative_usd": usd_number(spend.authoritative_usd),
+        "estimated_usd": usd_number(spend.estimated_usd),
+        "soft_limit_usd": usd_number(b.soft_limit_usd),
+        "hard_limit_usd": usd_number(b.hard_limit_usd),
+    }
+    if item is not None and item.forecast is not None:
+        out["forecast"] = forecast_json(item.forecast)
+    if item is not None and item.burn is not None:
+        out["burn"] = describe_burn(item.burn)
+    out["firing"] = [str(c) for c in firing]
+    out["ceiling"] = tier
+    return out
+
+
+def forecast_json(f: Forecast) -> dict[str, Any]:
+    """The forecast of one budget for JSON."""
+    return {"p10_usd": usd_number(f.p10_usd), "p50_usd": usd_number(f.p50_usd),
+            "p90_usd": usd_number(f.p90_usd), "gated_in": f.gated_in,
+            "exhaustion_day": f.exhaustion_day.isoformat() if f.exhaustion_day else None,
+            "level_usd_per_day": usd_number(f.level_usd_per_day),
+            "history_days": f.history_days}
+
+
+def ledger_json(ledger: Ledger, api_requests: int) -> dict[str, Any]:
+    """The ledger alone as report JSON (no forecast, no conditions)."""
+    through = ledger.authoritative_through
+    return {
+        "at": timestamp(ledger.at),
+        "data_through": timestamp(ledger.data_through),
+        "authoritative_through": through.isoformat() if through else None,
+        "budgets": [budget_json(s) for s in ledger.budgets],
+        "api_requests": api_requests,
+    }
+
+
+def report_json(a: Assessment) -> dict[str, Any]:
+    """The ``guard report --json`` object: DESIGN §3 fields plus billed/estimated splits."""
+    out = ledger_json(a.ledger, a.api_requests)
+    firing = a.outcome.firing
+    out["budgets"] = [
+        budget_json(spend, item, firing.get(spend.budget.name, ()),
+                    budget_ceiling(spend, firing, a))
+        for spend, item in zip(a.ledger.budgets, a.inputs, strict=True)]
+    out["data_stale"] = a.stale
+    return out
+
+
+def budget_ceiling(spend: BudgetSpend, firing: Mapping[str, Sequence[Condition]],
+                   a: Assessment) -> str | None:
+    """The tier this budget alone would cap the fallback at (None: no cap)."""
+    pairs = [(spend.budget, c) for c in firing.get(spend.budget.name, ())]
+    chosen = ceiling(pairs, a.policy)
+    return chosen.tier if chosen.level > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One notification this tick decided, and whether Slack accepted it this tick."""
+
+    notification: Notification
+    delivered: bool
+    muted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick saw and did; ``as_json`` is DESIGN §3's object."""
+
+    assessment: Assessment
+    fallback: FallbackState
+    changed: bool
+    reload: ReloadResult | None
+    sent: tuple[Sent, ...]
+    keys: tuple[KeyDecision, ...]
+    upstream_error: str | None = None
+    standby: bool = False
+    owed: int = 0
+    notification_errors: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``guard check --json`` object."""
+        out = report_json(self.assessment)
+        out["fallback"] = {"tier": self.fallback.tier, "model": self.fallback.model,
+                           "chain": list(self.fallback.chain), "source": self.fallback.source,
+                           "changed": self.changed, "reason": self.fallback.reason}
+        if self.reload is not None and self.reload.ran:
+            out["fallback"]["reload"] = {"ok": self.reload.ok, "detail": self.reload.detail}
+        out["notifications"] = [
+            {"budget": s.notification.budget, "condition": s.notification.condition,
+             "kind": s.notification.kind, "delivered": s.delivered}
+            | ({"muted": s.muted} if s.muted else {}) for s in self.sent]
+        out["notifications_owed"] = self.owed
+        out["notification_errors"] = list(self.notification_errors)
+        out["standby"] = self.standby
+        out["keys"] = [{"budget": k.budget, "key_id": k.key_id, "action": k.action,
+                        "dry_run": k.dry_run, "done": k.done, "error": k.error}
+                       for k in self.keys]
+        out["upstream_error"] = self.upstream_error
+        return out
+
+
+def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
+                delivered: frozenset[str] = frozenset(), keys: tuple[KeyDecision, ...] = (),
+                owed: int = 0, rejected: tuple[str, ...] = (), upstream_error: str | None = None,
+                standby: bool = False) -> TickReport:
+    """The report of a tick that decided ``plan`` and did what the other arguments say.
+
+    A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
+    """
+    if standby:
+        return TickReport(plan.assessment, plan.fallback, False, None, (), (), upstream_error,
+                          standby=True)
+    return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
+                      sent(plan, delivered), keys, upstream_error, owed=owed,
+                      notification_errors=rejected)
+
+
+def sent(plan: TickPlan, delivered: frozenset[str]) -> tuple[Sent, ...]:
+    """Each notification the plan decided (updates apart), and whether it was delivered."""
+    return tuple(Sent(Notification(i.budget, i.condition, i.kind, _severity(plan.states, i),
+                                   i.payload.text), i.dedup in delivered, i.muted)
+                 for i in plan.notices if i.kind != NotificationKind.UPDATE)
+
+
+def _severity(states: Mapping[tuple[str, Condition], AlertState], item: Planned) -> str:
+    if item.budget is None or item.condition is None:
+        return "warning"
+    state = states.get((item.budget, Condition(item.condition)))
+    return state.severity.value if state else "warning"

@@ -1,0 +1,179 @@
+"""On-call commands: ``guard fallback``, ``guard silence``, ``guard keys``, ``guard slack``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from guard.config import load_settings
+from guard.core.keys import KeyDecision
+from guard.entry import wiring
+from guard.entry.terminal import (
+    EXIT_CONFIG,
+    EXIT_UPSTREAM,
+    DryRunOption,
+    JsonOption,
+    caller,
+    dry,
+    fail,
+    guarded,
+    now,
+)
+from guard.shell.ops import describe_status
+
+fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
+keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
+slack_app = typer.Typer(no_args_is_help=True, help="On-call from Slack.")
+silence_app = typer.Typer(no_args_is_help=True, help="Mute a budget's notifications for a while.")
+
+DurationOption = Annotated[str, typer.Option("--for", help="How long: 30m, 4h, 2d.")]
+
+
+@fallback_app.command("status")
+def fallback_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The fallback in force, why, and any on-call pin."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def status() -> dict[str, object]:
+        with wiring.opened_store(settings.state.url) as store:
+            return wiring.ops(settings, store).fallback_status(now())
+
+    found = guarded(status)
+    typer.echo(json.dumps(found, indent=2) if as_json else describe_status(found))
+
+
+@fallback_app.command("pin")
+def fallback_pin(ctx: typer.Context,
+                 tier: Annotated[str, typer.Argument(help="Tier to hold, e.g. sonnet.")],
+                 duration: DurationOption,
+                 reason: Annotated[str, typer.Option(help="Why (written to the audit log).")],
+                 dry_run: DryRunOption = False) -> None:
+    """Hold the fallback at TIER, above or below what policy wants, until it expires."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def pin() -> str:
+        with wiring.opened_store(settings.state.url) as store:
+            made = wiring.ops(settings, store).pin(tier, duration, reason=reason, who=caller(),
+                                                   now=now(), dry_run=dry_run)
+        return f"pinned to {made.tier} until {made.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+
+    typer.echo(f"{guarded(pin)}{dry(dry_run)}; the next tick applies it")
+
+
+@fallback_app.command("release")
+def fallback_release(ctx: typer.Context,
+                     reason: Annotated[str, typer.Option(help="Why.")] = "released",
+                     dry_run: DryRunOption = False) -> None:
+    """Remove the on-call pin; policy decides again from the next tick."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def release() -> str:
+        with wiring.opened_store(settings.state.url) as store:
+            released = wiring.ops(settings, store).release(reason=reason, who=caller(),
+                                                           now=now(), dry_run=dry_run)
+        return "released the pin on " + released.tier if released else "no pin to release"
+
+    typer.echo(guarded(release) + dry(dry_run))
+
+
+@keys_app.command("restore")
+def keys_restore(ctx: typer.Context, dry_run: DryRunOption = False) -> None:
+    """Reactivate every key the hard stop deactivated, to its prior status."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def restore() -> list[KeyDecision]:
+        with wiring.opened(settings) as guard:
+            return guard.enforcer.restore_all(now(), "guard keys restore", who=caller(),
+                                              dry_run=dry_run)
+
+    decisions = guarded(restore)
+    for d in decisions:
+        state = "would restore" if d.dry_run else "restored" if d.done else f"failed: {d.error}"
+        typer.echo(f"{d.key_id} ({d.budget}): {state} to {d.prior_status}")
+    if not decisions:
+        typer.echo("no deactivated keys to restore")
+    if any(not d.done and not d.dry_run for d in decisions):
+        raise typer.Exit(EXIT_UPSTREAM)
+
+
+@silence_app.command("add")
+def silence_add(ctx: typer.Context,
+                budget: Annotated[str, typer.Option(help="Budget name.")],
+                duration: DurationOption,
+                reason: Annotated[str, typer.Option(help="Why (written to the audit log).")],
+                condition: Annotated[str | None, typer.Option(
+                    help="Only this condition (default: all of the budget's).")] = None,
+                dry_run: DryRunOption = False) -> None:
+    """Send nothing for a budget (state and the fallback still follow policy)."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def add() -> str:
+        with wiring.opened_store(settings.state.url) as store:
+            made = wiring.ops(settings, store).silence_add(
+                budget, condition, duration, reason=reason, who=caller(), now=now(),
+                dry_run=dry_run)
+        return (f"silence {made.id}: {made.budget}:{made.condition or '*'} until "
+                f"{made.ends_at:%Y-%m-%dT%H:%M:%SZ}")
+
+    typer.echo(guarded(add) + dry(dry_run))
+
+
+@silence_app.command("list")
+def silence_list(ctx: typer.Context, every: Annotated[bool, typer.Option(
+        "--all", help="Include expired silences.")] = False) -> None:
+    """The active silences (or all)."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def listed() -> list[str]:
+        with wiring.opened_store(settings.state.url) as store:
+            found = wiring.ops(settings, store).silence_list(now(), every)
+        return [f"{s.id}\t{s.budget}:{s.condition or '*'}\tuntil "
+                f"{s.ends_at:%Y-%m-%dT%H:%M:%SZ}\tby {s.who}: {s.reason}" for s in found]
+
+    typer.echo("\n".join(guarded(listed)) or "no silences")
+
+
+@silence_app.command("expire")
+def silence_expire(ctx: typer.Context,
+                   silence_id: Annotated[int, typer.Argument(help="Silence id.")]) -> None:
+    """End a silence now."""
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+
+    def expire() -> bool:
+        with wiring.opened_store(settings.state.url) as store:
+            return wiring.ops(settings, store).silence_expire(silence_id, who=caller(),
+                                                              now=now())
+
+    if not guarded(expire):
+        fail(f"no active silence {silence_id}", EXIT_CONFIG)
+    typer.echo(f"silence {silence_id} expired")
+
+
+@slack_app.command("listen")
+def slack_listen(ctx: typer.Context) -> None:
+    """Answer on-call buttons and /budget through Socket Mode until SIGTERM or Ctrl-C."""
+    from guard.entry.oncall import OnCall, start_socket_mode  # noqa: PLC0415
+
+    settings = guarded(lambda: load_settings(ctx.obj.config_path))
+    app_token = settings.slack.secret_value("app_token")
+    if not app_token:
+        fail("invalid configuration:\n  slack.app_token: required for Socket Mode", EXIT_CONFIG)
+    store = guarded(lambda: wiring.connect_store(settings.state.url))
+    oncall = OnCall(wiring.ops(settings, store), settings.slack.oncall_user_ids,
+                    wiring.transport_for(settings), now)
+    try:
+        client = guarded(lambda: start_socket_mode(
+            wiring.socket_mode_client(app_token, settings.slack.base_url), oncall))
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        typer.echo(f"listening for on-call actions as {len(settings.slack.oncall_user_ids)} "
+                   "allowed users; Ctrl-C to stop", err=True)
+        stop.wait()
+        client.close()
+    finally:
+        store.close()

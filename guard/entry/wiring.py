@@ -1,0 +1,290 @@
+"""The one composition root: every real part (engine, HTTP and Slack clients, sinks) is built here.
+
+``Guard`` is everything a tick needs, built once per settings generation: the daemon keeps one
+until a SIGHUP brings new settings, ``guard check`` builds one for its single tick. The state
+store can outlive a generation (``Stores``), so a reload that keeps ``state.url`` keeps its
+connection pool. Nothing else in ``guard/`` constructs an engine or a client.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from guard import __version__
+from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
+from guard.adapters.chat import LogTransport, PacedTransport
+from guard.adapters.sinks import FileSinks
+from guard.adapters.store.caches import Caches
+from guard.adapters.store.engine import Store, safe_url, sqlite_pragmas, unavailable
+from guard.adapters.store.lease import Lease
+from guard.adapters.store.outbox import Outbox
+from guard.adapters.store.silences import Silences
+from guard.adapters.store.state import Records
+from guard.config import Settings
+from guard.config.sections import FallbackSettings, SlackSettings
+from guard.core.decide import TickConfig
+from guard.core.keys import EnforcementConfig
+from guard.core.pricing import PriceTable
+from guard.errors import ConfigError, StoreError
+from guard.shell.enforce import Enforcer
+from guard.shell.ops import Ops
+from guard.shell.ports import SinkPort, SlackTransport
+from guard.shell.sync import Fetcher
+from guard.shell.tick import Tick
+
+if TYPE_CHECKING:
+    from slack_sdk.socket_mode import SocketModeClient
+
+    from guard.adapters.slack import SlackWebApi, SlackWebhook
+
+SLACK_TIMEOUT_S = 10
+SLACK_RETRIES = 2
+
+
+# --- the state store -------------------------------------------------------------------------
+
+
+def connect_store(url: str) -> Store:
+    """Open ``url`` (SQLite in WAL mode, or PostgreSQL) and create the schema if missing."""
+    try:
+        engine = sa.create_engine(url, future=True)
+    except SQLAlchemyError as exc:
+        raise unavailable(safe_url(url), exc) from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", sqlite_pragmas)
+    store = Store(engine)
+    store.create_schema()
+    return store
+
+
+@contextmanager
+def opened_store(url: str) -> Iterator[Store]:
+    """A store for one command, closed afterwards."""
+    store = connect_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+class Stores:
+    """One open store per state URL, kept across settings generations (the daemon's)."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.store: Store | None = None
+
+    def get(self, url: str) -> Store:
+        """The store for ``url``, reopened only when the URL changes (a reload)."""
+        if self.store is None or url != self.url:
+            self.close()
+            self.store, self.url = connect_store(url), url
+        return self.store
+
+    def close(self) -> None:
+        """Close the open store, if any."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def ops(settings: Settings, store: Store) -> Ops:
+    """On-call operations over ``store`` for the configured chain and budgets."""
+    fallback = settings.fallback
+    return Ops(Records(store), Silences(store), tuple(fallback.chain), dict(fallback.models),
+               tuple(b.name for b in settings.budgets), str(fallback.env_file))
+
+
+# --- the Admin API ---------------------------------------------------------------------------
+
+
+def admin_http(base_url: str, key: str, timeout_s: float = 30) -> httpx.Client:
+    """The HTTP client every Admin API request goes through."""
+    return httpx.Client(base_url=base_url, timeout=timeout_s, headers={
+        "x-api-key": key, "anthropic-version": API_VERSION,
+        "user-agent": f"budget-guard/{__version__}"})
+
+
+def admin_client(settings: Settings, http: httpx.Client | None = None) -> AdminClient:
+    """The Admin API client of ``settings`` (close it with ``client.http.close()``)."""
+    cfg = settings.anthropic
+    http = http or admin_http(str(cfg.base_url), admin_key(settings), cfg.timeout_s)
+    return AdminClient(http, retry=RetryPolicy(attempts=cfg.max_retries + 1,
+                                               max_wait_s=cfg.max_retry_wait_s))
+
+
+def admin_at(base_url: str, key: str) -> AdminClient:
+    """An Admin API client for ``base_url`` with the default retries (the demo's simulator)."""
+    return AdminClient(admin_http(base_url, key))
+
+
+def admin_key(settings: Settings) -> str:
+    """The admin key, or the config error that says it is missing."""
+    key = settings.admin_api_key_value()
+    if not key:
+        raise ConfigError([("anthropic.admin_api_key",
+                            "required: set admin_api_key or admin_api_key_file")])
+    return key
+
+
+# --- Slack -----------------------------------------------------------------------------------
+
+
+def slack_web_api(token: str, *, base_url: str = "https://slack.com/api/",
+                  timeout: int = SLACK_TIMEOUT_S, retries: int = SLACK_RETRIES,
+                  max_retry_after: float = 30.0) -> SlackWebApi:
+    """Bot-token Slack over slack-sdk's urllib client, with the guard's retry handlers."""
+    from slack_sdk import WebClient  # noqa: PLC0415  (slack-sdk loads only when used)
+
+    from guard.adapters.slack import SDK_LOG, SlackWebApi, retry_handlers  # noqa: PLC0415
+
+    return SlackWebApi(token, WebClient(token=token, base_url=base_url, timeout=timeout,
+                                        logger=SDK_LOG,
+                                        retry_handlers=retry_handlers(retries, max_retry_after)))
+
+
+def slack_webhook(url: str, *, timeout: int = SLACK_TIMEOUT_S, retries: int = SLACK_RETRIES,
+                  max_retry_after: float = 30.0) -> SlackWebhook:
+    """Post-only Slack through an incoming webhook."""
+    from slack_sdk.webhook import WebhookClient  # noqa: PLC0415
+
+    from guard.adapters.slack import SDK_LOG, SlackWebhook, retry_handlers  # noqa: PLC0415
+
+    return SlackWebhook(url, WebhookClient(url, timeout=timeout, logger=SDK_LOG,
+                                           retry_handlers=retry_handlers(retries,
+                                                                         max_retry_after)))
+
+
+def slack(settings: SlackSettings) -> SlackWebApi | SlackWebhook | None:
+    """The transport ``[slack]`` configures: the bot token if set, else the webhook, else None."""
+    if (token := settings.secret_value("bot_token")) is not None:
+        return slack_web_api(token, base_url=settings.base_url)
+    if (url := settings.secret_value("webhook_url")) is not None:
+        return slack_webhook(url)
+    return None
+
+
+def transport_for(settings: Settings) -> SlackTransport:
+    """Slack's Web API with a bot token, else a webhook (both paced), else the log."""
+    configured = slack(settings.slack)
+    return PacedTransport(configured) if configured is not None else LogTransport()
+
+
+def socket_mode_client(app_token: str,
+                       base_url: str = "https://slack.com/api/") -> SocketModeClient:
+    """A Socket Mode client for an app-level token (``xapp-…``); not yet connected."""
+    from slack_sdk import WebClient  # noqa: PLC0415
+    from slack_sdk.socket_mode import SocketModeClient  # noqa: PLC0415
+
+    from guard.entry.oncall import SDK_LOG  # noqa: PLC0415
+
+    if not app_token.startswith("xapp-"):
+        raise ConfigError([("slack.app_token",
+                            "not an app-level token (xapp-…) with connections:write")])
+    return SocketModeClient(app_token=app_token, logger=SDK_LOG,
+                            web_client=WebClient(base_url=base_url, logger=SDK_LOG))
+
+
+# --- the fallback sinks and the tick ---------------------------------------------------------
+
+
+def file_sinks(fallback: FallbackSettings) -> FileSinks:
+    """The sinks a ``[fallback]`` section describes."""
+    return FileSinks(fallback.env_file, fallback.state_file, fallback.model_var,
+                     fallback.reload_command)
+
+
+def tick_config(settings: Settings) -> TickConfig:
+    """What a tick needs from ``settings``."""
+    e = settings.enforcement
+    return TickConfig(settings.budget_models(), settings.policy_config(),
+                      timedelta(minutes=settings.policy.usage_lag_minutes),
+                      dict(settings.fallback.models), digest_hour=settings.slack.digest_hour_utc,
+                      enforcement=EnforcementConfig(e.enabled, e.dry_run,
+                                                    e.deactivate_keys_at_pct,
+                                                    frozenset(e.never_deactivate)))
+
+
+def holder() -> str:
+    """Who this process is, for the leader lease and outbox claims: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
+             sinks: SinkPort, transport: SlackTransport, channel: str = "") -> Tick:
+    """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
+    records = Records(store)
+    return Tick(Fetcher(admin, Caches(store), prices), records, Outbox(store), Silences(store),
+                Lease(store), sinks, transport, config,
+                Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())
+
+
+@dataclass
+class Guard:
+    """Every part of one settings generation; ``close`` releases what it opened."""
+
+    settings: Settings
+    store: Store
+    admin: AdminClient
+    tick: Tick
+    owns_store: bool = False
+    ops: Ops = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ops = ops(self.settings, self.store)
+
+    @property
+    def enforcer(self) -> Enforcer:
+        """The hard stop's effects (every tick built here has one)."""
+        assert self.tick.enforcer is not None
+        return self.tick.enforcer
+
+    def close(self) -> None:
+        """Close the HTTP client, and the store if this generation opened it."""
+        self.admin.http.close()
+        if self.owns_store:
+            self.store.close()
+
+
+def build(settings: Settings, store: Store | None = None,
+          transport: SlackTransport | None = None, channel: str | None = None,
+          http: httpx.Client | None = None) -> Guard:
+    """The parts of a tick for ``settings``; ``store``, ``transport`` and ``http`` may be given.
+
+    Raises ``ConfigError`` without an admin key and ``StoreError`` when the store cannot be
+    opened (closing whatever was already opened).
+    """
+    admin = admin_client(settings, http)
+    try:
+        owned = store is None
+        store = store or connect_store(settings.state.url)
+    except StoreError:
+        admin.http.close()
+        raise
+    config = tick_config(settings)
+    tick = tick_for(admin, store, config, prices=PriceTable.load(settings.pricing),
+                    sinks=file_sinks(settings.fallback),
+                    transport=transport or transport_for(settings),
+                    channel=(settings.slack.channel or "") if channel is None else channel)
+    return Guard(settings, store, admin, tick, owns_store=owned)
+
+
+@contextmanager
+def opened(settings: Settings, store: Store | None = None) -> Iterator[Guard]:
+    """``build(settings, store)`` for one command, closed afterwards."""
+    guard = build(settings, store)
+    try:
+        yield guard
+    finally:
+        guard.close()
+
