@@ -1,0 +1,208 @@
+"""The shell's order of effects on recording fakes: the same tick, in milliseconds.
+
+A month of $30 days has passed when the tick runs on the 12th against a $300 soft and $400
+hard limit: the soft limit is reached (sonnet) and the forecast says the hard limit will be.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from fakes import (
+    MemoryOutbox,
+    MemoryState,
+    RecordingSinks,
+    RecordingTransport,
+    StaticFetcher,
+)
+
+from guard.core.decide import Remembered, TickConfig, decide
+from guard.core.fallback import FallbackState
+from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
+from guard.core.policy import Condition, Override, PolicyConfig
+from guard.core.records import NotificationKind
+from guard.shell.tick import Tick, run_tick
+
+AT = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
+MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
+BUDGETS = (Budget("org-monthly", Scope.ORGANIZATION, None, Decimal(300), Decimal(400)),)
+CONFIG = TickConfig(BUDGETS, PolicyConfig(), timedelta(minutes=5), MODELS)
+
+
+def snapshot(at: datetime = AT) -> Snapshot:
+    """Ten weeks of $30 days, billed, and $1.50 an hour today."""
+    first = date(2026, 1, 1)
+    settled = {first + timedelta(days=i): CostDay(first + timedelta(days=i), {None: Decimal(30)},
+                                                  {"claude-sonnet-4-6": Decimal(30)})
+               for i in range((at.date() - first).days)}
+    usage = [PricedUsage(at.replace(minute=0) - timedelta(hours=h), None, None,
+                         "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
+    return Snapshot(at, settled, usage, at - timedelta(minutes=5), api_requests=2,
+                    usage_from=date(2026, 2, 15), recent_hours=usage,
+                    hourly={u.start: u.usd for u in usage})
+
+
+def make_tick(**parts: object) -> Tick:
+    """A tick on fakes; any part can be replaced."""
+    outbox = MemoryOutbox()
+    defaults: dict[str, object] = {
+        "fetcher": StaticFetcher(snapshot()), "records": MemoryState(), "outbox": outbox,
+        "silences": outbox, "lease": outbox, "sinks": RecordingSinks(),
+        "transport": RecordingTransport(), "config": CONFIG}
+    return Tick(**(defaults | parts))  # type: ignore[arg-type]
+
+
+def state(tick: Tick) -> MemoryState:
+    assert isinstance(tick.records, MemoryState)
+    return tick.records
+
+
+def sinks(tick: Tick) -> RecordingSinks:
+    assert isinstance(tick.sinks, RecordingSinks)
+    return tick.sinks
+
+
+def outbox(tick: Tick) -> MemoryOutbox:
+    assert isinstance(tick.outbox, MemoryOutbox)
+    return tick.outbox
+
+
+def transport(tick: Tick) -> RecordingTransport:
+    assert isinstance(tick.transport, RecordingTransport)
+    return tick.transport
+
+
+def test_a_tick_flips_the_fallback_notifies_and_records_after_the_effects() -> None:
+    """Sinks written, the reload run, Slack accepted; then fallback, audit and states kept."""
+    tick = make_tick()
+    report = run_tick(tick, AT)
+    assert report.fallback.tier == "sonnet" and report.changed
+    assert sinks(tick).rewrites == 1 and sinks(tick).reloads == 1
+    assert ("soft_reached", "firing", True) in [
+        (s.notification.condition, s.notification.kind, s.delivered) for s in report.sent]
+    assert state(tick).writes == ["fallback", "audit", "alert_states"]
+    assert state(tick).fallback() == report.fallback
+    assert state(tick).states[("org-monthly", Condition.SOFT_REACHED)].last_notified == AT
+
+
+def test_slack_down_keeps_notifications_owed_and_still_flips_the_fallback() -> None:
+    """With Slack unavailable the fallback moves all the same; the firing stays owed."""
+    tick = make_tick(transport=RecordingTransport(accept=False))
+    report = run_tick(tick, AT)
+    assert sinks(tick).env is not None and "GUARD_TIER=sonnet" in sinks(tick).env
+    assert report.owed == len(outbox(tick).owed()) >= 1
+    assert not any(s.delivered for s in report.sent)
+    kinds = [o.kind for o in outbox(tick).owed()]
+    assert NotificationKind.FIRING in kinds
+
+
+def test_an_owed_notification_goes_out_once_when_slack_returns() -> None:
+    """The next tick sends what the last one owed, once; deciding it again owes nothing new."""
+    tick = make_tick(transport=RecordingTransport(accept=False))
+    run_tick(tick, AT)
+    transport(tick).accept = True
+    run_tick(tick, AT + timedelta(minutes=1))
+    run_tick(tick, AT + timedelta(minutes=2))
+    soft = [t for t, thread in transport(tick).posts if "Soft limit" in t and thread is None]
+    assert len(soft) == 1 and outbox(tick).owed() == []
+
+
+def test_a_rejected_message_is_reported_and_holds_only_its_own_incident() -> None:
+    """Slack refusing a message is a notification error; it stays owed for a person to fix."""
+    tick = make_tick(transport=RecordingTransport(reject="channel_not_found"))
+    report = run_tick(tick, AT)
+    assert report.notification_errors and "channel_not_found" in report.notification_errors[0]
+    assert report.owed >= 1
+
+
+def test_without_the_lease_a_tick_stands_by_and_writes_nothing() -> None:
+    """Another replica holds the lease: no sink, no reload, no Slack, no state."""
+    tick = make_tick()
+    assert outbox(tick).hold("leader", "other-replica", AT, timedelta(minutes=3))
+    report = run_tick(tick, AT)
+    assert report.standby and not report.changed and report.sent == ()
+    assert sinks(tick).writes == [] and sinks(tick).reloads == 0
+    assert state(tick).writes == [] and outbox(tick).rows == []
+    assert transport(tick).posts == []
+
+
+def test_the_lease_returns_once_it_expires() -> None:
+    """When the other replica's lease runs out, this one takes over and acts."""
+    tick = make_tick()
+    outbox(tick).hold("leader", "other-replica", AT, timedelta(minutes=3))
+    assert not run_tick(tick, AT + timedelta(minutes=3)).standby
+
+
+def test_a_dry_run_stops_after_deciding() -> None:
+    """A dry run reports the plan and touches no sink, hook, outbox, Slack or state."""
+    tick = make_tick()
+    report = run_tick(tick, AT, dry_run=True)
+    assert report.fallback.tier == "sonnet" and report.changed
+    assert report.sent and not any(s.delivered for s in report.sent)
+    assert sinks(tick).writes == [] and sinks(tick).reloads == 0
+    assert state(tick).writes == [] and outbox(tick).rows == [] and outbox(tick).holders == {}
+
+
+def test_a_failed_reload_is_retried_next_tick_and_only_until_it_works() -> None:
+    """A failing hook is remembered as owed, run again next tick, and not once it succeeded."""
+    tick = make_tick(sinks=RecordingSinks(reload_ok=False))
+    run_tick(tick, AT)
+    assert state(tick).fallback() is not None
+    assert state(tick).fallbacks["default"].reload_pending
+    sinks(tick).reload_ok = True
+    run_tick(tick, AT + timedelta(minutes=1))
+    assert sinks(tick).reloads == 2 and not state(tick).fallbacks["default"].reload_pending
+    run_tick(tick, AT + timedelta(minutes=2))
+    assert sinks(tick).reloads == 2
+
+
+def test_an_unchanged_fallback_is_not_rewritten_or_reloaded() -> None:
+    """A second tick with the same outcome rewrites nothing and keeps updated_at."""
+    tick = make_tick()
+    first = run_tick(tick, AT)
+    second = run_tick(tick, AT + timedelta(minutes=1))
+    assert not second.changed and second.fallback.updated_at == first.fallback.updated_at
+    assert sinks(tick).rewrites == 1 and sinks(tick).reloads == 1
+
+
+def test_an_outage_decides_on_cached_data_and_reports_it() -> None:
+    """The Admin API failing is reported; the tick decides on the caches and still acts."""
+    fetcher = StaticFetcher(snapshot(), down=True)
+    tick = make_tick(fetcher=fetcher)
+    report = run_tick(tick, AT)
+    assert report.upstream_error is not None and fetcher.cached_reads == [AT]
+    assert report.fallback.tier == "sonnet" and sinks(tick).rewrites == 1
+
+
+def test_a_pin_is_applied_and_shown_with_its_author() -> None:
+    """An active pin replaces policy's tier; the fallback says who pinned it until when."""
+    tick = make_tick()
+    state(tick).save_override(Override("haiku", AT + timedelta(hours=2), "drill", "dave"), AT)
+    report = run_tick(tick, AT)
+    assert (report.fallback.tier, report.fallback.source) == ("haiku", "override")
+    assert report.fallback.override_by == "dave"
+
+
+@pytest.mark.parametrize("muted", [False, True], ids=["sent", "silenced"])
+def test_alert_states_advance_when_the_notification_is_owed(muted: bool) -> None:
+    """decide() marks a state notified when its notification is owed (or muted), not later."""
+    silences = MemoryOutbox()
+    if muted:
+        silences.add_silence("org-monthly", None, AT + timedelta(days=1), reason="drill",
+                             who="frank", now=AT)
+    plan = decide(snapshot(), Remembered(silences=silences.silences(AT)), CONFIG, AT)
+    soft = plan.states[("org-monthly", Condition.SOFT_REACHED)]
+    assert soft.last_notified == AT
+    assert any(n.muted for n in plan.notices) is muted
+
+
+def test_decide_keeps_the_previous_change_time_when_nothing_moved() -> None:
+    """The plan's fallback carries the remembered updated_at when the tier is the same."""
+    earlier = AT - timedelta(days=2)
+    previous = FallbackState.build(CONFIG.policy.chain, MODELS, 1, source="auto",
+                                   updated_at=earlier, reason="earlier")
+    plan = decide(snapshot(), Remembered(fallback=previous), CONFIG, AT)
+    assert not plan.changed and not plan.reload and plan.audit == ()
+    assert plan.fallback.updated_at == earlier
