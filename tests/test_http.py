@@ -23,8 +23,9 @@ from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
 from guard.core.policy import PolicyConfig
 from guard.core.summary import TickReport
 from guard.entry import wiring
-from guard.entry.http import WRITES_DISABLED, HttpServer, HttpState, build_app
+from guard.entry.http import WRITES_DISABLED, HttpState, build_app
 from guard.entry.metrics import Metrics
+from guard.entry.server import HttpServer
 from guard.errors import StoreError, UpstreamUnavailable
 from guard.shell.ops import Ops
 

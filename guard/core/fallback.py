@@ -13,9 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-Source = Literal["auto", "override"]
 SOURCES: tuple[str, ...] = ("auto", "override")
 _VALUE = re.compile(r"[A-Za-z0-9_.,:/@+-]+")
 _CHAIN_ITEM = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # the chain is comma-joined

@@ -243,7 +243,7 @@ def decide(before: AlertState | None, after: AlertState | None, now: datetime,
 
 
 def notified(state: AlertState, now: datetime) -> AlertState:
-    """The state after its notification was accepted (record after the effect)."""
+    """The state once its notification is owed: the outbox keeps it until Slack accepts it."""
     return replace(state, last_notified=now, notified_severity=state.severity)
 
 

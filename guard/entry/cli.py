@@ -87,8 +87,9 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
 def run(ctx: typer.Context) -> None:
     """The daemon: a tick every poll_interval_s until SIGTERM; SIGHUP reloads the config."""
     from guard.entry.daemon import Daemon, configure_logging  # noqa: PLC0415
-    from guard.entry.http import HttpServer, HttpState, build_app  # noqa: PLC0415
+    from guard.entry.http import HttpState, build_app  # noqa: PLC0415
     from guard.entry.metrics import Metrics  # noqa: PLC0415
+    from guard.entry.server import HttpServer  # noqa: PLC0415
 
     configure_logging()
     state, metrics = HttpState(), Metrics()

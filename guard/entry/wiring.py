@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,21 +79,30 @@ def opened_store(url: str) -> Iterator[Store]:
 
 
 class Stores:
-    """One open store per state URL, kept across settings generations (the daemon's)."""
+    """One open store per state URL, kept across settings generations (the daemon's).
+
+    The tick thread and the HTTP endpoint's threads share it; an engine is thread-safe.
+    """
 
     def __init__(self) -> None:
         self.url: str | None = None
         self.store: Store | None = None
+        self._lock = threading.Lock()
 
     def get(self, url: str) -> Store:
         """The store for ``url``, reopened only when the URL changes (a reload)."""
-        if self.store is None or url != self.url:
-            self.close()
-            self.store, self.url = connect_store(url), url
-        return self.store
+        with self._lock:
+            if self.store is None or url != self.url:
+                self._close()
+                self.store, self.url = connect_store(url), url
+            return self.store
 
     def close(self) -> None:
         """Close the open store, if any."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -78,7 +78,7 @@ class Enforcer:
                                     "inactive", keys.deactivation_reason(d.budget, self.config)))
 
 
-def enforce(enforcer: Enforcer | None, plan: KeyPlan) -> list[KeyDecision]:
+def preview_keys(enforcer: Enforcer | None, plan: KeyPlan) -> list[KeyDecision]:
     """``enforcer.preview(plan)``, or nothing when there is no enforcer or the API failed."""
     if enforcer is None:
         return []

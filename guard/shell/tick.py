@@ -27,7 +27,7 @@ from guard.core.records import ReloadResult
 from guard.core.summary import TickReport, tick_report
 from guard.errors import UpstreamError
 from guard.shell.deliver import deliver
-from guard.shell.enforce import Enforcer, enforce
+from guard.shell.enforce import Enforcer, preview_keys
 from guard.shell.ports import (
     Fetch,
     LeasePort,
@@ -77,7 +77,7 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     plan = decide(snapshot, remember(tick, at), tick.config, at)
     upstream = str(error) if error else None
     if dry_run:
-        keys = [k.rehearsed() for k in enforce(tick.enforcer, plan.keys)]
+        keys = [k.rehearsed() for k in preview_keys(tick.enforcer, plan.keys)]
         return tick_report(plan, keys=tuple(keys), upstream_error=upstream)
     if not tick.lease.hold(LEADER, tick.holder, at, tick.config.lease_ttl):
         return tick_report(plan, standby=True, upstream_error=upstream)
@@ -112,7 +112,7 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
         if item.muted is None:
             tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
     results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
-    keys = enforce(tick.enforcer, plan.keys)
+    keys = preview_keys(tick.enforcer, plan.keys)
     if tick.enforcer is not None:
         keys = tick.enforcer.apply(keys, at)
     return Acted(reload, frozenset(r.owed.dedup for r in results if r.ok),
