@@ -6,6 +6,7 @@ hard limit: the soft limit is reached (sonnet) and the forecast says the hard li
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -31,11 +32,11 @@ BUDGETS = (Budget("org-monthly", Scope.ORGANIZATION, None, Decimal(300), Decimal
 CONFIG = TickConfig(BUDGETS, PolicyConfig(), timedelta(minutes=5), MODELS)
 
 
-def snapshot(at: datetime = AT) -> Snapshot:
-    """Ten weeks of $30 days, billed, and $1.50 an hour today."""
+def snapshot(at: datetime = AT, daily: Decimal = Decimal(30)) -> Snapshot:
+    """Ten weeks of ``daily`` dollars a day, billed, and $1.50 an hour today."""
     first = date(2026, 1, 1)
-    settled = {first + timedelta(days=i): CostDay(first + timedelta(days=i), {None: Decimal(30)},
-                                                  {"claude-sonnet-4-6": Decimal(30)})
+    settled = {first + timedelta(days=i): CostDay(first + timedelta(days=i), {None: daily},
+                                                  {"claude-sonnet-4-6": daily})
                for i in range((at.date() - first).days)}
     usage = [PricedUsage(at.replace(minute=0) - timedelta(hours=h), None, None,
                          "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
@@ -206,3 +207,39 @@ def test_decide_keeps_the_previous_change_time_when_nothing_moved() -> None:
     plan = decide(snapshot(), Remembered(fallback=previous), CONFIG, AT)
     assert not plan.changed and not plan.reload and plan.audit == ()
     assert plan.fallback.updated_at == earlier
+
+
+def test_a_silenced_budget_records_state_and_drives_the_fallback_but_sends_nothing() -> None:
+    """Silenced: the condition still fires and caps the model; no message goes out."""
+    tick = make_tick()
+    outbox(tick).add_silence("org-monthly", None, AT + timedelta(days=1), reason="drill",
+                             who="frank", now=AT)
+    result = run_tick(tick, AT)
+    assert result.fallback.tier == "sonnet"
+    muted = [(s.notification.condition, s.muted) for s in result.sent]
+    assert ("soft_reached", "silenced by frank: drill") in muted
+    assert transport(tick).posts == [] and outbox(tick).rows == []
+    assert ("org-monthly", Condition.SOFT_REACHED) in state(tick).alert_states()
+
+
+def test_hard_reached_inhibits_soft_and_at_risk_notifications() -> None:
+    """Once hard_reached fires, soft_reached and hard_at_risk of that budget send nothing."""
+    tick = make_tick(fetcher=StaticFetcher(snapshot(daily=Decimal(40))))
+    reasons: dict[str | None, str | None] = {}
+    for later in (AT, AT + timedelta(minutes=15)):
+        reasons |= {s.notification.condition: s.muted for s in run_tick(tick, later).sent}
+    assert reasons["hard_reached"] is None
+    assert reasons["soft_reached"] == "inhibited by hard_reached"
+    assert reasons["hard_at_risk"] == "inhibited by hard_reached"
+    posted = " ".join(t for t, _ in transport(tick).posts)
+    assert "Hard limit reached" in posted and "Soft limit reached" not in posted
+
+
+def test_the_daily_digest_goes_out_once_at_its_hour() -> None:
+    """At the digest hour one digest is posted; later ticks that hour post no second one."""
+    tick = make_tick(config=replace(CONFIG, digest_hour=9))
+    for minutes in (0, 10, 20):
+        run_tick(tick, AT.replace(hour=9, minute=minutes))
+    digests = [t for t, _ in transport(tick).posts if "digest" in t.lower()]
+    assert len(digests) == 1
+    assert "1 budgets" in digests[0] and "Fallback tier" in digests[0]

@@ -1,4 +1,8 @@
-"""The full tick against the simulated Admin API: fallback flips, pins, outages, dry runs."""
+"""The full tick end to end: the simulated Admin API, SQLite, real files and a reload hook.
+
+The shell's ordering rules (Slack down, standby, dry run, silences, inhibition, the digest)
+are tested on fakes in ``test_shell.py``; these are the few slow ones over real parts.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from guard.adapters.sinks import FileSinks, read_env
 from guard.core.decide import TickConfig
 from guard.core.keys import EnforcementConfig
 from guard.core.model import Budget, Scope
-from guard.core.policy import Condition, Override, PolicyConfig
+from guard.core.policy import Override, PolicyConfig
 from guard.core.pricing import PriceTable
 from guard.entry import wiring
 from guard.entry.cli import app
@@ -103,17 +107,6 @@ def test_a_month_flips_opus_sonnet_haiku_then_opus(sim: SimServer, tick: Tick,
     assert state["tier"] == "opus" and state["source"] == "auto"
 
 
-def test_an_unchanged_state_rewrites_nothing(sim: SimServer, tick: Tick,
-                                             tmp_path: Path) -> None:
-    """Two ticks with the same outcome leave the env file untouched the second time."""
-    at = MARCH + timedelta(days=2)
-    step(sim, tick, at)
-    before = (tmp_path / "model.env").stat().st_mtime_ns
-    step(sim, tick, at + timedelta(minutes=1))
-    assert (tmp_path / "model.env").stat().st_mtime_ns == before
-    assert len((tmp_path / "reloads.txt").read_text().splitlines()) == 1
-
-
 def test_a_pin_holds_until_it_expires_then_policy_resumes(sim: SimServer, tick: Tick) -> None:
     """A pin above policy holds; when it expires the next tick returns to policy's tier."""
     at = MARCH + timedelta(days=20)
@@ -143,36 +136,6 @@ def test_an_outage_during_a_breach_keeps_the_tightest_ceiling(sim: SimServer,
         assert result.fallback.tier == "haiku"
     assert result.assessment.stale
     assert "data_stale" in result.as_json()["budgets"][0]["firing"]
-
-
-def test_a_notification_slack_refused_is_sent_again_next_tick(sim: SimServer,
-                                                              tick: Tick) -> None:
-    """While Slack is down the firing stays owed; it is posted once when Slack returns."""
-    transport = RecordingTransport(accept=False)
-    tick.transport = transport
-    at = MARCH + timedelta(days=12)
-    sim.clock.set(at)
-    first = run_tick(tick, at)
-    assert ("soft_reached", "firing", False) in [
-        (s.notification.condition, s.notification.kind, s.delivered) for s in first.sent]
-    assert first.owed >= 1
-    transport.accept = True
-    step(sim, tick, at + timedelta(minutes=1))
-    step(sim, tick, at + timedelta(minutes=2))
-    soft = [t for t, thread in transport.posts if "Soft limit" in t and thread is None]
-    assert len(soft) == 1
-
-
-def test_dry_run_changes_nothing(sim: SimServer, tick: Tick, tmp_path: Path) -> None:
-    """--dry-run computes the tick but writes no file, runs no hook and records no state."""
-    at = MARCH + timedelta(days=20)
-    sim.clock.set(at)
-    result = run_tick(tick, at, dry_run=True)
-    assert result.fallback.tier == "sonnet"
-    assert not (tmp_path / "model.env").exists() and not (tmp_path / "reloads.txt").exists()
-    assert tick.records.fallback() is None and tick.records.alert_states() == {}
-    assert all(not s.delivered for s in result.sent)
-    assert tick.transport.posts == []  # type: ignore[attr-defined]
 
 
 def config_file(tmp_path: Path, base_url: str) -> Path:
@@ -295,46 +258,3 @@ def test_keys_deactivated_in_a_month_are_restored_when_the_next_begins(sim: SimS
     result = run_tick(tick, later)
     assert (key, "restore", True) in [(k.key_id, k.action, k.done) for k in result.keys]
     assert sim.key_status(key) == "active" and tick.records.key_actions() == []
-
-
-def test_a_silenced_budget_records_state_and_drives_the_fallback_but_sends_nothing(
-        sim: SimServer, tick: Tick) -> None:
-    """Silenced: the condition still fires and caps the model; no message goes out."""
-    at = MARCH + timedelta(days=20)
-    tick.silences.add_silence("org-monthly", None, at + timedelta(days=1), reason="drill",
-                            who="frank", now=at)
-    sim.clock.set(at)
-    result = run_tick(tick, at)
-    assert result.fallback.tier == "sonnet"
-    muted = [(s.notification.condition, s.muted) for s in result.sent]
-    assert ("soft_reached", "silenced by frank: drill") in muted
-    assert tick.transport.posts == []  # type: ignore[attr-defined]
-    assert ("org-monthly", Condition.SOFT_REACHED) in tick.records.alert_states()
-
-
-def test_hard_reached_inhibits_soft_and_at_risk_notifications(sim: SimServer,
-                                                              tick: Tick) -> None:
-    """Once hard_reached fires, soft_reached and hard_at_risk of that budget send nothing."""
-    at = MARCH + timedelta(days=30)
-    reasons: dict[str | None, str | None] = {}
-    for later in (at, at + timedelta(minutes=15)):
-        sim.clock.set(later)
-        reasons |= {s.notification.condition: s.muted for s in run_tick(tick, later).sent}
-    assert reasons["hard_reached"] is None
-    assert reasons["soft_reached"] == "inhibited by hard_reached"
-    assert reasons["hard_at_risk"] == "inhibited by hard_reached"
-    posted = " ".join(t for t, _ in tick.transport.posts)  # type: ignore[attr-defined]
-    assert "Hard limit reached" in posted and "Soft limit reached" not in posted
-
-
-def test_the_daily_digest_goes_out_once_at_its_hour(sim: SimServer, tick: Tick) -> None:
-    """At the digest hour one digest is posted; later ticks that hour post no second one."""
-    tick.config = replace(tick.config, digest_hour=9)
-    for minutes in (0, 10, 20):
-        at = MARCH + timedelta(days=9, hours=9, minutes=minutes)
-        sim.clock.set(at)
-        run_tick(tick, at)
-    digests = [t for t, _ in tick.transport.posts  # type: ignore[attr-defined]
-               if "digest" in t.lower()]
-    assert len(digests) == 1
-    assert "1 budgets" in digests[0] and "Fallback tier" in digests[0]
