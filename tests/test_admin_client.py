@@ -122,6 +122,26 @@ def test_429_with_retry_after_is_waited_out() -> None:
     assert client.requests == 2
 
 
+@pytest.mark.parametrize(("headers", "slept"), [
+    pytest.param({"retry-after": "Tue, 10 Mar 2026 00:00:12 GMT",
+                  "date": "Tue, 10 Mar 2026 00:00:00 GMT"}, 12.0, id="http-date-from-date"),
+    pytest.param({"retry-after": "Tue, 10 Mar 2026 00:00:12 GMT"}, None, id="http-date-no-date"),
+])
+def test_an_http_date_retry_after_is_measured_from_the_servers_date(
+        headers: dict[str, str], slept: float | None) -> None:
+    """An HTTP-date retry-after is counted from the answer's Date header, never the local
+    clock; without a Date it cannot be read, and the usual backoff applies."""
+    rec = Recorder(error(429, "rate_limit_error", **headers),
+                   ok({"data": [], "has_more": False, "next_page": None}))
+    client, sleeps = make_client(rec, backoff_base_s=0.5)
+    assert list(client.cost_pages(T0, T3)) == [[]]
+    assert len(sleeps) == 1
+    if slept is not None:
+        assert sleeps == [slept]
+    else:
+        assert 0.25 <= sleeps[0] <= 0.5
+
+
 def test_retry_after_beyond_the_budget_fails_at_once() -> None:
     """A retry-after longer than max_wait_s is not slept through: RateLimited is raised."""
     rec = Recorder(error(429, "rate_limit_error", **{"retry-after": "3600"}))

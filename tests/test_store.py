@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,12 +13,15 @@ import sqlalchemy as sa
 
 from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import from_units, to_units
+from guard.adapters.store.state import Records
+from guard.core.fallback import FallbackState
 from guard.core.model import CostDay, PricedUsage
 from guard.entry import wiring
 from guard.errors import StoreError
 
 H10 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 H11 = datetime(2026, 3, 2, 11, tzinfo=UTC)
+MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -102,3 +106,47 @@ def test_unreachable_store_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as info:
         wiring.connect_store("postgresql+psycopg://u:hunter2@127.0.0.1:1/none?connect_timeout=2")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Records]:
+    """The state part of a fresh store on each backend."""
+    url = (f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    opened = wiring.connect_store(url)
+    with opened.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM fallback_state"))
+    yield Records(opened)
+    opened.close()
+
+
+def test_the_fallback_in_force_round_trips_whole(records: Records) -> None:
+    """What the tick saves (chain, pin details, reload owed) is what it reads back."""
+    state = FallbackState.build(("opus", "sonnet", "haiku"), MODELS, 1, source="override",
+                                updated_at=H10, reason="pinned to sonnet by dave: drill",
+                                firing=("org: soft_reached",), override_expires_at=H11,
+                                override_by="dave", override_reason="drill")
+    state = replace(state, reload_pending=True)
+    records.save_fallback(state)
+    assert records.fallback() == state
+
+
+def test_a_store_made_by_0_1_gains_the_new_columns_and_keeps_its_row(tmp_path: Path) -> None:
+    """An old fallback_state table is altered in place; its row loads with a one-model chain."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE TABLE fallback_state (target VARCHAR(64) PRIMARY KEY, tier VARCHAR(64) NOT "
+            "NULL, level INTEGER NOT NULL, model VARCHAR(128) NOT NULL, source VARCHAR(16) NOT "
+            "NULL, updated_at BIGINT NOT NULL, reason TEXT NOT NULL, firing TEXT NOT NULL, "
+            "reload_pending BOOLEAN NOT NULL)"))
+        conn.execute(sa.text(
+            "INSERT INTO fallback_state VALUES ('default', 'sonnet', 1, 'claude-sonnet-4-6', "
+            "'auto', 1773151200, 'org: soft_reached → sonnet', '[]', 0)"))
+    engine.dispose()
+    with wiring.opened_store(url) as store:
+        columns = {c["name"] for c in sa.inspect(store.engine).get_columns("fallback_state")}
+        loaded = Records(store).fallback()
+    assert {"chain", "override_expires_at", "override_by", "override_reason"} <= columns
+    assert loaded is not None and (loaded.tier, loaded.chain) == ("sonnet", ("claude-sonnet-4-6",))
