@@ -7,7 +7,9 @@ up to one interval still run (``misfire_grace_time``), and the first tick at sta
 - A failed tick is logged with its reason; the daemon lives on.
 - SIGTERM / SIGINT: the tick in flight finishes, then the process exits 0.
 - SIGHUP: the config file is validated again; a bad one is refused and the old one keeps
-  running.
+  running. A good one starts a new generation of parts (``guard.entry.wiring.Guard``) at the
+  next tick: the HTTP client, the price table and the sinks are built once per generation,
+  never per tick, and the state store is kept while ``state.url`` stays the same.
 """
 
 from __future__ import annotations
