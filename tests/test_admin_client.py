@@ -285,3 +285,18 @@ def test_set_api_key_status_posts_the_status() -> None:
     sent = rec.requests[0]
     assert sent.method == "POST" and sent.url.path == "/v1/organizations/api_keys/apikey_1"
     assert json.loads(sent.content) == {"status": "inactive"}
+
+
+@pytest.mark.parametrize(("given", "speed"), [
+    pytest.param({"speed": "fast"}, "fast", id="fast"),
+    pytest.param({"speed": "standard"}, "standard", id="standard"),
+    pytest.param({}, None, id="not-grouped-by-speed"),
+])
+def test_a_usage_rows_speed_is_read_when_present(given: dict[str, Any],
+                                                  speed: str | None) -> None:
+    """The ``speed`` dimension (fast mode) reaches the estimator; without it, it is None."""
+    page = {"data": [bucket("2026-03-10T00:00:00Z", "2026-03-10T01:00:00Z",
+                            [usage_item(**given)])], "has_more": False, "next_page": None}
+    client, _ = make_client(Recorder(ok(page)))
+    [[parsed]] = list(client.usage_pages(T0, T3, "1h"))
+    assert parsed.results[0].speed == speed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -16,9 +17,10 @@ D = Decimal
 
 def row(model: str = "claude-sonnet-4-6", *, uncached: int = 0, w5: int = 0, w1: int = 0,
         read: int = 0, out: int = 0, searches: int = 0, tier: str | None = "standard",
-        context: str | None = "0-200k", geo: str | None = "global") -> UsageRow:
+        context: str | None = "0-200k", geo: str | None = "global",
+        speed: str | None = None) -> UsageRow:
     return UsageRow(uncached, w5, w1, read, out, searches, model=model, service_tier=tier,
-                    context_window=context, inference_geo=geo)
+                    context_window=context, inference_geo=geo, speed=speed)
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Override:
     long_context_input: Decimal | None = None
     long_context_output: Decimal | None = None
     inference_geo_us: bool | None = None
+    fast: Decimal | None = None
 
 
 @pytest.fixture
@@ -95,7 +98,9 @@ def test_unknown_model_is_priced_at_the_most_expensive_card_and_warned_once(
     caplog.set_level(logging.WARNING)
     first = table.price(row("claude-opus-4-9", uncached=1_000_000, out=1_000_000))
     table.price(row("claude-opus-4-9", uncached=1_000_000))
-    assert first == (D(15) + D(75), D(0))
+    dearest = max(table.cards.values(), key=lambda c: (c.output, c.input))
+    assert (dearest.model, dearest.input, dearest.output) == ("claude-mythos-preview", 25, 125)
+    assert first == (D(25) + D(125), D(0))
     assert table.unknown_models == {"claude-opus-4-9"}
     assert len([r for r in caplog.records if "claude-opus-4-9" in r.getMessage()]) == 1
 
@@ -110,3 +115,78 @@ def test_config_adds_and_overrides_models() -> None:
         D(12), D(0))
     assert table.price(row(read=1_000_000, out=1_000_000)) == (D("10.1"), D(0))
     assert table.unknown_models == set()
+
+
+SDK_MODELS = (  # anthropic 2.16.0, types/model_param.py
+    "claude-fable-5-2", "claude-mythos-5-2", "claude-haiku-5-5", "claude-sonnet-5-5",
+    "claude-fable-5-1", "claude-opus-5-5", "claude-mythos-5-1", "claude-sonnet-5",
+    "claude-fable-5", "claude-mythos-5", "claude-opus-5", "claude-opus-4-8", "claude-opus-4-7",
+    "claude-mythos-preview", "claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5",
+    "claude-haiku-4-5-20251001", "claude-opus-4-5", "claude-opus-4-5-20251101")
+
+
+@pytest.mark.parametrize("model", SDK_MODELS)
+def test_every_model_the_sdk_lists_has_a_card(table: PriceTable, model: str) -> None:
+    """No model id of the official SDK falls back to the unknown-model card."""
+    table.card(model)
+    assert table.unknown_models == set()
+
+
+MTOK_IN_OUT = {"uncached": 1_000_000, "out": 1_000_000}
+OCT_6, OCT_7 = date(2026, 10, 6), date(2026, 10, 7)
+
+
+@pytest.mark.parametrize(("usage", "day", "usd"), [
+    pytest.param(row("claude-opus-5-5", **MTOK_IN_OUT), None, D(24), id="opus-5.5"),
+    pytest.param(row("claude-opus-5-5", read=1_000_000), None, D("0.2"),
+                 id="opus-5.5-read-0.05x"),
+    pytest.param(row("claude-sonnet-5-5", read=1_000_000), OCT_6, D("0.2"),
+                 id="sonnet-5.5-read-before-the-cut"),
+    pytest.param(row("claude-sonnet-5-5", read=1_000_000), OCT_7, D("0.1"),
+                 id="sonnet-5.5-read-from-2026-10-07"),
+    pytest.param(row("claude-sonnet-5-5", **MTOK_IN_OUT), OCT_6, D(12), id="sonnet-5.5"),
+    pytest.param(row("claude-haiku-5-5", **MTOK_IN_OUT), None, D("0.6"),
+                 id="haiku-5.5-lower-band"),
+    pytest.param(row("claude-fable-5-2", w5=1_000_000, w1=1_000_000, read=1_000_000), None,
+                 D("26.2"), id="fable-5.2-explicit-cache"),
+    pytest.param(row("claude-haiku-5-5", uncached=1_000_000, geo="us"), None, D("0.11"),
+                 id="us-geo-haiku-5.5"),
+    pytest.param(row("claude-opus-5-5", **MTOK_IN_OUT, speed="fast"), None, D(48),
+                 id="fast-opus-5.5-2x"),
+    pytest.param(row("claude-opus-4-7", **MTOK_IN_OUT, speed="fast"), None, D(180),
+                 id="fast-opus-4.7-6x"),
+    pytest.param(row("claude-opus-4-6", **MTOK_IN_OUT, speed="fast", context="200k-1M"), None,
+                 D(360), id="fast-opus-4.6-long-12x"),
+    pytest.param(row("claude-opus-5-5", read=1_000_000, speed="fast", geo="us"), None,
+                 D("0.44"), id="fast-stacks-with-cache-and-geo"),
+    pytest.param(row("claude-sonnet-5-5", **MTOK_IN_OUT, speed="fast"), OCT_7, D(12),
+                 id="fast-is-1x-where-unsupported"),
+])
+def test_todays_models_price_by_day_speed_and_geo(table: PriceTable, usage: UsageRow,
+                                                  day: date | None, usd: Decimal) -> None:
+    """Current cards, their effective dates, fast mode and US inference price as published."""
+    assert table.price(usage, day) == (usd, D(0))
+
+
+@pytest.mark.parametrize(("model", "card"), [
+    ("claude-opus-5-5[1m]", "claude-opus-5-5"),
+    ("claude-sonnet-5-5@20261001", "claude-sonnet-5-5"),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4-5-20251001"),
+])
+def test_variant_ids_find_their_card(table: PriceTable, model: str, card: str) -> None:
+    """Claude Code's variant tags do not make a known model unknown."""
+    assert table.card(model).model == card
+    assert table.unknown_models == set()
+
+
+def test_a_newer_version_is_unknown_not_its_older_sibling(table: PriceTable) -> None:
+    """``claude-sonnet-5-7`` is not priced as ``claude-sonnet-5``: it is unknown, priced dear."""
+    assert table.card("claude-sonnet-5-7").output == 125
+    assert table.unknown_models == {"claude-sonnet-5-7"}
+
+
+def test_a_config_override_can_set_a_fast_mode_multiplier() -> None:
+    """[pricing] with ``fast`` prices that model's fast usage at the multiple, standard at 1×."""
+    table = PriceTable.load({"claude-new-model": Override(input=D(4), output=D(20), fast=D(2))})
+    assert table.price(row("claude-new-model", **MTOK_IN_OUT, speed="fast")) == (D(48), D(0))
+    assert table.price(row("claude-new-model", **MTOK_IN_OUT)) == (D(24), D(0))

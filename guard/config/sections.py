@@ -315,3 +315,4 @@ class ModelPriceOverride(_Section):
     long_context_input: Usd | None = None
     long_context_output: Usd | None = None
     inference_geo_us: bool | None = None
+    fast: PositiveUsd | None = None  # the fast-mode multiplier, e.g. 2

@@ -56,6 +56,7 @@ class UsageRow:
     service_tier: str | None = None
     context_window: str | None = None
     inference_geo: str | None = None
+    speed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,13 @@
 Prices are US dollars per million tokens. The table ships in ``prices.toml`` and is extended or
 overridden by ``[pricing]`` in the config. A model is found by its exact id, an alias, or its id
 with a trailing ``-YYYYMMDD`` date removed (``claude-haiku-4-5-20251001`` and
-``claude-haiku-4-5`` are one card). A model the table does not know is priced at the most
+``claude-haiku-4-5`` are one card), or by the longest known id followed by ``[``, ``@`` or ``:``
+(Claude Code's ``claude-opus-5-5[1m]``). A model the table does not know is priced at the most
 expensive card, so an unknown model can only make the guard cautious, and is logged once.
+
+Cards are effective-dated: a card's ``changes`` take effect from their ``since`` day (UTC), so
+usage is priced at the prices of its own day. Fast mode (``speed = "fast"``) multiplies every
+rate of a model that has a ``fast`` multiplier.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from decimal import Decimal
 from importlib import resources
 from typing import Any, Protocol
@@ -24,7 +30,9 @@ log = logging.getLogger(__name__)
 
 MTOK = Decimal(1_000_000)
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
+_VARIANT = re.compile(r"[\[@:]")
 _LONG_CONTEXT = "200k-1M"
+_FAST = "fast"
 
 
 class PriceOverride(Protocol):
@@ -46,6 +54,8 @@ class PriceOverride(Protocol):
     def long_context_output(self) -> Decimal | None: ...
     @property
     def inference_geo_us(self) -> bool | None: ...
+    @property
+    def fast(self) -> Decimal | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +83,27 @@ class PriceCard:
     long_context_input: Decimal | None = None
     long_context_output: Decimal | None = None
     inference_geo_us: bool = False
+    fast: Decimal | None = None
+    fast_long_context: Decimal | None = None
+    since: date | None = None
 
 
 class PriceTable:
     """Looks up price cards and prices usage rows."""
 
     def __init__(self, cards: Mapping[str, PriceCard], aliases: Mapping[str, str],
-                 multipliers: Multipliers) -> None:
+                 multipliers: Multipliers,
+                 changes: Mapping[str, tuple[PriceCard, ...]] | None = None) -> None:
         self.cards = dict(cards)
         self.multipliers = multipliers
         self._names = {_undated(name): name for name in cards}
         self._names.update({_undated(alias): name for alias, name in aliases.items()})
+        self._history = {name: (card, *sorted((changes or {}).get(name, ()),
+                                              key=lambda c: c.since or date.min))
+                         for name, card in self.cards.items()}
         self.fallback = max(cards.values(), key=lambda c: (c.output, c.input))
         self.unknown_models: set[str] = set()
-        self._resolved: dict[str | None, PriceCard] = {}
+        self._resolved: dict[str | None, tuple[PriceCard, ...]] = {}
 
     @classmethod
     def load(cls, overrides: Mapping[str, PriceOverride] | None = None) -> PriceTable:
@@ -95,25 +112,32 @@ class PriceTable:
         multipliers = Multipliers(**{k: Decimal(v) for k, v in raw["multipliers"].items()})
         cards: dict[str, PriceCard] = {}
         aliases: dict[str, str] = {}
+        changes: dict[str, tuple[PriceCard, ...]] = {}
         for name, entry in raw["models"].items():
             cards[name] = _card(name, entry, multipliers)
+            changes[name] = tuple(_card(name, {**entry, **change}, multipliers)
+                                  for change in entry.get("changes", []))
             aliases.update({alias: name for alias in entry.get("aliases", [])})
         for name, override in (overrides or {}).items():
             cards[name] = _override_card(name, override, multipliers)
+            changes.pop(name, None)
             aliases.pop(name, None)
-        return cls(cards, aliases, multipliers)
+        return cls(cards, aliases, multipliers, changes)
 
-    def card(self, model: str | None) -> PriceCard:
-        """The card for ``model``; the most expensive one (logged once) when it is unknown."""
-        found = self._resolved.get(model)
-        if found is None:
-            found = self._lookup(model)
-            self._resolved[model] = found
-        return found
+    def card(self, model: str | None, day: date | None = None) -> PriceCard:
+        """The card for ``model`` on ``day`` (the newest without a day); the most expensive
+        one (logged once) when the model is unknown."""
+        history = self._resolved.get(model)
+        if history is None:
+            history = self._lookup(model)
+            self._resolved[model] = history
+        if day is None:
+            return history[-1]
+        return [c for c in history if c.since is None or c.since <= day][-1]
 
-    def price(self, row: UsageRow) -> tuple[Decimal, Decimal]:
-        """``(token_usd, web_search_usd)`` for one usage row."""
-        card = self.card(row.model)
+    def price(self, row: UsageRow, day: date | None = None) -> tuple[Decimal, Decimal]:
+        """``(token_usd, web_search_usd)`` for one usage row of ``day``."""
+        card = self.card(row.model, day)
         price_in, price_out = card.input, card.output
         scale_in = scale_out = Decimal(1)
         if row.context_window == _LONG_CONTEXT and card.long_context_input is not None:
@@ -132,19 +156,30 @@ class PriceTable:
         factor = Decimal(1)
         if row.service_tier == "batch":
             factor *= self.multipliers.batch
+        if row.speed == _FAST and card.fast is not None:
+            long = row.context_window == _LONG_CONTEXT and card.fast_long_context is not None
+            factor *= card.fast_long_context if long and card.fast_long_context else card.fast
         if row.inference_geo == "us" and card.inference_geo_us:
             factor *= self.multipliers.inference_geo_us
         return factor
 
-    def _lookup(self, model: str | None) -> PriceCard:
-        name = self._names.get(_undated(model)) if model else None
+    def _lookup(self, model: str | None) -> tuple[PriceCard, ...]:
+        name = self._name(model) if model else None
         if name is not None:
-            return self.cards[name]
+            return self._history[name]
         if model not in self.unknown_models:
             self.unknown_models.add(str(model))
             log.warning("unknown model %r: priced at the most expensive card (%s) until "
                         "[pricing] in the config names it", model, self.fallback.model)
-        return replace(self.fallback, model=str(model))
+        return (replace(self.fallback, model=str(model), since=None),)
+
+    def _name(self, model: str) -> str | None:
+        """The card's name for ``model``: exact, undated, or a known id and a variant tag."""
+        found = self._names.get(_undated(model))
+        if found is not None:
+            return found
+        cut = _VARIANT.search(model)
+        return self._names.get(_undated(model[:cut.start()])) if cut else None
 
 
 def _undated(model: str | None) -> str:
@@ -168,6 +203,8 @@ def _card(name: str, entry: Mapping[str, Any], m: Multipliers) -> PriceCard:
         long_context_input=optional("long_context_input"),
         long_context_output=optional("long_context_output"),
         inference_geo_us=bool(entry.get("inference_geo_us", False)),
+        fast=optional("fast"), fast_long_context=optional("fast_long_context"),
+        since=date.fromisoformat(str(entry["since"])) if "since" in entry else None,
     )
 
 
@@ -175,7 +212,7 @@ def _override_card(name: str, o: PriceOverride, m: Multipliers) -> PriceCard:
     entry: dict[str, Any] = {"input": o.input, "output": o.output,
                              "inference_geo_us": bool(o.inference_geo_us)}
     for key in ("cache_write_5m", "cache_write_1h", "cache_read", "long_context_input",
-                "long_context_output"):
+                "long_context_output", "fast"):
         if (value := getattr(o, key)) is not None:
             entry[key] = value
     return _card(name, entry, m)

@@ -149,7 +149,7 @@ def price_buckets(buckets: Iterable[UsageBucket], prices: PriceTable,
         for row in bucket.results:
             key = (start, row.workspace_id, row.api_key_id, row.model)
             acc = sums.get(key) or sums.setdefault(key, _Sums())
-            tokens, searches = prices.price(row)
+            tokens, searches = prices.price(row, start.date())
             acc.token_usd += tokens
             acc.web_search_usd += searches
             c = acc.counts

@@ -17,7 +17,7 @@ from guard.errors import MalformedResponse
 
 T = TypeVar("T")
 _DIMENSIONS = ("model", "workspace_id", "api_key_id", "service_tier", "context_window",
-               "inference_geo")
+               "inference_geo", "speed")
 _COST_FIELDS = ("cost_type", "description", "model", "token_type", "service_tier",
                 "context_window", "inference_geo", "workspace_id")
 
