@@ -90,7 +90,7 @@ def test_empty_file_gives_documented_defaults(write: Writer) -> None:
     assert settings.anthropic.base_url == "https://api.anthropic.com"
     assert settings.anthropic.poll_interval_s == 60
     assert settings.state.url == "sqlite:////var/lib/budget-guard/state.db"
-    assert settings.fallback.models["sonnet"] == "claude-sonnet-4-6"
+    assert settings.fallback.models["sonnet"] == "claude-sonnet-5-5"
     assert settings.fallback.model_var == "ANTHROPIC_MODEL"
     assert settings.http.listen == "127.0.0.1:9184"
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 9184)

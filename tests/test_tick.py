@@ -166,10 +166,10 @@ def test_guard_check_prints_the_design_json(sim: SimServer, tmp_path: Path) -> N
     assert {"name", "scope", "match", "spend_usd", "soft_limit_usd", "hard_limit_usd",
             "forecast", "firing", "ceiling"} <= set(budget)
     assert body["fallback"]["tier"] == "sonnet" and body["fallback"]["changed"] is True
-    assert body["fallback"]["chain"] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
+    assert body["fallback"]["chain"] == ["claude-sonnet-5-5", "claude-haiku-5-5"]
     assert {"budget": "org-monthly", "condition": "soft_reached", "kind": "firing",
             "delivered": True} in body["notifications"]
-    assert read_env(tmp_path / "model.env")["ANTHROPIC_MODEL"] == "claude-sonnet-4-6"
+    assert read_env(tmp_path / "model.env")["ANTHROPIC_MODEL"] == "claude-sonnet-5-5"
 
 
 def test_guard_check_dry_run_and_outage_exit_codes(sim: SimServer, tmp_path: Path) -> None:

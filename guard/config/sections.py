@@ -165,9 +165,9 @@ class FallbackSettings(_Section):
     reload_command: list[str] = Field(default_factory=list)
     models: dict[Tier, ModelId] = Field(
         default_factory=lambda: {
-            "opus": "claude-opus-4-7",
-            "sonnet": "claude-sonnet-4-6",
-            "haiku": "claude-haiku-4-5",
+            "opus": "claude-opus-5-5",
+            "sonnet": "claude-sonnet-5-5",
+            "haiku": "claude-haiku-5-5",
         }
     )
 
