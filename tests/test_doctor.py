@@ -24,12 +24,12 @@ def sim() -> Iterator[SimServer]:
 
 
 def config(tmp_path: Path, sim: SimServer, slack: SlackFake | None, key: str = KEY,
-           channel: str | None = None) -> Path:
+           channel: str | None = None, *, models: str = "") -> Path:
     lines = [f'[anthropic]\nadmin_api_key = "{key}"\nbase_url = "{sim.base_url}"\n'
              "max_retries = 0\n",
              f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n',
              f'[fallback]\nenv_file = "{tmp_path / "run" / "model.env"}"\n'
-             f'state_file = "{tmp_path / "run" / "fallback.json"}"\n']
+             f'state_file = "{tmp_path / "run" / "fallback.json"}"\n{models}']
     if slack is not None:
         lines.append(f'[slack]\nbot_token = "{slack.token}"\nbase_url = "{slack.base_url}"\n'
                      f'channel = "{channel or slack.channel}"\n')
@@ -52,7 +52,8 @@ def test_everything_healthy_passes(tmp_path: Path, sim: SimServer) -> None:
     names = [line.split(":")[0][5:] for line in lines]
     assert names == ["admin key", "spend limits API", "state store", "slack auth",
                      "slack channel", "slack deliveries", "fallback env file",
-                     "fallback state file"]
+                     "fallback state file", "fallback model opus", "fallback model sonnet",
+                     "fallback model haiku"]
 
 
 def test_a_rejected_key_and_a_missing_channel_fail_loudly(tmp_path: Path,
@@ -73,3 +74,16 @@ def test_without_slack_notifications_go_to_the_log(tmp_path: Path, sim: SimServe
     code, lines = doctor(config(tmp_path, sim, None))
     assert code == 0
     assert any("not configured: notifications go to the log" in line for line in lines)
+
+
+def test_a_legacy_retired_or_unknown_chain_model_is_a_warning(tmp_path: Path,
+                                                              sim: SimServer) -> None:
+    """Old or unpriced models in [fallback.models] warn, naming the model; exit code stays 0."""
+    models = ('[fallback.models]\nopus = "claude-opus-4-1-20250805"\n'
+              'sonnet = "claude-sonnet-4-6"\nhaiku = "claude-tiny-9"\n')
+    code, lines = doctor(config(tmp_path, sim, None, models=models))
+    warned = {line.split(":")[0][5:]: line for line in lines if line.startswith("WARN")}
+    assert code == 0
+    assert "claude-opus-4-1-20250805 is retired" in warned["fallback model opus"]
+    assert "claude-sonnet-4-6 is legacy" in warned["fallback model sonnet"]
+    assert "claude-tiny-9 is not in the price table" in warned["fallback model haiku"]

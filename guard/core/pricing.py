@@ -86,6 +86,7 @@ class PriceCard:
     fast: Decimal | None = None
     fast_long_context: Decimal | None = None
     since: date | None = None
+    lifecycle: str = "current"
 
 
 class PriceTable:
@@ -173,6 +174,10 @@ class PriceTable:
                         "[pricing] in the config names it", model, self.fallback.model)
         return (replace(self.fallback, model=str(model), since=None),)
 
+    def known(self, model: str) -> bool:
+        """Whether ``model`` has a card of its own (without noting it as unknown)."""
+        return self._name(model) is not None
+
     def _name(self, model: str) -> str | None:
         """The card's name for ``model``: exact, undated, or a known id and a variant tag."""
         found = self._names.get(_undated(model))
@@ -205,6 +210,7 @@ def _card(name: str, entry: Mapping[str, Any], m: Multipliers) -> PriceCard:
         inference_geo_us=bool(entry.get("inference_geo_us", False)),
         fast=optional("fast"), fast_long_context=optional("fast_long_context"),
         since=date.fromisoformat(str(entry["since"])) if "since" in entry else None,
+        lifecycle=str(entry.get("lifecycle", "current")),
     )
 
 

@@ -18,6 +18,7 @@ from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
+from guard.core.pricing import PriceTable
 from guard.errors import GuardError, UpstreamError
 from guard.shell.sync import WATERMARK
 
@@ -35,10 +36,12 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warn: bool = False
 
     def line(self) -> str:
-        """``ok   admin key: …`` or ``FAIL state store: …``."""
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        """``ok   admin key: …``, ``WARN fallback model sonnet: …`` or ``FAIL state store: …``."""
+        mark = "FAIL" if not self.ok else "WARN" if self.warn else "ok  "
+        return f"{mark} {self.name}: {self.detail}"
 
 
 def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore,
@@ -51,6 +54,26 @@ def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore
     yield _store(lambda: open_store(url))
     yield from _slack(settings, slack, lambda: open_store(url))
     yield from _paths(settings)
+    yield from _chain_models(settings)
+
+
+def _chain_models(settings: Settings) -> Iterator[Check]:
+    """A warning for each tier of the chain whose model is legacy, retired or unknown."""
+    prices = PriceTable.load(settings.pricing)
+    for tier in settings.fallback.chain:
+        model = settings.fallback.models[tier]
+        name = f"fallback model {tier}"
+        if not prices.known(model):
+            yield Check(name, True, f"{model} is not in the price table: it is estimated at "
+                                    "the dearest card; name it under [pricing]", warn=True)
+            continue
+        lifecycle = prices.card(model).lifecycle
+        if lifecycle == "current":
+            yield Check(name, True, f"{model} (current)")
+        else:
+            yield Check(name, True, f"{model} is {lifecycle}: move [fallback.models] to a "
+                                    "current model (claude-opus-5-5, claude-sonnet-5-5, "
+                                    "claude-haiku-5-5)", warn=True)
 
 
 def _guard(name: str, action: Callable[[], str]) -> Check:
