@@ -405,7 +405,7 @@ def test_slash_pin_pins_the_named_tier(oncall: OnCall, slack: RecordingTransport
     assert (pin["tier"], pin["expires_at"], pin["reason"], pin["by"]) == (
         "haiku", "2026-03-19T16:05:00Z", "incident 42", "slack:U0ONCALL")
     assert [e.who for e in records.audit_entries()] == ["slack:U0ONCALL"]
-    assert "haiku (`claude-haiku-4-5`) until 16:05 UTC: incident 42" in answer
+    assert "haiku (`claude-haiku-5-5`) until 16:05 UTC: incident 42" in answer
     assert slack.posts == [(CHANNEL, answer, (), None)]
 
 
