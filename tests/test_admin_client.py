@@ -300,3 +300,18 @@ def test_a_usage_rows_speed_is_read_when_present(given: dict[str, Any],
     client, _ = make_client(Recorder(ok(page)))
     [[parsed]] = list(client.usage_pages(T0, T3, "1h"))
     assert parsed.results[0].speed == speed
+
+
+def test_usage_is_grouped_by_speed_with_the_fast_mode_beta_header() -> None:
+    """By default usage is grouped by every priced dimension, speed included, and every page
+    carries the fast-mode beta header that grouping by speed needs; cost requests do not."""
+    empty = {"data": [], "has_more": False, "next_page": None}
+    rec = Recorder(ok(empty), ok(empty), ok(empty))
+    client, _ = make_client(rec)
+    list(client.usage_pages(T0, T3, "1h"))
+    list(client.usage_pages(T0, T3, "1h", group_by=("model",)))
+    list(client.cost_pages(T0, T3))
+    speed, plain, cost = rec.requests
+    assert "speed" in speed.url.params.get_list("group_by[]")
+    assert speed.headers["anthropic-beta"] == "fast-mode-2026-02-01"
+    assert "anthropic-beta" not in plain.headers and "anthropic-beta" not in cost.headers

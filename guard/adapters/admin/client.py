@@ -42,8 +42,10 @@ MAX_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
 """The API's largest page, in buckets, per bucket width."""
 
 USAGE_GROUP_BY = ("workspace_id", "api_key_id", "model", "service_tier", "context_window",
-                  "inference_geo")
+                  "inference_geo", "speed")
 """Every usage dimension that changes the price, plus the two scopes budgets use."""
+FAST_MODE_BETA = "fast-mode-2026-02-01"
+"""Grouping the usage report by ``speed`` needs this beta header (reference §2.1, §8.3)."""
 
 _RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504, 529})
 
@@ -78,8 +80,9 @@ class AdminClient:
                     page_buckets: int | None = None) -> Iterator[list[UsageBucket]]:
         """Usage buckets in ``[start, end)``, one page at a time, every page followed."""
         params = _report_params(start, end, width, group_by, page_buckets)
+        beta = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else None
         first = 0
-        for data in self._report_pages(USAGE_PATH, params, "usage_report"):
+        for data in self._report_pages(USAGE_PATH, params, "usage_report", beta):
             buckets = parse.usage_buckets(data, parse.Where("usage_report"), first)
             first += len(buckets)
             yield buckets
@@ -122,12 +125,12 @@ class AdminClient:
             raise UpstreamUnavailable(type(exc).__name__) from None
         return response.status_code
 
-    def _report_pages(self, path: str, params: list[tuple[str, str]],
-                      what: str) -> Iterator[list[Any]]:
+    def _report_pages(self, path: str, params: list[tuple[str, str]], what: str,
+                      headers: dict[str, str] | None = None) -> Iterator[list[Any]]:
         page: str | None = None
         for number in range(1, 100_000):
             query = params + ([("page", page)] if page else [])
-            payload = self._request("GET", path, query, None)
+            payload = self._request("GET", path, query, None, headers)
             where = parse.Where(f"{what} page {number}")
             data, has_more, page = parse.envelope(payload, where, "next_page")
             yield data
@@ -146,12 +149,13 @@ class AdminClient:
                 return
 
     def _request(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
-                 body: dict[str, str] | None) -> object:
+                 body: dict[str, str] | None, headers: dict[str, str] | None = None) -> object:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
                 self.requests += 1
-                response = self.http.request(method, path, params=list(query or ()), json=body)
+                response = self.http.request(method, path, params=list(query or ()), json=body,
+                                             headers=headers)
             except httpx.TransportError as exc:
                 if last:
                     raise UpstreamUnavailable(
