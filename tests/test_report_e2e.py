@@ -235,3 +235,18 @@ def test_report_forecasts_the_month_and_names_firing_conditions(tmp_path: Path,
 
 def D_(x: float) -> Decimal:
     return Decimal(str(x))
+
+
+@pytest.mark.parametrize(("day", "unpriced"), [
+    pytest.param(2, [], id="before-the-unknown-model-appears"),
+    pytest.param(10, ["claude-nova-1"], id="after"),
+])
+def test_models_the_price_table_does_not_know_are_listed(sim: SimServer, config: Path,
+                                                         day: int, unpriced: list[str]) -> None:
+    """`unpriced_models` names this month's models without a card, each with a warning."""
+    at = datetime(2026, 3, day, 12, tzinfo=UTC)
+    sim.clock.set(at)
+    code, body, stderr = report(config, at)
+    assert code == 0, stderr
+    assert body["unpriced_models"] == unpriced
+    assert [w.split(" ")[1] for w in body["warnings"]] == unpriced

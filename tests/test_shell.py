@@ -21,6 +21,7 @@ from fakes import (
 
 from guard.core.decide import Remembered, TickConfig, decide
 from guard.core.fallback import FallbackState
+from guard.core.keys import EnforcementConfig, KeyPlan
 from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
 from guard.core.policy import Condition, Override, PolicyConfig
 from guard.core.records import NotificationKind
@@ -243,3 +244,37 @@ def test_the_daily_digest_goes_out_once_at_its_hour() -> None:
     digests = [t for t, _ in transport(tick).posts if "digest" in t.lower()]
     assert len(digests) == 1
     assert "1 budgets" in digests[0] and "Fallback tier" in digests[0]
+
+
+def test_the_hard_stop_waits_for_billed_data_on_an_unpriced_estimate() -> None:
+    """A key budget past its limit on usage of an unknown model is held, and says why;
+    the same spend on a known model is a target."""
+    key = "apikey_1"
+    budget = Budget("key-1", Scope.API_KEY, key, Decimal(1), Decimal(2))
+    config = replace(CONFIG, budgets=(budget,),
+                     enforcement=EnforcementConfig(enabled=True, dry_run=False))
+
+    def plan_for(model: str, unpriced: tuple[str, ...]) -> KeyPlan:
+        rows = [PricedUsage(AT.replace(hour=9), None, key, model, Decimal(5), Decimal(0))]
+        data = replace(snapshot(), usage=rows, unpriced_models=unpriced)
+        return decide(data, Remembered(), config, AT).keys
+
+    held = plan_for("claude-tiny-9", ("claude-tiny-9",))
+    assert held.targets == () and [name for name, _ in held.held] == ["key-1"]
+    assert "waiting for billed data" in held.held[0][1]
+    known = plan_for("claude-sonnet-5-5", ())
+    assert known.targets == (budget,) and known.held == ()
+
+
+def test_a_held_hard_stop_is_a_warning_in_the_tick_report() -> None:
+    """The reason the hard stop waits reaches the tick's JSON ``warnings``."""
+    key = "apikey_1"
+    budget = Budget("key-1", Scope.API_KEY, key, Decimal(1), Decimal(2))
+    rows = [PricedUsage(AT.replace(hour=9), None, key, "claude-tiny-9", Decimal(5), Decimal(0))]
+    fetcher = StaticFetcher(replace(snapshot(), usage=rows, unpriced_models=("claude-tiny-9",)))
+    tick = make_tick(fetcher=fetcher, config=replace(
+        CONFIG, budgets=(budget,), enforcement=EnforcementConfig(enabled=True, dry_run=False)))
+    body = run_tick(tick, AT).as_json()
+    assert body["unpriced_models"] == ["claude-tiny-9"]
+    assert any("waiting for billed data" in w for w in body["warnings"])
+    assert body["keys"] == []

@@ -35,6 +35,7 @@ class Assessment:
     stale: bool
     api_requests: int
     policy: PolicyConfig
+    unpriced_models: tuple[str, ...] = ()
 
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
@@ -50,7 +51,8 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     stale = is_stale(snapshot.data_through, at, policy)
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
                        held_tier=held_tier, override=override)
-    return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy)
+    return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy,
+                      snapshot.unpriced_models)
 
 
 def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:

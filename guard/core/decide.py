@@ -26,6 +26,7 @@ from guard.core import notices
 from guard.core.assess import Assessment, assess
 from guard.core.fallback import FallbackState
 from guard.core.keys import EnforcementConfig, KeyPlan, plan_keys
+from guard.core.ledger import includes_unpriced
 from guard.core.model import Budget, Snapshot
 from guard.core.notices import Planned
 from guard.core.policy import AlertState, Ceiling, Condition, Override, PolicyConfig, notified
@@ -90,7 +91,9 @@ def decide(snapshot: Snapshot, remembered: Remembered, config: TickConfig,
     changed = previous is None or not previous.same_tier(desired)
     planned = _notices(a, snapshot, desired, silences=remembered.silences, config=config,
                        now=now)
-    keys = plan_keys(a.ledger.budgets, remembered.key_actions, config.enforcement, now)
+    unpriced = [b.name for b in config.budgets if includes_unpriced(b, snapshot)]
+    keys = plan_keys(a.ledger.budgets, remembered.key_actions, config.enforcement, now,
+                     unpriced)
     reload = changed or (previous is not None and previous.reload_pending)
     return TickPlan(a, desired, previous, changed, reload, tuple(planned),
                     advanced_states(a, planned, now), keys,

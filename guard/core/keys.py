@@ -9,7 +9,7 @@ directory, applies these decisions and records each one after the Admin API acce
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +38,8 @@ class KeyPlan:
 
     targets: tuple[Budget, ...] = ()
     restore: tuple[KeyAction, ...] = ()
+    held: tuple[tuple[str, str], ...] = ()
+    """(budget, why) of budgets past the threshold that the hard stop waits on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,20 @@ def keys_in_scope(budget: Budget, keys: Sequence[ApiKey],
 
 
 def plan_keys(spends: Iterable[BudgetSpend], actions: Sequence[KeyAction],
-              config: EnforcementConfig, now: datetime) -> KeyPlan:
-    """What the hard stop wants as of ``now``: new targets, and last months' keys back."""
-    targets = over_threshold(spends, config) if config.enabled else []
+              config: EnforcementConfig, now: datetime,
+              unpriced: Collection[str] = ()) -> KeyPlan:
+    """What the hard stop wants as of ``now``: new targets, and last months' keys back.
+
+    A budget in ``unpriced`` (its figure includes an estimate of a model with no card) is
+    held, not targeted: no key is deactivated on a guess; billed data decides.
+    """
+    over = over_threshold(spends, config) if config.enabled else []
     month = month_start(now).date()
-    return KeyPlan(tuple(targets), tuple(a for a in actions if a.period < month))
+    held = tuple((b.name, f"{b.name}: waiting for billed data before deactivating keys; its "
+                          "spend includes usage of a model the price table does not know")
+                 for b in over if b.name in unpriced)
+    targets = tuple(b for b in over if b.name not in unpriced)
+    return KeyPlan(targets, tuple(a for a in actions if a.period < month), held)
 
 
 def needs_workspaces(plan: KeyPlan) -> bool:

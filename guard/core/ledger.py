@@ -26,6 +26,7 @@ from guard.core.model import (
     Ledger,
     PricedUsage,
     Scope,
+    Snapshot,
 )
 from guard.core.period import days_between, month_start
 
@@ -116,6 +117,22 @@ def attributable(budget: Budget, row: PricedUsage) -> Decimal:
         case Scope.MODEL:
             hit = row.model is not None and row.model.startswith(budget.match or "")
             return row.token_usd if hit else ZERO
+
+
+def includes_unpriced(budget: Budget, snapshot: Snapshot) -> bool:
+    """Whether ``budget``'s month-to-date contains an estimate of a model with no card.
+
+    Billed days are fact whatever the price table says; only days the ledger estimates (for
+    an ``api_key`` budget, every day) can hold an unpriced estimate.
+    """
+    unpriced = set(snapshot.unpriced_models)
+    if not unpriced:
+        return False
+    start = month_start(snapshot.at)
+    billed = set(snapshot.settled) if budget.scope is not Scope.API_KEY else set()
+    return any(r.model in unpriced and start <= r.start < snapshot.at
+               and r.start.date() not in billed and attributable(budget, r) > 0
+               for r in snapshot.usage)
 
 
 def budget_api_keys(budgets: Iterable[Budget]) -> frozenset[str]:

@@ -206,3 +206,6 @@ class Snapshot:
     recent_hours: list[PricedUsage] = field(default_factory=list)
     recent_minutes: list[PricedUsage] = field(default_factory=list)
     hourly: dict[datetime, Decimal] = field(default_factory=dict)
+    unpriced_models: tuple[str, ...] = ()
+    """Models seen this month that the price table does not know (estimated at its dearest
+    card)."""

@@ -86,7 +86,15 @@ def report_json(a: Assessment) -> dict[str, Any]:
                     budget_ceiling(spend, firing, a))
         for spend, item in zip(a.ledger.budgets, a.inputs, strict=True)]
     out["data_stale"] = a.stale
+    out["unpriced_models"] = list(a.unpriced_models)
+    out["warnings"] = [unpriced_warning(m) for m in a.unpriced_models]
     return out
+
+
+def unpriced_warning(model: str) -> str:
+    """The warning for a model the price table does not know."""
+    return (f"model {model} is not in the price table: its usage is estimated at the dearest "
+            "card until billed; name it under [pricing]")
 
 
 def budget_ceiling(spend: BudgetSpend, firing: Mapping[str, Sequence[Condition]],
@@ -120,6 +128,7 @@ class TickReport:
     standby: bool = False
     owed: int = 0
     notification_errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -140,6 +149,7 @@ class TickReport:
                         "dry_run": k.dry_run, "done": k.done, "error": k.error}
                        for k in self.keys]
         out["upstream_error"] = self.upstream_error
+        out["warnings"] = out["warnings"] + list(self.warnings)
         return out
 
 
@@ -156,7 +166,8 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                           standby=True)
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
                       sent(plan, delivered), keys, upstream_error, owed=owed,
-                      notification_errors=rejected)
+                      notification_errors=rejected,
+                      warnings=tuple(why for _, why in plan.keys.held))
 
 
 def sent(plan: TickPlan, delivered: frozenset[str]) -> tuple[Sent, ...]:

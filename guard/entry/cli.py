@@ -81,6 +81,8 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         typer.echo(json.dumps(report_json(assessment), indent=2))
     else:
         console().print(report_table(assessment))
+        for warning in report_json(assessment)["warnings"]:
+            typer.echo(f"warning: {warning}")
 
 
 @app.command()
@@ -175,6 +177,8 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:
         console().print(report_table(result.assessment))
+        for warning in result.as_json()["warnings"]:
+            typer.echo(f"warning: {warning}")
         typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                    f"{result.fallback.source}){' changed' if result.changed else ''}"
                    f"{dry(dry_run)}")

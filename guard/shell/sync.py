@@ -25,6 +25,7 @@ from guard.core.period import (
     floor_day,
     floor_hour,
     floor_minute,
+    month_start,
 )
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy, UsagePlan
@@ -88,7 +89,13 @@ class Fetcher:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=requests, usage_from=usage_from.date(),
-                        recent_hours=recent, recent_minutes=minutes, hourly=hourly)
+                        recent_hours=recent, recent_minutes=minutes, hourly=hourly,
+                        unpriced_models=self._unpriced(usage, month_start(at)))
+
+    def _unpriced(self, usage: list[PricedUsage], since: datetime) -> tuple[str, ...]:
+        """Models of this month's usage that the price table has no card for."""
+        return tuple(sorted({r.model for r in usage if r.model and r.start >= since
+                             and not self.prices.known(r.model)}))
 
     def _advance_watermark(self, through: datetime) -> None:
         """Record how far usage has been read, never moving it back (``--at`` in the past)."""

@@ -112,6 +112,8 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
         if item.muted is None:
             tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
     results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
+    for _, why in plan.keys.held:
+        log.warning("hard stop held: %s", why)
     keys = preview_keys(tick.enforcer, plan.keys)
     if tick.enforcer is not None:
         keys = tick.enforcer.apply(keys, at)
