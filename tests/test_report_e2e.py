@@ -250,3 +250,20 @@ def test_models_the_price_table_does_not_know_are_listed(sim: SimServer, config:
     assert code == 0, stderr
     assert body["unpriced_models"] == unpriced
     assert [w.split(" ")[1] for w in body["warnings"]] == unpriced
+
+
+def test_a_price_card_ten_percent_off_shows_as_price_drift(sim: SimServer, tmp_path: Path) -> None:
+    """With Sonnet 4.6's card 10 % dear, the newest billed day reports drift for it alone."""
+    at = datetime(2026, 3, 15, 12, tzinfo=UTC)
+    sim.clock.set(at)
+    config = write_config(tmp_path / "guard.toml", sim.base_url, tmp_path / "state.db",
+                          max_retries=2)
+    config.write_text(config.read_text() + '[pricing]\n"claude-sonnet-4-6" = '
+                      '{ input = 3.3, output = 16.5, inference_geo_us = true }\n')
+    code, body, stderr = report(config, at)
+    assert code == 0, stderr
+    [drift] = body["price_drift"]
+    assert (drift["model"], drift["day"]) == ("claude-sonnet-4-6", "2026-03-14")
+    assert abs(drift["ratio"] - Decimal("1.1")) < Decimal("0.001")
+    assert drift["estimated_usd"] > drift["billed_usd"] > 0
+    assert any(w.startswith("price drift: claude-sonnet-4-6") for w in body["warnings"])

@@ -23,6 +23,7 @@ from guard.core.policy import (
     PolicyConfig,
     evaluate,
 )
+from guard.core.reconcile import Drift, price_drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Assessment:
     api_requests: int
     policy: PolicyConfig
     unpriced_models: tuple[str, ...] = ()
+    price_drift: tuple[Drift, ...] = ()
 
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
@@ -52,7 +54,7 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
                        held_tier=held_tier, override=override)
     return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy,
-                      snapshot.unpriced_models)
+                      snapshot.unpriced_models, price_drift(snapshot))
 
 
 def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:

@@ -20,6 +20,7 @@ from guard.core.model import BudgetSpend, Ledger
 from guard.core.notices import Planned
 from guard.core.outlook import describe_burn
 from guard.core.policy import AlertState, BudgetInput, Condition, ceiling
+from guard.core.reconcile import Drift
 from guard.core.records import Notification, NotificationKind, ReloadResult
 
 _HUNDREDTH_CENT = Decimal("0.0001")
@@ -87,8 +88,17 @@ def report_json(a: Assessment) -> dict[str, Any]:
         for spend, item in zip(a.ledger.budgets, a.inputs, strict=True)]
     out["data_stale"] = a.stale
     out["unpriced_models"] = list(a.unpriced_models)
-    out["warnings"] = [unpriced_warning(m) for m in a.unpriced_models]
+    out["price_drift"] = [drift_json(d) for d in a.price_drift]
+    out["warnings"] = ([unpriced_warning(m) for m in a.unpriced_models]
+                       + [d.describe() for d in a.price_drift])
     return out
+
+
+def drift_json(d: Drift) -> dict[str, Any]:
+    """One entry of ``price_drift``."""
+    return {"model": d.model, "day": d.day.isoformat(),
+            "estimated_usd": usd_number(d.estimated_usd), "billed_usd": usd_number(d.billed_usd),
+            "ratio": round(float(d.ratio), 4) if d.ratio is not None else None}
 
 
 def unpriced_warning(model: str) -> str:
