@@ -105,6 +105,7 @@ class PriceTable:
         self.fallback = max(cards.values(), key=lambda c: (c.output, c.input))
         self.unknown_models: set[str] = set()
         self._resolved: dict[str | None, tuple[PriceCard, ...]] = {}
+        self._by_day: dict[tuple[str | None, date | None], PriceCard] = {}
 
     @classmethod
     def load(cls, overrides: Mapping[str, PriceOverride] | None = None) -> PriceTable:
@@ -128,13 +129,15 @@ class PriceTable:
     def card(self, model: str | None, day: date | None = None) -> PriceCard:
         """The card for ``model`` on ``day`` (the newest without a day); the most expensive
         one (logged once) when the model is unknown."""
-        history = self._resolved.get(model)
-        if history is None:
-            history = self._lookup(model)
-            self._resolved[model] = history
-        if day is None:
-            return history[-1]
-        return [c for c in history if c.since is None or c.since <= day][-1]
+        found = self._by_day.get((model, day))
+        if found is None:
+            history = self._resolved.get(model)
+            if history is None:
+                history = self._resolved[model] = self._lookup(model)
+            found = history[-1] if day is None else [
+                c for c in history if c.since is None or c.since <= day][-1]
+            self._by_day[model, day] = found
+        return found
 
     def price(self, row: UsageRow, day: date | None = None) -> tuple[Decimal, Decimal]:
         """``(token_usd, web_search_usd)`` for one usage row of ``day``."""
