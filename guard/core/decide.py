@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from guard.core import notices
 from guard.core.assess import Assessment, assess
 from guard.core.fallback import FallbackState
-from guard.core.keys import EnforcementConfig, KeyPlan, plan_keys
+from guard.core.keys import EnforcementConfig, KeyPlan, over_threshold, plan_keys
 from guard.core.ledger import includes_unpriced
 from guard.core.model import Budget, Snapshot
 from guard.core.notices import Planned
@@ -91,7 +91,9 @@ def decide(snapshot: Snapshot, remembered: Remembered, config: TickConfig,
     changed = previous is None or not previous.same_tier(desired)
     planned = _notices(a, snapshot, desired, silences=remembered.silences, config=config,
                        now=now)
-    unpriced = [b.name for b in config.budgets if includes_unpriced(b, snapshot)]
+    candidates = over_threshold(a.ledger.budgets, config.enforcement) \
+        if config.enforcement.enabled else []
+    unpriced = [b.name for b in candidates if includes_unpriced(b, snapshot)]
     keys = plan_keys(a.ledger.budgets, remembered.key_actions, config.enforcement, now,
                      unpriced)
     reload = changed or (previous is not None and previous.reload_pending)

@@ -89,9 +89,13 @@ def report_json(a: Assessment) -> dict[str, Any]:
     out["data_stale"] = a.stale
     out["unpriced_models"] = list(a.unpriced_models)
     out["price_drift"] = [drift_json(d) for d in a.price_drift]
-    out["warnings"] = ([unpriced_warning(m) for m in a.unpriced_models]
-                       + [d.describe() for d in a.price_drift])
+    out["warnings"] = warnings(a)
     return out
+
+
+def warnings(a: Assessment) -> list[str]:
+    """What people should know about the figures: unpriced models, then price drift."""
+    return [unpriced_warning(m) for m in a.unpriced_models] + [d.describe() for d in a.price_drift]
 
 
 def drift_json(d: Drift) -> dict[str, Any]:

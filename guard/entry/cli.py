@@ -22,7 +22,7 @@ from guard import __version__
 from guard.config import Settings, load_settings, render_settings, resolve_config_path
 from guard.core.assess import Assessment, assess
 from guard.core.ledger import budget_api_keys
-from guard.core.summary import TickReport, report_json
+from guard.core.summary import TickReport, report_json, warnings
 from guard.entry import wiring
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
 from guard.entry.report import report_table
@@ -81,7 +81,7 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         typer.echo(json.dumps(report_json(assessment), indent=2))
     else:
         console().print(report_table(assessment))
-        for warning in report_json(assessment)["warnings"]:
+        for warning in warnings(assessment):
             typer.echo(f"warning: {warning}")
 
 
@@ -177,7 +177,7 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         typer.echo(json.dumps(result.as_json(), indent=2))
     else:
         console().print(report_table(result.assessment))
-        for warning in result.as_json()["warnings"]:
+        for warning in [*warnings(result.assessment), *result.warnings]:
             typer.echo(f"warning: {warning}")
         typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                    f"{result.fallback.source}){' changed' if result.changed else ''}"

@@ -94,8 +94,8 @@ class Fetcher:
 
     def _unpriced(self, usage: list[PricedUsage], since: datetime) -> tuple[str, ...]:
         """Models of this month's usage that the price table has no card for."""
-        return tuple(sorted({r.model for r in usage if r.model and r.start >= since
-                             and not self.prices.known(r.model)}))
+        models = {r.model for r in usage if r.model and r.start >= since}
+        return tuple(sorted(m for m in models if not self.prices.known(m)))
 
     def _advance_watermark(self, through: datetime) -> None:
         """Record how far usage has been read, never moving it back (``--at`` in the past)."""
