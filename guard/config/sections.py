@@ -121,6 +121,7 @@ class AnthropicSettings(_SecretSection):
     admin_api_key: SecretStr | None = None
     admin_api_key_file: Path | None = None
     base_url: HttpUrl = "https://api.anthropic.com"
+    source: Literal["auto", "analytics", "legacy"] = "auto"
     poll_interval_s: int = Field(60, ge=10)
     stale_after_minutes: int = Field(30, ge=1)
     timeout_s: float = Field(30.0, gt=0)

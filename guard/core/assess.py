@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from guard.core.ledger import month_to_date
+from guard.core.ledger import ledger_of
 from guard.core.model import Budget, Ledger, Snapshot
 from guard.core.outlook import OutlookInputs, outlooks
 from guard.core.policy import (
@@ -38,6 +38,9 @@ class Assessment:
     policy: PolicyConfig
     unpriced_models: tuple[str, ...] = ()
     price_drift: tuple[Drift, ...] = ()
+    source: str = "legacy"
+    billed_through: datetime | None = None
+    source_note: str | None = None
 
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
@@ -45,8 +48,7 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
            held_tier: str | None = None, override: Override | None = None) -> Assessment:
     """Ledger, forecast, burn rate and policy for ``budgets`` from one ``snapshot``."""
     at = snapshot.at
-    ledger = month_to_date(budgets, at=at, settled=snapshot.settled, usage=snapshot.usage,
-                           data_through=snapshot.data_through)
+    ledger = ledger_of(budgets, snapshot)
     data = OutlookInputs(snapshot.settled, snapshot.usage, snapshot.usage_from,
                          snapshot.recent_hours, snapshot.recent_minutes, snapshot.hourly)
     inputs = tuple(outlooks(ledger, data, lag=lag))
@@ -54,7 +56,8 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
                        held_tier=held_tier, override=override)
     return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy,
-                      snapshot.unpriced_models, price_drift(snapshot))
+                      snapshot.unpriced_models, price_drift(snapshot), snapshot.source,
+                      snapshot.billed_through, snapshot.source_note)
 
 
 def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:

@@ -9,12 +9,16 @@ Each UTC day of the month takes its figures from exactly one source:
 So no hour is ever counted twice. ``api_key`` budgets are always estimated, because the cost
 report has no key dimension. ``model`` budgets count token costs only: the cost report does not
 attribute web searches or code execution to a model, and estimates follow the same rule.
+
+With the **analytics** source (``ledger_of`` picks), the split is by hour instead: every hour
+before the billed watermark is billed fact for every scope, API keys included; the tail after
+it is usage × prices scaled by the billed/list ratio of the last billed day.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -28,7 +32,7 @@ from guard.core.model import (
     Scope,
     Snapshot,
 )
-from guard.core.period import days_between, month_start
+from guard.core.period import DAY, days_between, floor_day, month_start
 
 ZERO = Decimal(0)
 
@@ -129,6 +133,9 @@ def includes_unpriced(budget: Budget, snapshot: Snapshot) -> bool:
     if not unpriced:
         return False
     start = month_start(snapshot.at)
+    if snapshot.source == "analytics":
+        return any(r.model in unpriced and attributable(budget, r) > 0 for r in
+                   _tail(snapshot, start))
     billed = set(snapshot.settled) if budget.scope is not Scope.API_KEY else set()
     return any(r.model in unpriced and start <= r.start < snapshot.at
                and r.start.date() not in billed and attributable(budget, r) > 0
@@ -156,3 +163,47 @@ def month_to_date(budgets: Iterable[Budget], *, at: datetime,
     through = max(in_month) if in_month else None
     return Ledger(at=at, period_start=start, data_through=data_through, budgets=spends,
                   authoritative_through=through)
+
+
+def ledger_of(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledger:
+    """The ledger of ``snapshot``'s month, by the rules of its billing source."""
+    if snapshot.source == "analytics":
+        return billed_month_to_date(budgets, snapshot)
+    return month_to_date(budgets, at=snapshot.at, settled=snapshot.settled,
+                         usage=snapshot.usage, data_through=snapshot.data_through)
+
+
+def billed_month_to_date(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledger:
+    """Billed cost through the watermark, then the calibrated estimate of the tail."""
+    at, start = snapshot.at, month_start(snapshot.at)
+    days = [*days_between(start.date(), at.date()), at.date()]
+    billed = UsageIndex(r for r in snapshot.billed if start <= r.start < at)
+    tail = UsageIndex(_tail(snapshot, start))
+    spends = tuple(_billed_spend(b, days, billed, tail, snapshot.calibration) for b in budgets)
+    return Ledger(at=at, period_start=start, data_through=snapshot.data_through,
+                  budgets=spends, authoritative_through=_complete_day(snapshot, start))
+
+
+def _tail(snapshot: Snapshot, start: datetime) -> Iterator[PricedUsage]:
+    """The estimated rows: from the billed watermark (or the month start) to ``at``."""
+    since = max(start, snapshot.billed_through or start)
+    return (r for r in snapshot.tail if since <= r.start < snapshot.at)
+
+
+def _billed_spend(budget: Budget, days: Iterable[date], billed: UsageIndex, tail: UsageIndex,
+                  calibration: Decimal) -> BudgetSpend:
+    authoritative, estimated, daily = ZERO, ZERO, []
+    for day in days:
+        fact, guess = billed.spend(budget, day), tail.spend(budget, day) * calibration
+        authoritative += fact
+        estimated += guess
+        daily.append(fact + guess)
+    return BudgetSpend(budget, authoritative, estimated, tuple(daily))
+
+
+def _complete_day(snapshot: Snapshot, start: datetime) -> date | None:
+    """The last day of the month the bill covers whole."""
+    through = snapshot.billed_through
+    if through is None or floor_day(through) <= start:
+        return None
+    return (floor_day(through) - DAY).date()

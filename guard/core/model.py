@@ -94,6 +94,33 @@ class CostBucket:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledCost:
+    """One row of ``/analytics/cost``: billed cost of one group in one bucket, in cents.
+
+    ``amount_cents`` is post-discount (what the invoice charges before credits);
+    ``list_cents`` is the same usage at list price. ``workspace_id`` is the API's, where the
+    default workspace has its real id (``guard.shell.sync`` maps it to ``None``).
+    """
+
+    starting_at: datetime
+    ending_at: datetime
+    amount_cents: Decimal
+    list_cents: Decimal
+    cost_type: str | None = None
+    model: str | None = None
+    workspace_id: str | None = None
+    api_key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledPage:
+    """One page of ``/analytics/cost`` and its ``data_refreshed_at`` watermark."""
+
+    rows: tuple[BilledCost, ...]
+    refreshed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Workspace:
     """A workspace of the organization."""
 
@@ -153,6 +180,15 @@ class CostDay:
     day: date
     by_workspace: dict[str | None, Decimal] = field(default_factory=dict)
     by_model: dict[str, Decimal] = field(default_factory=dict)
+    list_usd: Decimal | None = None
+    """The day at list price, where the source says (the analytics API); else ``None``."""
+
+    @property
+    def calibration(self) -> Decimal:
+        """Billed / list: what a negotiated discount leaves of list prices (1 if unknown)."""
+        if self.list_usd is None or self.list_usd <= 0:
+            return Decimal(1)
+        return self.total_usd / self.list_usd
 
     @property
     def total_usd(self) -> Decimal:
@@ -209,3 +245,16 @@ class Snapshot:
     unpriced_models: tuple[str, ...] = ()
     """Models seen this month that the price table does not know (estimated at its dearest
     card)."""
+    source: str = "legacy"
+    """Where billed figures come from: ``analytics`` (hourly, per key) or ``legacy`` (daily)."""
+    billed: list[PricedUsage] = field(default_factory=list)
+    """Analytics source: billed cost per (day, workspace, key, model) of the month before
+    ``billed_through`` (``token_usd`` = tokens, ``web_search_usd`` = every other cost)."""
+    billed_through: datetime | None = None
+    """Analytics source: the hour the bill is complete to (``data_refreshed_at``)."""
+    tail: list[PricedUsage] = field(default_factory=list)
+    """Analytics source: priced usage from ``billed_through`` to ``at``, the estimated part."""
+    calibration: Decimal = Decimal(1)
+    """Billed / list over the last billed day: scales the estimated tail."""
+    source_note: str | None = None
+    """Why the source is what it is, when ``auto`` fell back (for logs and ``doctor``)."""

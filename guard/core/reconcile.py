@@ -1,7 +1,8 @@
 """Reconciliation: the estimate (usage × price table) against the bill, per model and day. Pure.
 
-For the newest billed day that usage also covers, each model's estimated token cost is set
-against what the bill charged for that model's tokens. A model off by more than
+For the newest billed day that usage also covers, each model's estimated token cost (scaled by
+that day's billed/list ratio where the source gives list prices, so a negotiated discount is
+not drift) is set against what the bill charged for that model's tokens. A model off by more than
 ``TOLERANCE`` (and by at least ``MIN_GAP_USD``, so cent rounding on a small model is no
 alarm) is **price drift**: the price table is wrong or stale for it, and a person reading an
 invoice should not be the first to find out. Models the table does not know are listed as
@@ -55,7 +56,9 @@ def price_drift(snapshot: Snapshot) -> tuple[Drift, ...]:
     for row in snapshot.usage:
         if row.model is not None and row.start.date() == day:
             estimated[row.model] += row.token_usd
-    billed = snapshot.settled[day].by_model
+    cost = snapshot.settled[day]
+    billed, scale = cost.by_model, cost.calibration
+    estimated = {model: usd * scale for model, usd in estimated.items()}
     unpriced = set(snapshot.unpriced_models)
     found = []
     for model in sorted(set(estimated) | set(billed)):

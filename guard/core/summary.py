@@ -87,6 +87,8 @@ def report_json(a: Assessment) -> dict[str, Any]:
                     budget_ceiling(spend, firing, a))
         for spend, item in zip(a.ledger.budgets, a.inputs, strict=True)]
     out["data_stale"] = a.stale
+    out["source"] = a.source
+    out["billed_through"] = timestamp(a.billed_through)
     out["unpriced_models"] = list(a.unpriced_models)
     out["price_drift"] = [drift_json(d) for d in a.price_drift]
     out["warnings"] = warnings(a)
@@ -94,8 +96,11 @@ def report_json(a: Assessment) -> dict[str, Any]:
 
 
 def warnings(a: Assessment) -> list[str]:
-    """What people should know about the figures: unpriced models, then price drift."""
-    return [unpriced_warning(m) for m in a.unpriced_models] + [d.describe() for d in a.price_drift]
+    """What people should know about the figures: the billing source if ``auto`` fell back,
+    unpriced models, then price drift."""
+    source = [f"billing source: {a.source_note}"] if a.source_note else []
+    return (source + [unpriced_warning(m) for m in a.unpriced_models]
+            + [d.describe() for d in a.price_drift])
 
 
 def drift_json(d: Drift) -> dict[str, Any]:

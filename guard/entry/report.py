@@ -43,9 +43,8 @@ def _table(ledger: Ledger, api_requests: int, a: Assessment | None) -> Table:
     from rich.table import Table  # noqa: PLC0415  (rich loads only for tables)
 
     table = Table(title=f"Month-to-date spend as of {timestamp(ledger.at)}",
-                  caption=f"data through {timestamp(ledger.data_through)} · billed (cost report) "
-                          f"through {ledger.authoritative_through or '—'} · "
-                          f"{api_requests} Admin API requests")
+                  caption=f"data through {timestamp(ledger.data_through)} · {_billed(ledger, a)}"
+                          f" · {api_requests} Admin API requests")
     headings = ["budget", "scope", "spend", "of hard", "soft", "hard", "billed", "estimated"]
     if a is not None:
         headings += ["month-end P50 (P10–P90)", "firing"]
@@ -63,6 +62,13 @@ def _table(ledger: Ledger, api_requests: int, a: Assessment | None) -> Table:
                     ", ".join(a.outcome.firing.get(s.budget.name, ())) or "—"]
         table.add_row(*row)
     return table
+
+
+def _billed(ledger: Ledger, a: Assessment | None) -> str:
+    """Where billed figures come from, and how far they reach."""
+    if a is not None and a.source == "analytics":
+        return f"billed (analytics) through {timestamp(a.billed_through) or '—'}"
+    return f"billed (cost report) through {ledger.authoritative_through or '—'}"
 
 
 def _band(f: Forecast | None) -> str:

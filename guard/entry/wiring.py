@@ -231,11 +231,13 @@ def holder() -> str:
 
 
 def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
-             sinks: SinkPort, transport: SlackTransport, channel: str = "") -> Tick:
+             sinks: SinkPort, transport: SlackTransport, channel: str = "",
+             source: str = "auto") -> Tick:
     """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
     records = Records(store)
-    return Tick(Fetcher(admin, Caches(store), prices), records, Outbox(store), Silences(store),
-                Lease(store), sinks, transport, config,
+    fetcher = Fetcher(admin, Caches(store), prices, source=source)
+    return Tick(fetcher, records, Outbox(store), Silences(store), Lease(store), sinks, transport,
+                config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())
 
 
@@ -285,7 +287,8 @@ def build(settings: Settings, store: Store | None = None,
     tick = tick_for(admin, store, config, prices=PriceTable.load(settings.pricing),
                     sinks=file_sinks(settings.fallback),
                     transport=transport or transport_for(settings),
-                    channel=(settings.slack.channel or "") if channel is None else channel)
+                    channel=(settings.slack.channel or "") if channel is None else channel,
+                    source=settings.anthropic.source)
     return Guard(settings, store, admin, tick, owns_store=owned)
 
 

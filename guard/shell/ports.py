@@ -14,9 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
+from guard.core.billed import BilledHour
 from guard.core.fallback import FallbackState
 from guard.core.model import (
     ApiKey,
+    BilledPage,
     CostBucket,
     CostDay,
     PricedUsage,
@@ -51,6 +53,15 @@ class AdminReports(Protocol):
     def cost_pages(self, start: datetime, end: datetime, group_by: Sequence[str] = (),
                    page_buckets: int | None = None) -> Iterator[list[CostBucket]]:
         """Daily cost buckets in ``[start, end)``, one page at a time."""
+        ...
+
+    def analytics_cost(self, start: datetime, end: datetime, width: str,
+                       group_by: Sequence[str] = ...) -> BilledPage:
+        """Every billed row of ``[start, end)`` (the analytics API), all pages followed."""
+        ...
+
+    def workspaces(self, include_archived: bool = False) -> list[Workspace]:
+        """Every listed workspace (the default workspace is not among them)."""
         ...
 
 
@@ -107,6 +118,24 @@ class CachePort(Protocol):
 
     def cost_days(self, days: Iterable[date]) -> dict[date, CostDay]:
         """The stored cost of each of ``days`` that has been read."""
+        ...
+
+    def replace_billed_hours(self, start: datetime, end: datetime,
+                             hours: Sequence[BilledHour]) -> None:
+        """Make ``hours`` the whole billed content of ``[start, end)``."""
+        ...
+
+    def billed_by_day(self, start: datetime, end: datetime,
+                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Billed hours summed per UTC day, as priced rows."""
+        ...
+
+    def billed_days(self, start: datetime, end: datetime) -> dict[date, CostDay]:
+        """Billed hours of whole days summed into cost days."""
+        ...
+
+    def billed_totals(self, start: datetime, end: datetime) -> tuple[Decimal, Decimal]:
+        """Billed and list totals of the billed hours in ``[start, end)``."""
         ...
 
     def get_meta(self, name: str) -> str | None:

@@ -12,10 +12,12 @@ is ever requested.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
 from guard.core import settle
+from guard.core.billed import ANALYTICS, LEGACY, BilledPolicy
 from guard.core.model import CostDay, PricedUsage, Snapshot
 from guard.core.period import (
     DAY,
@@ -29,6 +31,7 @@ from guard.core.period import (
 )
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy, UsagePlan
+from guard.shell.billed import BilledSync, Source
 from guard.shell.ports import AdminReports, CachePort
 
 COST_GROUP_BY = ("workspace_id", "description")
@@ -39,11 +42,13 @@ class Fetcher:
     """Keeps the usage and cost caches current and assembles a ``Snapshot``."""
 
     def __init__(self, client: AdminReports, caches: CachePort, prices: PriceTable,
-                 policy: FetchPolicy | None = None) -> None:
+                 policy: FetchPolicy | None = None, *, source: str = LEGACY,
+                 billed_policy: BilledPolicy | None = None) -> None:
         self.client = client
         self.caches = caches
         self.prices = prices
         self.policy = policy or FetchPolicy()
+        self.billed = BilledSync(client, caches, source, billed_policy)
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -54,11 +59,17 @@ class Fetcher:
         before = self.client.requests
         usage_from = self.policy.usage_from(at)
         fresh_from, minutes = self._refresh_usage(usage_from, at)
-        settled = self._refresh_cost(self.policy.cost_from(at), at)
+        source = self.billed.refresh(at)
+        if source.name == ANALYTICS:
+            self.billed.refresh_history(self.policy.cost_from(at), at)
+            settled = self.billed.history(self.policy.cost_from(at), at)
+        else:
+            settled = self._refresh_cost(self.policy.cost_from(at), at)
         self._advance_watermark(floor_minute(at))
-        return self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                              minutes=minutes, api_keys=api_keys, through=floor_minute(at),
-                              requests=self.client.requests - before)
+        snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
+                                  minutes=minutes, api_keys=api_keys, through=floor_minute(at),
+                                  requests=self.client.requests - before)
+        return self._with_source(snapshot, source, fresh_from, minutes, api_keys)
 
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """The month's data as the store has it, without a single request (an outage).
@@ -69,12 +80,38 @@ class Fetcher:
         usage_from = self.policy.usage_from(at)
         known = self.caches.get_meta(WATERMARK)
         through = min(datetime.fromisoformat(known), at) if known else None
-        closed = days_between(self.policy.cost_from(at), at.date())
-        fetched = self.caches.cost_fetched(closed[0], closed[-1]) if closed else {}
-        settled = self._stored_cost(settle.settled_days(closed, fetched, self.policy))
+        source = self.billed.stored()
+        if source.name == ANALYTICS:
+            settled = self.billed.history(self.policy.cost_from(at), at)
+        else:
+            closed = days_between(self.policy.cost_from(at), at.date())
+            fetched = self.caches.cost_fetched(closed[0], closed[-1]) if closed else {}
+            settled = self._stored_cost(settle.settled_days(closed, fetched, self.policy))
         fresh_from = min(floor_hour(at), floor_hour(through)) if through else usage_from
-        return self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                              minutes=[], api_keys=api_keys, through=through, requests=0)
+        snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
+                                  minutes=[], api_keys=api_keys, through=through, requests=0)
+        return self._with_source(snapshot, source, fresh_from, [], api_keys)
+
+    def _with_source(self, snapshot: Snapshot, source: Source, fresh_from: datetime,
+                     minutes: list[PricedUsage], api_keys: Collection[str] | None) -> Snapshot:
+        """The snapshot with its billing source; for analytics, the billed hours and the
+        estimated tail after them."""
+        if source.name != ANALYTICS:
+            billed_days = [d for d in snapshot.settled if day_start(d) + DAY <= snapshot.at]
+            through = day_start(max(billed_days)) + DAY if billed_days else None
+            return replace(snapshot, source=LEGACY, source_note=source.note,
+                           billed_through=through)
+        at, start = snapshot.at, month_start(snapshot.at)
+        stored = self.billed.through()
+        through = min(stored, floor_hour(at)) if stored is not None else None
+        rows = (self.caches.billed_by_day(start, through, api_keys)
+                if through is not None and through > start else [])
+        since = max(start, through or start)
+        tail = [*(self.caches.usage_by_hour(since, fresh_from, api_keys)
+                  if fresh_from > since else []),
+                *(r for r in settle.by_hour(minutes) if r.start >= since)]
+        return replace(snapshot, source=ANALYTICS, billed=rows, billed_through=through,
+                       tail=tail, calibration=self.billed.calibration())
 
     def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,
                   fresh_from: datetime, minutes: list[PricedUsage],

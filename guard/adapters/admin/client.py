@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from guard.adapters.admin import parse
-from guard.core.model import ApiKey, CostBucket, UsageBucket, Workspace
+from guard.core.model import ApiKey, BilledCost, BilledPage, CostBucket, UsageBucket, Workspace
 from guard.errors import (
     AdminKeyRejected,
     MalformedResponse,
@@ -36,6 +36,14 @@ WORKSPACES_PATH = "/v1/organizations/workspaces"
 API_KEYS_PATH = "/v1/organizations/api_keys"
 SPEND_LIMITS_PATH = "/v1/organizations/spend_limits"
 SPEND_LIMITS_BETA = "spend-limit-reads-2026-09-26"
+ANALYTICS_COST_PATH = "/v1/organizations/analytics/cost"
+ANALYTICS_BETA = "analytics-usage-cost-2026-08-24"
+"""Every analytics request carries this beta header (reference §1)."""
+ANALYTICS_GROUP_BY = ("api_key_id", "workspace_id", "model", "cost_type")
+"""Billed cost per budget scope; ``cost_type`` (not counted toward the 5) splits tokens out."""
+ANALYTICS_LIMIT = 1000
+CURSOR_RESTARTS = 3
+"""An expired cursor (410) restarts paging from page 1 at most this many times."""
 
 WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 MAX_LIMIT = {"1m": 1440, "1h": 168, "1d": 31}
@@ -96,6 +104,41 @@ class AdminClient:
             buckets = parse.cost_buckets(data, parse.Where("cost_report"), first)
             first += len(buckets)
             yield buckets
+
+    def analytics_cost(self, start: datetime, end: datetime, width: str,
+                       group_by: Sequence[str] = ANALYTICS_GROUP_BY) -> BilledPage:
+        """Every billed row of ``[start, end)`` in ``width`` buckets, all pages followed.
+
+        The range must fit the API's limits (31 days; 24 hours for ``1m``). An expired cursor
+        (HTTP 410, when the data refreshes mid-paging) restarts from the first page, so no
+        row is counted twice or lost.
+        """
+        params = [("starting_at", rfc3339(start)), ("ending_at", rfc3339(end)),
+                  ("time_bucket_width", width), ("order_by", "time"), ("order", "asc"),
+                  ("limit", str(ANALYTICS_LIMIT))] + [("group_by[]", g) for g in group_by]
+        for restart in range(CURSOR_RESTARTS + 1):
+            try:
+                return self._analytics_pages(params)
+            except RequestRejected as error:
+                if error.status != 410 or restart == CURSOR_RESTARTS:
+                    raise
+        raise AssertionError("unreachable: the last restart returns or raises")
+
+    def _analytics_pages(self, params: list[tuple[str, str]]) -> BilledPage:
+        rows: list[BilledCost] = []
+        refreshed: datetime | None = None
+        headers = {"anthropic-beta": ANALYTICS_BETA}
+        page: str | None = None
+        for number in range(1, 100_000):
+            query = params + ([("page", page)] if page else [])
+            payload = self._request("GET", ANALYTICS_COST_PATH, query, None, headers)
+            where = parse.Where(f"analytics/cost page {number}")
+            data, has_more, page, refreshed = parse.report_page(payload, where)
+            rows.extend(parse.billed_rows(data, where, len(rows)))
+            if not has_more:
+                return BilledPage(tuple(rows), refreshed)
+        raise MalformedResponse("malformed Admin API response: analytics/cost never stopped "
+                                "paginating")
 
     def workspaces(self, include_archived: bool = False) -> list[Workspace]:
         """Every workspace (the default workspace is not listed: it has no id)."""

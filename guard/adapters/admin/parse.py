@@ -12,7 +12,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from guard.core.model import ApiKey, CostBucket, CostRow, UsageBucket, UsageRow, Workspace
+from guard.core.model import (
+    ApiKey,
+    BilledCost,
+    CostBucket,
+    CostRow,
+    UsageBucket,
+    UsageRow,
+    Workspace,
+)
 from guard.errors import MalformedResponse
 
 T = TypeVar("T")
@@ -51,6 +59,61 @@ def envelope(payload: object, where: Where,
     if has_more and not after:
         raise where.fail(f"`has_more` is true but `{cursor}` is empty")
     return data, has_more, after
+
+
+def report_page(payload: object,
+                where: Where) -> tuple[list[Any], bool, str | None, datetime | None]:
+    """An analytics page: ``data``, whether more follow, the cursor, ``data_refreshed_at``.
+
+    ``has_more`` may be null (the SDK then goes by ``next_page``).
+    """
+    obj = _object(payload, where)
+    data = _field(obj, "data", list, where)
+    page = _optional(obj, "next_page", str, where)
+    has_more = _optional(obj, "has_more", bool, where)
+    more = bool(page) if has_more is None else has_more
+    if more and not page:
+        raise where.fail("`has_more` is true but `next_page` is empty")
+    raw = obj.get("data_refreshed_at")
+    refreshed = timestamp(raw, where / "`data_refreshed_at`") if raw is not None else None
+    return data, more, page, refreshed
+
+
+def billed_rows(data: Sequence[object], where: Where, first: int = 0) -> list[BilledCost]:
+    """Flat ``/analytics/cost`` rows; ``first`` numbers them across pages."""
+    return [billed_row(item, where / f"row {first + i}") for i, item in enumerate(data)]
+
+
+def billed_row(payload: object, where: Where) -> BilledCost:
+    """One analytics cost row; amounts stay in (fractional) cents."""
+    obj = _object(payload, where)
+    start = timestamp(obj.get("starting_at"), where / "`starting_at`")
+    end = timestamp(obj.get("ending_at"), where / "`ending_at`")
+    if end <= start:
+        raise where.fail("`ending_at` is not after `starting_at`")
+    group = _object(_field(obj, "group", dict, where), where / "`group`")
+    cost = _object(_field(obj, "cost", dict, where), where / "`cost`")
+    currency = _field(cost, "currency", str, where)
+    if currency != "USD":
+        raise where.fail(f"`currency` is {currency!r}; only USD is supported")
+    dims = {name: _optional(group, name, str, where / "`group`")
+            for name in ("cost_type", "model", "workspace_id", "api_key_id")}
+    return BilledCost(starting_at=start, ending_at=end,
+                      amount_cents=_decimal(cost, "amount", where),
+                      list_cents=_decimal(cost, "list_amount", where), **dims)
+
+
+def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
+    raw = _field(obj, name, str, where)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise where.fail(f"`{name}` is not a decimal: {raw[:40]!r}") from None
+    if not value.is_finite():
+        raise where.fail(f"`{name}` is not a finite decimal: {raw[:40]!r}")
+    if value < 0:
+        raise where.fail(f"`{name}` is negative: {raw[:40]!r}")
+    return value
 
 
 def usage_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[UsageBucket]:

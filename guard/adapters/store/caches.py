@@ -4,6 +4,8 @@
   ``usage_fetches`` records when each hour was last read, which says whether it is settled.
 - ``cost_days``: the cost report per closed UTC day, per workspace and per model;
   ``cost_fetches`` records when each day was last read.
+- ``billed_hours``: the analytics source's billed cost per (hour, workspace, API key, model),
+  tokens and other costs apart, and the list price; replaced a range at a time.
 - ``meta``: small named values (watermarks).
 """
 
@@ -25,7 +27,15 @@ from guard.adapters.store.engine import (
     from_units,
     to_units,
 )
-from guard.adapters.store.schema import cost_days, cost_fetches, meta, usage_fetches, usage_hours
+from guard.adapters.store.schema import (
+    billed_hours,
+    cost_days,
+    cost_fetches,
+    meta,
+    usage_fetches,
+    usage_hours,
+)
+from guard.core.billed import BilledHour
 from guard.core.model import CostDay, PricedUsage
 
 
@@ -132,12 +142,85 @@ class Caches:
             rows = conn.execute(sa.select(c.day, c.grouping, c.name, c.amount_units)
                                 .where(c.day.in_(keys)))
             result = {at_epoch(k).date(): CostDay(at_epoch(k).date()) for k in fetched}
+            listed: dict[date, Decimal] = {}
             for day, grouping, name, units in rows:
-                entry = result[at_epoch(day).date()]
+                when = at_epoch(day).date()
+                if grouping == "list":
+                    listed[when] = from_units(units)
+                    continue
+                entry = result[when]
                 target: dict[Any, Decimal] = (entry.by_workspace if grouping == "workspace"
                                               else entry.by_model)
                 target[name] = from_units(units)
+        for when, usd in listed.items():
+            day = result[when]
+            result[when] = CostDay(when, day.by_workspace, day.by_model, usd)
         return result
+
+    # --- billed hours (analytics source) ----------------------------------------------------
+
+    def replace_billed_hours(self, start: datetime, end: datetime,
+                             hours: Sequence[BilledHour]) -> None:
+        """Make ``hours`` the whole billed content of ``[start, end)``."""
+        c = billed_hours.c
+        with self.store.writing() as conn:
+            conn.execute(billed_hours.delete().where(c.hour >= epoch(start), c.hour < epoch(end)))
+            if hours:
+                conn.execute(billed_hours.insert(), [_billed_record(h) for h in hours])
+
+    def billed_by_day(self, start: datetime, end: datetime,
+                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+        """Billed hours in ``[start, end)`` per (day, workspace, API key, model), as priced rows
+        (``token_usd`` = tokens, ``web_search_usd`` = every other cost); other keys than
+        ``api_keys`` are summed under no key."""
+        c = billed_hours.c
+        period = (c.hour - c.hour % DAY_S).label("period")
+        key: Any = c.api_key_id
+        if api_keys is not None:
+            key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
+        key = key.label("api_key_id")
+        query = (sa.select(period, c.workspace_id, key, c.model, sa.func.sum(c.token_units),
+                           sa.func.sum(c.other_units))
+                 .where(c.hour >= epoch(start), c.hour < epoch(end))
+                 .group_by(period, c.workspace_id, key, c.model))
+        with self.store.reading() as conn:
+            return [PricedUsage(start=at_epoch(int(day)), workspace_id=ws, api_key_id=k,
+                                model=model, token_usd=from_units(tok),
+                                web_search_usd=from_units(other))
+                    for day, ws, k, model, tok, other in conn.execute(query)]
+
+    def billed_days(self, start: datetime, end: datetime) -> dict[date, CostDay]:
+        """Billed hours of ``[start, end)`` summed into ``CostDay``\\ s (whole days only are
+        meaningful: the caller passes day bounds)."""
+        c = billed_hours.c
+        period = (c.hour - c.hour % DAY_S).label("period")
+        query = (sa.select(period, c.workspace_id, c.model, sa.func.sum(c.token_units),
+                           sa.func.sum(c.other_units), sa.func.sum(c.list_units))
+                 .where(c.hour >= epoch(start), c.hour < epoch(end))
+                 .group_by(period, c.workspace_id, c.model))
+        days: dict[date, CostDay] = {}
+        listed: dict[date, Decimal] = {}
+        with self.store.reading() as conn:
+            for day, ws, model, tok, other, lst in conn.execute(query):
+                when = at_epoch(int(day)).date()
+                entry = days.setdefault(when, CostDay(when))
+                entry.by_workspace[ws] = (entry.by_workspace.get(ws, Decimal(0))
+                                          + from_units(tok) + from_units(other))
+                if model is not None:
+                    entry.by_model[model] = (entry.by_model.get(model, Decimal(0))
+                                             + from_units(tok))
+                listed[when] = listed.get(when, Decimal(0)) + from_units(lst)
+        return {when: CostDay(when, d.by_workspace, d.by_model, listed[when])
+                for when, d in days.items()}
+
+    def billed_totals(self, start: datetime, end: datetime) -> tuple[Decimal, Decimal]:
+        """Billed and list totals of the billed hours in ``[start, end)``."""
+        c = billed_hours.c
+        query = (sa.select(sa.func.sum(c.token_units + c.other_units), sa.func.sum(c.list_units))
+                 .where(c.hour >= epoch(start), c.hour < epoch(end)))
+        with self.store.reading() as conn:
+            billed, listed = conn.execute(query).one()
+        return from_units(billed or 0), from_units(listed or 0)
 
     # --- meta --------------------------------------------------------------------------------
 
@@ -164,6 +247,13 @@ def _usage_record(row: PricedUsage) -> dict[str, Any]:
     }
 
 
+def _billed_record(hour: BilledHour) -> dict[str, Any]:
+    return {"hour": epoch(hour.start), "workspace_id": hour.workspace_id,
+            "api_key_id": hour.api_key_id, "model": hour.model,
+            "token_units": to_units(hour.token_usd), "other_units": to_units(hour.other_usd),
+            "list_units": to_units(hour.list_usd)}
+
+
 def _priced(row: sa.Row[Any], days: dict[int, datetime]) -> PricedUsage:
     day, ws, key, model, tok, web, inp, cw, cr, out, searches = tuple(row)
     start = days.get(day) or days.setdefault(day, at_epoch(int(day)))
@@ -181,3 +271,6 @@ def _cost_records(day: CostDay) -> Iterator[dict[str, Any]]:
         yield {"day": key, "grouping": "workspace", "name": ws, "amount_units": to_units(usd)}
     for model, usd in day.by_model.items():
         yield {"day": key, "grouping": "model", "name": model, "amount_units": to_units(usd)}
+    if day.list_usd is not None:
+        yield {"day": key, "grouping": "list", "name": None,
+               "amount_units": to_units(day.list_usd)}

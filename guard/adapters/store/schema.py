@@ -38,6 +38,17 @@ cost_days = sa.Table(
     sa.Column("amount_units", sa.BigInteger, nullable=False),
 )
 
+billed_hours = sa.Table(
+    "billed_hours", metadata,
+    sa.Column("hour", sa.BigInteger, nullable=False, index=True),
+    sa.Column("workspace_id", sa.String(64)),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("token_units", sa.BigInteger, nullable=False),
+    sa.Column("other_units", sa.BigInteger, nullable=False),
+    sa.Column("list_units", sa.BigInteger, nullable=False),
+)
+
 cost_fetches = sa.Table(
     "cost_fetches", metadata,
     sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),

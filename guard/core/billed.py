@@ -1,0 +1,189 @@
+"""The analytics (billed) source: what to read, and how rows become ledger figures. Pure.
+
+``/analytics/cost`` gives billed, post-discount cost per hour, API key, workspace, model and
+cost type, complete up to its ``data_refreshed_at`` watermark, and revisable until about a
+week after the month ends (reference §1.6). As of ``at`` a refresh reads:
+
+- **nothing**, when the billed hours were read less than ``billed_poll`` ago: the watermark
+  moves every few hours, so a steady one-minute refresh costs no analytics request;
+- the **recent** hours (from a day before the stored watermark) otherwise, which picks up a
+  new watermark and late revisions of the last hours;
+- the **whole** billed range (the month, and the day before it) once a day, for revisions of
+  older hours, and whenever the range has never been read whole.
+
+Closed days before that range (the forecast's history) are read as 1-day buckets and kept as
+``CostDay``\\ s, re-read daily until the 8th of the month after them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from guard.core.model import BilledCost, CostDay
+from guard.core.period import DAY, HOUR, day_start, floor_hour, month_start, next_month
+
+ANALYTICS = "analytics"
+LEGACY = "legacy"
+AUTO = "auto"
+SOURCES = (AUTO, ANALYTICS, LEGACY)
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""The analytics API serves nothing before this instant (reference §1.1)."""
+RETENTION = timedelta(days=365)
+MAX_RANGE = timedelta(days=31)
+CHUNK = timedelta(days=3)
+"""Hours per request of a whole read: pages stay few and memory flat."""
+REVISION_GRACE = timedelta(days=8)
+"""A day's billed figures can change until about this long after its month ends."""
+
+_CENTS = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class BilledPolicy:
+    """How often the billed source is re-read."""
+
+    poll: timedelta = timedelta(minutes=15)
+    recent: timedelta = timedelta(hours=24)
+    full_every: timedelta = timedelta(hours=24)
+    probe_every: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class BilledRead:
+    """One planned read of billed hours: ``[start, end)``, whole (``full``) or recent."""
+
+    start: datetime
+    end: datetime
+    full: bool
+
+    def chunks(self) -> list[tuple[datetime, datetime]]:
+        """``[start, end)`` in pieces of at most ``CHUNK``, oldest first."""
+        pieces, cursor = [], self.start
+        while cursor < self.end:
+            pieces.append((cursor, min(self.end, cursor + CHUNK)))
+            cursor += CHUNK
+        return pieces
+
+
+@dataclass(frozen=True, slots=True)
+class BilledHour:
+    """Billed cost of one (hour, workspace, API key, model), in dollars.
+
+    ``token_usd`` is the ``tokens`` cost type, ``other_usd`` every other one (web search, code
+    execution, session time); ``list_usd`` is the whole at list price.
+    """
+
+    start: datetime
+    workspace_id: str | None
+    api_key_id: str | None
+    model: str | None
+    token_usd: Decimal
+    other_usd: Decimal
+    list_usd: Decimal
+
+
+def billed_from(at: datetime) -> datetime:
+    """Where billed hours are kept from: the day before the month (for the calibration on
+    the 1st), never before the API's epoch or its retention."""
+    return max(EPOCH, floor_hour(at - RETENTION) + HOUR, month_start(at) - DAY)
+
+
+def plan_read(at: datetime, watermark: datetime | None, read_at: datetime | None,
+              full_at: datetime | None, policy: BilledPolicy) -> BilledRead | None:
+    """What to read of billed hours at ``at``, or ``None`` when nothing can have moved."""
+    start, end = billed_from(at), floor_hour(at)
+    if end <= start:
+        return None
+    if full_at is None or full_at < start or at - full_at >= policy.full_every or (
+            full_at > at):
+        return BilledRead(start, end, full=True)
+    if read_at is not None and timedelta(0) <= at - read_at < policy.poll:
+        return None
+    recent = (watermark - policy.recent) if watermark is not None else start
+    return BilledRead(max(start, min(recent, end - HOUR)), end, full=False)
+
+
+def watermark_of(refreshed_at: datetime | None, start: datetime, end: datetime) -> datetime:
+    """How far a read of ``[start, end)`` is billed: ``data_refreshed_at`` on the hour,
+    within the range (``None`` from the API: nothing exported yet, so ``start``)."""
+    if refreshed_at is None:
+        return start
+    return min(end, max(start, floor_hour(refreshed_at)))
+
+
+def hours_of(rows: Iterable[BilledCost], named: Collection[str],
+             before: datetime) -> list[BilledHour]:
+    """Sum billed rows per (hour, workspace, API key, model), keeping hours before ``before``.
+
+    A workspace id not among ``named`` (the listed workspaces) is the default workspace,
+    which the analytics API reports by its real id and budgets call ``default``.
+    """
+    sums: dict[tuple[datetime, str | None, str | None, str | None], list[Decimal]] = {}
+    for row in rows:
+        hour = floor_hour(row.starting_at)
+        if hour >= before:
+            continue
+        workspace = row.workspace_id if row.workspace_id in named else None
+        acc = sums.setdefault((hour, workspace, row.api_key_id, row.model),
+                              [Decimal(0), Decimal(0), Decimal(0)])
+        acc[0 if row.cost_type == "tokens" else 1] += row.amount_cents
+        acc[2] += row.list_cents
+    return [BilledHour(h, ws, key, model, t / _CENTS, o / _CENTS, lst / _CENTS)
+            for (h, ws, key, model), (t, o, lst) in sums.items()]
+
+
+def unlisted_workspaces(rows: Iterable[BilledCost], named: Collection[str]) -> set[str]:
+    """Workspace ids of ``rows`` that the workspace listing does not name."""
+    return {r.workspace_id for r in rows if r.workspace_id and r.workspace_id not in named}
+
+
+def cost_days(rows: Iterable[BilledCost], named: Collection[str],
+              through: datetime) -> list[CostDay]:
+    """1-day analytics rows → ``CostDay``\\ s of the days complete before ``through``."""
+    by_workspace: dict[date, dict[str | None, Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal))
+    by_model: dict[date, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    listed: dict[date, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        day = row.starting_at.date()
+        if day_start(day) + DAY > through:
+            continue
+        workspace = row.workspace_id if row.workspace_id in named else None
+        by_workspace[day][workspace] += row.amount_cents / _CENTS
+        listed[day] += row.list_cents / _CENTS
+        if row.cost_type == "tokens" and row.model is not None:
+            by_model[day][row.model] += row.amount_cents / _CENTS
+    return [CostDay(day, dict(by_workspace[day]), dict(by_model[day]), listed[day])
+            for day in sorted(listed)]
+
+
+def history_days(first: date, at: datetime) -> list[date]:
+    """The closed days before the billed hours that the forecast's history needs."""
+    start = max(first, EPOCH.date(), (at - RETENTION).date() + timedelta(days=1))
+    end = billed_from(at).date()
+    return [start + timedelta(days=i) for i in range(max(0, (end - start).days))]
+
+
+def history_due(day: date, fetched_at: datetime | None, at: datetime,
+                policy: BilledPolicy) -> bool:
+    """Whether a history day is read (again): never read, or revisable and a day old."""
+    if fetched_at is None:
+        return True
+    if fetched_at >= next_month(day_start(day)) + REVISION_GRACE:
+        return False
+    return at - fetched_at >= policy.full_every
+
+
+def calibration(billed: Decimal, listed: Decimal) -> Decimal:
+    """Billed / list (1 when nothing was billed): what the tail's list estimate is scaled by."""
+    return billed / listed if listed > 0 else Decimal(1)
+
+
+def probe_due(decided_at: datetime | None, at: datetime, policy: BilledPolicy) -> bool:
+    """Whether ``auto`` should try the analytics API again after falling back to legacy."""
+    return decided_at is None or at - decided_at >= policy.probe_every or decided_at > at

@@ -1,0 +1,192 @@
+"""The billed source: which one is in force, and keeping the billed hours current.
+
+``[anthropic] source`` is ``analytics``, ``legacy`` or ``auto``. ``auto`` tries the analytics
+API (a read it needs anyway, so the probe costs nothing extra) and, when that API answers 400
+(e.g. an organization with HIPAA readiness), 403 or 404, uses the legacy reports, says so,
+and tries again a day later. The decision and the billed watermark live in the store's named
+values, so a restart neither re-probes nor re-reads what is current.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from guard.core import billed
+from guard.core.billed import ANALYTICS, AUTO, LEGACY, BilledPolicy, BilledRead
+from guard.core.model import BilledCost, CostDay
+from guard.core.period import DAY, day_start, floor_hour
+from guard.errors import UpstreamError
+from guard.shell.ports import AdminReports, CachePort
+
+log = logging.getLogger("guard.sync")
+
+THROUGH = "billed_through"
+READ_AT = "billed_read_at"
+FULL_AT = "billed_full_at"
+SOURCE = "billed_source"
+SOURCE_AT = "billed_source_at"
+SOURCE_NOTE = "billed_source_note"
+FALLBACK_STATUSES = frozenset({400, 403, 404})
+"""What ``auto`` takes as "the analytics API is not for this organization"."""
+HISTORY_GROUP_BY = ("workspace_id", "model", "cost_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The billed source in force, and why when ``auto`` fell back."""
+
+    name: str
+    note: str | None = None
+
+
+class BilledSync:
+    """Reads ``/analytics/cost`` into the billed-hours cache when it can have moved."""
+
+    def __init__(self, client: AdminReports, caches: CachePort, configured: str = AUTO,
+                 policy: BilledPolicy | None = None) -> None:
+        self.client = client
+        self.caches = caches
+        self.configured = configured
+        self.policy = policy or BilledPolicy()
+        self._named: frozenset[str] | None = None
+
+    # --- which source ------------------------------------------------------------------------
+
+    def refresh(self, at: datetime) -> Source:
+        """Bring the billed hours up to date as of ``at``; return the source in force."""
+        if self.configured == LEGACY:
+            return Source(LEGACY)
+        decided = self.stored()
+        if self.configured == AUTO and decided.name == LEGACY and not billed.probe_due(
+                self._time(SOURCE_AT), at, self.policy):
+            return decided
+        try:
+            self._read_hours(at, force=decided.name != ANALYTICS)
+        except UpstreamError as error:
+            if self.configured != AUTO or error.status not in FALLBACK_STATUSES:
+                raise
+            return self._fall_back(at, error)
+        if decided.name != ANALYTICS:
+            self._decide(at, Source(ANALYTICS))
+        return Source(ANALYTICS)
+
+    def stored(self) -> Source:
+        """The source as last decided (``legacy`` before any decision unless configured)."""
+        if self.configured in (ANALYTICS, LEGACY):
+            return Source(self.configured)
+        name = self.caches.get_meta(SOURCE)
+        return Source(name, self.caches.get_meta(SOURCE_NOTE)) if name else Source(LEGACY)
+
+    def _fall_back(self, at: datetime, error: UpstreamError) -> Source:
+        note = (f"the analytics API answered HTTP {error.status} "
+                f"({str(error)[:160]}); using the legacy usage and cost reports")
+        if self.caches.get_meta(SOURCE) != LEGACY:
+            log.warning("billing source: %s", note)
+        source = Source(LEGACY, note)
+        self._decide(at, source)
+        return source
+
+    def _decide(self, at: datetime, source: Source) -> None:
+        self.caches.set_meta(SOURCE, source.name)
+        self.caches.set_meta(SOURCE_AT, at.isoformat())
+        self.caches.set_meta(SOURCE_NOTE, (source.note or "")[:250])
+
+    # --- billed hours ------------------------------------------------------------------------
+
+    def _read_hours(self, at: datetime, force: bool) -> None:
+        plan = billed.plan_read(at, self.through(), self._time(READ_AT),
+                                self._time(FULL_AT), self.policy)
+        if plan is None and force:
+            plan = BilledRead(billed.billed_from(at), floor_hour(at), full=True)
+        if plan is None or plan.end <= plan.start:
+            return
+        through = plan.end
+        for start, end in plan.chunks():
+            page = self.client.analytics_cost(start, end, "1h")
+            mark = billed.watermark_of(page.refreshed_at, start, end)
+            named = self._workspaces(page.rows)
+            self.caches.replace_billed_hours(start, mark, billed.hours_of(page.rows, named, mark))
+            if mark < end:
+                through = min(through, mark)
+        self.caches.set_meta(THROUGH, through.isoformat())
+        self.caches.set_meta(READ_AT, at.isoformat())
+        if plan.full:
+            self.caches.set_meta(FULL_AT, at.isoformat())
+
+    def through(self) -> datetime | None:
+        """The stored billed watermark."""
+        return self._time(THROUGH)
+
+    def calibration(self) -> Decimal:
+        """Billed / list over the last billed day."""
+        through = self.through()
+        if through is None:
+            return Decimal(1)
+        return billed.calibration(*self.caches.billed_totals(through - DAY, through))
+
+    # --- history (closed days before the billed hours) ------------------------------------------
+
+    def refresh_history(self, first: date, at: datetime) -> None:
+        """Read the history days that are due as 1-day billed buckets."""
+        days = billed.history_days(first, at)
+        if not days:
+            return
+        fetched = self.caches.cost_fetched(days[0], days[-1])
+        due = [d for d in days if billed.history_due(d, fetched.get(d), at, self.policy)]
+        cursor, end = (day_start(min(due)), day_start(max(due)) + DAY) if due else (None, None)
+        while cursor is not None and end is not None and cursor < end:
+            stop = min(end, cursor + billed.MAX_RANGE)
+            page = self.client.analytics_cost(cursor, stop, "1d", HISTORY_GROUP_BY)
+            mark = billed.watermark_of(page.refreshed_at, cursor, stop)
+            wanted = [cursor.date() + DAY * i for i in range((stop - cursor) // DAY)]
+            self.caches.replace_cost_days(
+                _with_empty(billed.cost_days(page.rows, self._workspaces(page.rows), mark),
+                            wanted, mark), at)
+            cursor = stop
+
+    def history(self, first: date, at: datetime) -> dict[date, CostDay]:
+        """The stored history days and the whole billed days of the month, as cost days."""
+        days = billed.history_days(first, at)
+        stored = self.caches.cost_days(days) if days else {}
+        through = self.through()
+        if through is not None:
+            start = billed.billed_from(at)
+            whole = day_start(through.date())
+            stored.update(self.caches.billed_days(start, whole) if whole > start else {})
+        return stored
+
+    # --- the default workspace ------------------------------------------------------------------
+
+    def _workspaces(self, rows: Collection[BilledCost]) -> frozenset[str]:
+        """The listed workspace ids, re-listed when a row names one not seen before.
+
+        The analytics API shows the default workspace by its real id, which the listing
+        leaves out: an id the listing does not name is the default workspace.
+        """
+        unlisted = billed.unlisted_workspaces(rows, self._named or ())
+        if self._named is None or len(unlisted) > 1 or (
+                unlisted and unlisted != {self.caches.get_meta("default_workspace_id")}):
+            self._named = frozenset(w.id for w in self.client.workspaces(include_archived=True))
+            unlisted = billed.unlisted_workspaces(rows, self._named)
+            if len(unlisted) == 1:
+                self.caches.set_meta("default_workspace_id", next(iter(unlisted)))
+            elif len(unlisted) > 1:
+                log.warning("analytics rows name %d workspaces the listing does not; all are "
+                            "counted as the default workspace", len(unlisted))
+        return self._named
+
+    def _time(self, name: str) -> datetime | None:
+        value = self.caches.get_meta(name)
+        return datetime.fromisoformat(value) if value else None
+
+
+def _with_empty(days: list[CostDay], wanted: list[date], through: datetime) -> list[CostDay]:
+    """Every wanted day that is complete, a day without cost as an empty one."""
+    have = {d.day for d in days}
+    empty = [CostDay(d, {}, {}, Decimal(0)) for d in wanted
+             if d not in have and day_start(d) + DAY <= through]
+    return sorted([*days, *empty], key=lambda d: d.day)
