@@ -42,7 +42,7 @@ def snapshot(at: datetime = AT, daily: Decimal = Decimal(30)) -> Snapshot:
     usage = [PricedUsage(at.replace(minute=0) - timedelta(hours=h), None, None,
                          "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
     return Snapshot(at, settled, usage, at - timedelta(minutes=5), api_requests=2,
-                    usage_from=date(2026, 2, 15), recent_hours=usage,
+                    usage_from=at.date(), recent_hours=usage,
                     hourly={u.start: u.usd for u in usage})
 
 
@@ -278,3 +278,20 @@ def test_a_held_hard_stop_is_a_warning_in_the_tick_report() -> None:
     assert body["unpriced_models"] == ["claude-tiny-9"]
     assert any("waiting for billed data" in w for w in body["warnings"])
     assert body["keys"] == []
+
+
+def test_an_unpriced_model_is_announced_in_slack_once_a_month() -> None:
+    """The first tick posts one ``price`` notice for the model; later ticks post nothing more,
+    and a new month announces it again."""
+    snap = replace(snapshot(), unpriced_models=("claude-tiny-9",))
+    tick = make_tick(fetcher=StaticFetcher(snap))
+    first = run_tick(tick, AT).as_json()
+    assert [n["kind"] for n in first["notifications"]].count("price") == 1
+    run_tick(tick, AT + timedelta(minutes=1))
+    priced = [p for p in transport(tick).posts if "claude-tiny-9" in str(p)]
+    assert len(priced) == 1
+    april = AT.replace(month=4, day=2)
+    run_tick(replace(tick, fetcher=StaticFetcher(replace(snapshot(april),
+                                                          unpriced_models=("claude-tiny-9",)))),
+             april)
+    assert len([p for p in transport(tick).posts if "claude-tiny-9" in str(p)]) == 2

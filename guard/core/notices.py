@@ -35,6 +35,7 @@ from guard.core.render import (
     Mover,
     render_digest,
     render_incident,
+    render_price_notice,
     render_reset,
     render_thread_reply,
 )
@@ -88,9 +89,26 @@ def plan(a: Assessment, fallback: FallbackState, today: Sequence[PricedUsage],
         items.append(_planned(ctx, decision.budget, decision.condition, state, kind=kind,
                               decision=decision))
     items += _updates(ctx, decided)
+    items += price_notices(a, at)
     if a.outcome.reset:
         message = render_reset(month_start(at).date(), fallback.tier, fallback.model)
         items.append(Planned(f"reset:{at:%Y-%m}", f"reset:{at:%Y-%m}", None, None, Kind.RESET,
+                             Payload(message.text, message.blocks)))
+    return items
+
+
+def price_notices(a: Assessment, at: datetime) -> list[Planned]:
+    """One notice per model per month that the price table lacks or has wrong (the outbox's
+    deduplication key makes it once)."""
+    problems = {m: f"{m} is not in the price table: its usage is estimated at the dearest card "
+                   "until billed, and the key hard stop waits for billed data"
+                for m in a.unpriced_models}
+    problems.update({d.model: d.describe() for d in a.price_drift if d.model not in problems})
+    items = []
+    for model, problem in sorted(problems.items()):
+        key = f"price:{at:%Y-%m}:{model}"
+        message = render_price_notice(month_start(at).date(), model, problem)
+        items.append(Planned(key, key, None, None, Kind.PRICE,
                              Payload(message.text, message.blocks)))
     return items
 

@@ -27,6 +27,8 @@ class NotificationKind(enum.StrEnum):
     RESET = "reset"
     DIGEST = "digest"
     KEYS = "keys"
+    PRICE = "price"
+    """A model unpriced or drifting from the bill: once per model per month."""
     UPDATE = "update"
     """A firing incident's message refreshed with current numbers (never reported)."""
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,14 @@ from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
+from guard.core.billed import ANALYTICS, AUTO, LEGACY
+from guard.core.period import HOUR, floor_hour
 from guard.core.pricing import PriceTable
+from guard.core.reconcile import price_drift
+from guard.core.summary import unpriced_warning
 from guard.errors import GuardError, UpstreamError
-from guard.shell.sync import WATERMARK
+from guard.shell.billed import FALLBACK_STATUSES
+from guard.shell.sync import WATERMARK, Fetcher
 
 if TYPE_CHECKING:
     from guard.adapters.slack import SlackWebApi, SlackWebhook
@@ -45,13 +51,17 @@ class Check:
 
 
 def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore,
-           slack: SlackWebApi | SlackWebhook | None) -> Iterator[Check]:
+           slack: SlackWebApi | SlackWebhook | None,
+           now: datetime | None = None) -> Iterator[Check]:
     """Every check, in order; ``client`` is None when no admin key is configured, ``slack``
-    when Slack is not."""
+    when Slack is not. ``now`` (default: the clock) dates the analytics probe."""
     url = settings.state.url
+    moment = now or datetime.now(UTC)
     yield _admin_key(client)
+    yield _billing_source(settings.anthropic.source, client, moment)
     yield _spend_limits(client)
     yield _store(lambda: open_store(url))
+    yield from _prices(settings, client, lambda: open_store(url), moment)
     yield from _slack(settings, slack, lambda: open_store(url))
     yield from _paths(settings)
     yield from _chain_models(settings)
@@ -88,6 +98,53 @@ def _admin_key(client: AdminClient | None) -> Check:
         return Check("admin key", False, "not configured (anthropic.admin_api_key)")
     return _guard("admin key",
                   lambda: f"accepted; {len(client.workspaces())} workspaces visible")
+
+
+def _billing_source(configured: str, client: AdminClient | None, now: datetime) -> Check:
+    """Whether the analytics API serves this organization, and what ``source`` makes of it."""
+    name = "billing source"
+    if configured == LEGACY:
+        return Check(name, True, "legacy usage and cost reports (configured)")
+    if client is None:
+        return Check(name, True, "skipped (no admin key)")
+    end = floor_hour(now)
+    try:
+        page = client.analytics_cost(end - HOUR, end, "1h")
+    except UpstreamError as exc:
+        if configured == AUTO and exc.status in FALLBACK_STATUSES:
+            return Check(name, True, f"the analytics API answered HTTP {exc.status} ({exc}); "
+                                     "source = auto uses the legacy usage and cost reports: "
+                                     "per-key budgets are estimated, not billed", warn=True)
+        if configured == ANALYTICS:
+            return Check(name, False, f"source = analytics but the analytics API fails: {exc}")
+        return Check(name, True, f"analytics API not checked: {exc}", warn=True)
+    through = page.refreshed_at.isoformat() if page.refreshed_at else "nothing yet"
+    return Check(name, True, f"analytics API (billed per key and model); billed through "
+                             f"{through}")
+
+
+def _prices(settings: Settings, client: AdminClient | None,
+            opened: Callable[[], AbstractContextManager[Store]],
+            now: datetime) -> Iterator[Check]:
+    """What the stored data says about the price table: unpriced models and price drift."""
+    if client is None:
+        return
+    try:
+        with opened() as store:
+            fetcher = Fetcher(client, Caches(store), PriceTable.load(settings.pricing),
+                              source=settings.anthropic.source)
+            snapshot = fetcher.cached(now)
+    except (GuardError, OSError) as exc:
+        yield Check("price table", False, f"cannot read the stored data: {exc}")
+        return
+    drift = price_drift(snapshot)
+    for model in snapshot.unpriced_models:
+        yield Check("price table", True, unpriced_warning(model), warn=True)
+    for item in drift:
+        yield Check("price table", True, item.describe(), warn=True)
+    if not snapshot.unpriced_models and not drift:
+        yield Check("price table", True, "every model of the month is priced; no drift on "
+                                         "the newest billed day")
 
 
 def _spend_limits(client: AdminClient | None) -> Check:

@@ -88,6 +88,19 @@ class Metrics:
         self.tick_duration = Histogram("budget_guard_tick_duration_seconds",
                                        "Wall time of a tick", buckets=DURATION_BUCKETS,
                                        registry=r)
+        self.unpriced = Gauge("budget_guard_unpriced_model",
+                              "A model this month's usage has that the price table lacks (= 1)",
+                              ["model"], registry=r)
+        self.price_drift = Gauge("budget_guard_price_drift_ratio",
+                                 "Estimated / billed token cost of a model off by more than 2 %"
+                                 " on the newest reconciled day", ["model"], registry=r)
+        self.billing_source = Gauge("budget_guard_billing_source_info",
+                                    "Where billed figures come from (= 1)", ["source"],
+                                    registry=r)
+        self.billed_through = Gauge("budget_guard_billed_through_timestamp_seconds",
+                                    "How far the bill is known (Unix time; NaN if not at all)",
+                                    registry=r)
+        self.billed_through.set(math.nan)
         self.owed = Gauge("budget_guard_notifications_owed",
                           "Notifications decided but not yet accepted by Slack", registry=r)
         self.last_success = Gauge("budget_guard_last_tick_success_timestamp_seconds",
@@ -123,6 +136,19 @@ class Metrics:
         self._data_through = report.assessment.ledger.data_through
         self._set_budgets(report.assessment)
         self._set_fallback(report.fallback)
+        self._set_prices(report.assessment)
+
+    def _set_prices(self, a: Assessment) -> None:
+        for family in (self.unpriced, self.price_drift, self.billing_source):
+            family.clear()
+        for model in a.unpriced_models:
+            self.unpriced.labels(model=model).set(1)
+        for drift in a.price_drift:
+            ratio = float(drift.ratio) if drift.ratio is not None else math.inf
+            self.price_drift.labels(model=drift.model).set(ratio)
+        self.billing_source.labels(source=a.source).set(1)
+        through = a.billed_through
+        self.billed_through.set(through.timestamp() if through else math.nan)
 
     def _set_budgets(self, assessment: Assessment) -> None:
         for family in (self.spend, self.spend_authoritative, self.limit, self.forecast,

@@ -27,7 +27,13 @@ The names used outside the package are re-exported here.
 from __future__ import annotations
 
 from guard.core.render.blocks import KEY_MAX, TEXT_MAX, Message
-from guard.core.render.digest import DigestLine, DigestView, render_digest, render_reset
+from guard.core.render.digest import (
+    DigestLine,
+    DigestView,
+    render_digest,
+    render_price_notice,
+    render_reset,
+)
 from guard.core.render.incident import (
     IncidentView,
     Mover,
@@ -64,6 +70,7 @@ __all__ = [
     "ordinal",
     "render_digest",
     "render_incident",
+    "render_price_notice",
     "render_reset",
     "render_thread_reply",
     "share",

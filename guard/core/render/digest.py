@@ -17,7 +17,9 @@ from guard.core.render.text import (
     DIGEST_CAP,
     FIRING_SHOWN,
     LINE_CAP,
+    REASON_CAP,
     clip,
+    escape,
     month_name,
     name,
     percent,
@@ -122,3 +124,13 @@ def render_reset(month: date, tier: str, model: str) -> Message:
             f"tier {tier_label(tier, model, mark='')}.")
     return message(text, [header(f":arrows_counterclockwise: Budgets reset for "
                                  f"{month_name(month)}"), section(body)])
+
+
+def render_price_notice(month: date, model: str, problem: str) -> Message:
+    """The once-a-month notice that a model's estimate cannot be trusted: ``problem`` says
+    whether the price table lacks it or its card drifted from the bill."""
+    title = f":warning: Price table: {name(model)}"
+    text = f"Price table, {month_name(month)}: {clip(problem, REASON_CAP)}"
+    body = (f"{clip(escape(problem), REASON_CAP)}\n\nBilled figures are unaffected; the "
+            "estimate of the hours the bill does not cover yet is.")
+    return message(text, [header(title), section(body)])
