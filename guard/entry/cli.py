@@ -208,7 +208,7 @@ def config_show(ctx: typer.Context) -> None:
 @app.command()
 def demo(ctx: typer.Context,
          seed: Annotated[int, typer.Option(help="Seed of the simulated organization.")] = 7,
-         month: Annotated[str, typer.Option(help="Month to simulate, YYYY-MM.")] = "2026-03",
+         month: Annotated[str, typer.Option(help="Month to simulate, YYYY-MM.")] = "2026-11",
          step_hours: Annotated[int, typer.Option(help="Simulated hours between ticks.")] = 2,
          scenario: Annotated[str, typer.Option(
              help="steady, spike, runaway or breach.")] = "breach",

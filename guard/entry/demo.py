@@ -4,8 +4,11 @@ The simulated Admin API runs on loopback. The real tick runs on a simulated cloc
 ``step_hours`` at a time: fetch, ledger, forecast, policy, the fallback files under
 ``./demo-out/``, notifications (to Slack when ``--config`` names a token, else to the
 terminal) and the state store. A scenario bends the traffic (``steady``, ``spike``,
-``runaway``) or the budgets (``breach``). At the end: spend per budget against the
-simulator's ground truth, the alerts sent and every fallback change.
+``runaway``) or the budgets (``breach``). The simulated organization has a 7 % negotiated
+discount and the analytics API (billed cost, four hours behind), so the ledger is billed
+through the watermark and estimated after it. At the end: billed and estimated spend per
+budget against the simulator's billed ground truth, the reconciliation of the price table
+against the bill, the alerts sent and every fallback change.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.state import Records
 from guard.config.sections import FallbackSettings
+from guard.core.assess import Assessment
 from guard.core.decide import TickConfig
 from guard.core.model import Budget, Ledger, Scope
 from guard.core.period import MINUTE, next_month
 from guard.core.policy import PolicyConfig
 from guard.core.pricing import PriceTable
 from guard.core.records import Blocks, Posted
-from guard.core.summary import TickReport, timestamp
+from guard.core.summary import TickReport, timestamp, unpriced_warning
 from guard.entry import wiring
 from guard.entry.report import ledger_table, money
 from guard.errors import ConfigError
@@ -44,7 +48,9 @@ from guard.sim import SimClock, SimOrg, SimServer
 from guard.sim.scenario import SCENARIOS, with_scenario
 
 OUT = Path("demo-out")
-MODELS = {"opus": "claude-opus-4-7", "sonnet": "claude-sonnet-4-6", "haiku": "claude-haiku-4-5"}
+MODELS = {"opus": "claude-opus-5-5", "sonnet": "claude-sonnet-5-5", "haiku": "claude-haiku-5-5"}
+DISCOUNT = Decimal("0.07")
+"""The simulated organization's negotiated discount: billed = list × 0.93."""
 TIGHT = {"breach": Decimal("0.8")}
 
 
@@ -55,6 +61,8 @@ class Check:
     budget: Budget
     spend: Decimal
     truth: Decimal
+    billed: Decimal = Decimal(0)
+    estimated: Decimal = Decimal(0)
 
     @property
     def error_pct(self) -> Decimal:
@@ -103,12 +111,12 @@ def run_demo(*, seed: int, month: str, step_hours: int, console: Console,
     config = TickConfig(tuple(budgets), PolicyConfig(), timedelta(minutes=5), MODELS)
     sinks = wiring.file_sinks(FallbackSettings(env_file=OUT / "model.env",
                                                state_file=OUT / "fallback.json", models=MODELS))
-    with SimServer(org, SimClock(start), admin_key=key) as sim, \
+    with SimServer(org, SimClock(start), admin_key=key, discount=DISCOUNT) as sim, \
             wiring.opened_store(f"sqlite:///{OUT / 'state.db'}") as store:
         admin = wiring.admin_at(sim.base_url, key)
         try:
             tick = wiring.tick_for(admin, store, config, prices=PriceTable.load(), sinks=sinks,
-                                   transport=shown, channel=channel)
+                                   transport=shown, channel=channel, source="auto")
             last = _run_month(tick, sim, start, step_hours=step_hours, console=console)
             _summary(console, store, sim, last)
         finally:
@@ -127,6 +135,7 @@ def demo_budgets(org: SimOrg, start: datetime, share: Decimal) -> list[Budget]:
 
     return [sized("org-monthly", Scope.ORGANIZATION, None),
             sized("first-workspace", Scope.WORKSPACE, org.workspaces[0].id),
+            sized("first-key", Scope.API_KEY, org.api_keys[0].id),
             sized("opus-models", Scope.MODEL, "claude-opus")]
 
 
@@ -179,9 +188,15 @@ def _day_line(report: TickReport) -> str:
 
 
 def _summary(console: Console, store: Store, sim: SimServer, last: TickReport) -> None:
-    ledger = last.assessment.ledger
+    a = last.assessment
+    ledger = a.ledger
     console.print(ledger_table(ledger, len(sim.requests)))
     console.print(_truth_table(_checks(sim, ledger)))
+    console.print(f"billing source: {a.source}, billed through {timestamp(a.billed_through)}; "
+                  "after it usage × price table × the billed/list ratio", markup=False,
+                  highlight=False)
+    for line in _reconciliation(a):
+        console.print(line, markup=False, highlight=False)
     kinds = Counter(kind for _, kind, status in Outbox(store).history() if status == "delivered")
     console.print("alerts sent: " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
                                      or "none"))
@@ -193,20 +208,31 @@ def _summary(console: Console, store: Store, sim: SimServer, last: TickReport) -
                       markup=False, highlight=False)
 
 
+def _reconciliation(a: Assessment) -> list[str]:
+    """The price table against the bill, in words."""
+    lines = [f"reconciliation: {len(a.price_drift)} models off the bill by more than 2 % on "
+             f"the newest billed day; {len(a.unpriced_models)} models not in the price table"]
+    lines += [f"  {d.describe()}" for d in a.price_drift]
+    lines += [f"  {unpriced_warning(m)}" for m in a.unpriced_models]
+    return lines
+
+
 def _checks(sim: SimServer, ledger: Ledger) -> list[Check]:
     visible = ledger.at - sim.lag
     return [Check(s.budget, s.spend_usd,
-                  sim.org.truth_cents(ledger.period_start, visible, str(s.budget.scope),
-                                      s.budget.match) / 100)
+                  sim.billed_truth_cents(ledger.period_start, visible, str(s.budget.scope),
+                                         s.budget.match) / 100, s.authoritative_usd,
+                  s.estimated_usd)
             for s in ledger.budgets]
 
 
 def _truth_table(checks: list[Check]) -> Table:
-    table = Table(title="Ledger against the simulator's ground truth")
-    for heading in ("budget", "ledger", "truth", "error"):
+    table = Table(title="Ledger against the simulator's billed ground truth")
+    for heading in ("budget", "billed", "estimated", "ledger", "truth", "error"):
         table.add_column(heading, justify="left" if heading == "budget" else "right")
     for c in checks:
-        table.add_row(c.budget.name, money(c.spend), money(c.truth), f"{c.error_pct:+.4f} %")
+        table.add_row(c.budget.name, money(c.billed), money(c.estimated), money(c.spend),
+                      money(c.truth), f"{c.error_pct:+.4f} %")
     return table
 
 
