@@ -1,4 +1,5 @@
-"""`guard report` end to end over real HTTP against the simulated Admin API."""
+"""`guard report` end to end over real HTTP against the simulated Admin API, on the legacy
+reports (``source = "legacy"``; the analytics source is ``test_billed_e2e``)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def write_config(path: Path, base_url: str, state: Path, **anthropic: object) ->
 @pytest.fixture
 def config(tmp_path: Path, sim: SimServer) -> Path:
     return write_config(tmp_path / "guard.toml", sim.base_url, tmp_path / "state.db",
-                        max_retries=2)
+                        max_retries=2, source='"legacy"')
 
 
 def report(config: Path, at: datetime) -> tuple[int, dict[str, Any], str]:

@@ -61,6 +61,9 @@ class BilledSync:
         if self.configured == LEGACY:
             return Source(LEGACY)
         decided = self.stored()
+        read_at = self._time(READ_AT)
+        if decided.name == ANALYTICS and read_at is not None and at < read_at:
+            return decided  # an earlier ``--at``: what is stored, never moved back
         if self.configured == AUTO and decided.name == LEGACY and not billed.probe_due(
                 self._time(SOURCE_AT), at, self.policy):
             return decided
@@ -121,11 +124,12 @@ class BilledSync:
         """The stored billed watermark."""
         return self._time(THROUGH)
 
-    def calibration(self) -> Decimal:
-        """Billed / list over the last billed day."""
+    def calibration(self, at: datetime) -> Decimal:
+        """Billed / list over the last billed day before ``at``."""
         through = self.through()
         if through is None:
             return Decimal(1)
+        through = min(through, floor_hour(at))
         return billed.calibration(*self.caches.billed_totals(through - DAY, through))
 
     # --- history (closed days before the billed hours) ------------------------------------------

@@ -111,7 +111,7 @@ class Fetcher:
                   if fresh_from > since else []),
                 *(r for r in settle.by_hour(minutes) if r.start >= since)]
         return replace(snapshot, source=ANALYTICS, billed=rows, billed_through=through,
-                       tail=tail, calibration=self.billed.calibration())
+                       tail=tail, calibration=self.billed.calibration(at))
 
     def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,
                   fresh_from: datetime, minutes: list[PricedUsage],
