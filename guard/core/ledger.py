@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -169,8 +170,9 @@ def ledger_of(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledger:
     """The ledger of ``snapshot``'s month, by the rules of its billing source."""
     if snapshot.source == "analytics":
         return billed_month_to_date(budgets, snapshot)
-    return month_to_date(budgets, at=snapshot.at, settled=snapshot.settled,
-                         usage=snapshot.usage, data_through=snapshot.data_through)
+    ledger = month_to_date(budgets, at=snapshot.at, settled=snapshot.settled,
+                           usage=snapshot.usage, data_through=snapshot.data_through)
+    return replace(ledger, billed_through=snapshot.billed_through)
 
 
 def billed_month_to_date(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledger:
@@ -181,7 +183,8 @@ def billed_month_to_date(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledge
     tail = UsageIndex(_tail(snapshot, start))
     spends = tuple(_billed_spend(b, days, billed, tail, snapshot.calibration) for b in budgets)
     return Ledger(at=at, period_start=start, data_through=snapshot.data_through,
-                  budgets=spends, authoritative_through=_complete_day(snapshot, start))
+                  budgets=spends, authoritative_through=_complete_day(snapshot, start),
+                  source="analytics", billed_through=snapshot.billed_through)
 
 
 def _tail(snapshot: Snapshot, start: datetime) -> Iterator[PricedUsage]:

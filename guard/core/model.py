@@ -220,6 +220,8 @@ class Ledger:
     data_through: datetime | None
     budgets: tuple[BudgetSpend, ...]
     authoritative_through: date | None = None
+    source: str = "legacy"
+    billed_through: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

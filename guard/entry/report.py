@@ -43,7 +43,7 @@ def _table(ledger: Ledger, api_requests: int, a: Assessment | None) -> Table:
     from rich.table import Table  # noqa: PLC0415  (rich loads only for tables)
 
     table = Table(title=f"Month-to-date spend as of {timestamp(ledger.at)}",
-                  caption=f"data through {timestamp(ledger.data_through)} · {_billed(ledger, a)}"
+                  caption=f"data through {timestamp(ledger.data_through)} · {_billed(ledger)}"
                           f" · {api_requests} Admin API requests")
     headings = ["budget", "scope", "spend", "of hard", "soft", "hard", "billed", "estimated"]
     if a is not None:
@@ -64,10 +64,10 @@ def _table(ledger: Ledger, api_requests: int, a: Assessment | None) -> Table:
     return table
 
 
-def _billed(ledger: Ledger, a: Assessment | None) -> str:
+def _billed(ledger: Ledger) -> str:
     """Where billed figures come from, and how far they reach."""
-    if a is not None and a.source == "analytics":
-        return f"billed (analytics) through {timestamp(a.billed_through) or '—'}"
+    if ledger.source == "analytics":
+        return f"billed (analytics) through {timestamp(ledger.billed_through) or '—'}"
     return f"billed (cost report) through {ledger.authoritative_through or '—'}"
 
 
