@@ -22,11 +22,14 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
 
 def test_breach_demo_flips_the_fallback_and_matches_the_truth(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Breach: the env file ends at haiku, alerts were sent, and the ledger matches truth."""
+    """Breach: the env file ends at haiku, alerts were sent, and the ledger, billed through
+    the analytics watermark and calibrated after it, matches the billed truth."""
     out = demo(tmp_path, monkeypatch, "--scenario", "breach")
     assert len(re.findall(r"^2026-0[23]-\d\dT00:00:00Z  org-monthly", out, re.M)) == 27
     errors = [abs(float(e)) for e in re.findall(r"([+-]\d+\.\d{4}) %", out)]
-    assert len(errors) == 3 and max(errors) < 0.1
+    assert len(errors) == 4 and max(errors) < 0.1
+    assert "billing source: analytics, billed through 2026-02-28T19:00:00Z" in out
+    assert re.search(r"reconciliation: 0 models off the bill by more than 2 %", out)
     assert re.search(r"alerts sent: \d+ firing", out)
     assert "fallback changes:" in out and "→ haiku (auto)" in out
     assert read_env(tmp_path / "demo-out" / "model.env")["GUARD_TIER"] == "haiku"

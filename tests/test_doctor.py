@@ -50,7 +50,8 @@ def test_everything_healthy_passes(tmp_path: Path, sim: SimServer) -> None:
     assert code == 0, lines
     assert all(line.startswith("ok") for line in lines)
     names = [line.split(":")[0][5:] for line in lines]
-    assert names == ["admin key", "spend limits API", "state store", "slack auth",
+    assert names == ["admin key", "billing source", "spend limits API", "state store",
+                     "price table", "slack auth",
                      "slack channel", "slack deliveries", "fallback env file",
                      "fallback state file", "fallback model opus", "fallback model sonnet",
                      "fallback model haiku"]
