@@ -21,6 +21,7 @@ from guard.sim import Fault, SimClock, SimOrg, SimServer, SimUsage, prices
 from guard.sim.usage import split_evenly
 
 ADMIN_KEY = "sk-ant-admin01-test-key"
+FAST_BETA: dict[str, str | None] = {"anthropic-beta": "fast-mode-2026-02-01"}
 NOW = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
 MONTH = datetime(2026, 3, 1, tzinfo=UTC)
 USAGE = "/v1/organizations/usage_report/messages"
@@ -122,6 +123,18 @@ PRICE_CASES = [
                   "not_available"), "2000", id="nova"),
     pytest.param((7, "claude-opus-4-7", prices.CACHE_WRITE_5M, "batch", "0-200k", "us"),
                  "0.00240625", id="stacked-multipliers-exact"),
+    pytest.param((1_000_000, "claude-opus-5-5", prices.CACHE_READ, "standard", "0-200k",
+                  "global"), "20", id="opus-5.5-read-is-0.05x"),
+    pytest.param((1_000_000, "claude-haiku-5-5", prices.CACHE_WRITE_5M, "standard", "0-200k",
+                  "global"), "12.5", id="haiku-5.5-low-band"),
+    pytest.param((1_000_000, "claude-fable-5-2", prices.CACHE_READ, "standard", "0-200k",
+                  "global"), "20", id="fable-5.2-read-is-0.025x"),
+    pytest.param((1_000_000, "claude-fable-5", prices.CACHE_READ, "standard", "0-200k",
+                  "us"), "110", id="fable-5-read-us"),
+    pytest.param((1_000_000, "claude-opus-4-1-20250805", prices.CACHE_WRITE_1H, "standard",
+                  "0-200k", "not_available"), "3000", id="opus-4.1-1h-write"),
+    pytest.param((1_000_000, "claude-3-haiku-20240307", prices.CACHE_WRITE_5M, "standard",
+                  "0-200k", "not_available"), "30", id="haiku-3-write-is-listed-not-derived"),
 ]
 
 
@@ -131,6 +144,72 @@ def test_price_table(line: tuple[int, str, str, str, str, str], cents: str) -> N
     tokens, model, token_type, tier, window, geo = line
     assert prices.token_cents(tokens, model, token_type, service_tier=tier,
                               context_window=window, inference_geo=geo) == Decimal(cents)
+
+
+DATED_CASES = [
+    pytest.param("claude-sonnet-5-5", prices.CACHE_READ, "standard", date(2026, 10, 6), "20",
+                 id="sonnet-5.5-read-before-the-cut"),
+    pytest.param("claude-sonnet-5-5", prices.CACHE_READ, "standard", date(2026, 10, 7), "10",
+                 id="sonnet-5.5-read-from-the-cut"),
+    pytest.param("claude-sonnet-5-5", prices.CACHE_READ, "standard", date(2026, 3, 1), "20",
+                 id="sonnet-5.5-first-rates-before-release"),
+    pytest.param("claude-sonnet-5-5", prices.OUTPUT, "standard", date(2026, 10, 7), "1000",
+                 id="sonnet-5.5-output-unchanged"),
+    pytest.param("claude-opus-5-5", prices.OUTPUT, "fast", None, "4000", id="opus-5.5-fast-2x"),
+    pytest.param("claude-opus-5-5", prices.CACHE_READ, "fast", None, "40",
+                 id="opus-5.5-fast-read"),
+    pytest.param("claude-opus-5", prices.UNCACHED_INPUT, "fast", None, "1000",
+                 id="opus-5-fast-2x"),
+    pytest.param("claude-opus-4-8", prices.OUTPUT, "fast", None, "5000", id="opus-4.8-fast-2x"),
+    pytest.param("claude-opus-4-7", prices.OUTPUT, "fast", None, "15000", id="opus-4.7-fast-6x"),
+    pytest.param("claude-fable-5-2", prices.OUTPUT, "fast", None, "8000", id="fable-5.2-fast"),
+]
+
+
+@pytest.mark.parametrize(("model", "token_type", "speed", "day", "cents"), DATED_CASES)
+def test_prices_by_day_and_speed(model: str, token_type: str, speed: str, day: date | None,
+                                 cents: str) -> None:
+    """Prices follow the usage day (Sonnet 5.5's read cut) and fast mode's multipliers."""
+    got = prices.token_cents(1_000_000, model, token_type, service_tier="standard",
+                             context_window="0-200k", inference_geo="global", speed=speed,
+                             day=day)
+    assert got == Decimal(cents)
+
+
+def test_fast_mode_stacks_with_cache_batch_and_geo() -> None:
+    """Fast × 1h cache write × batch × US geo all multiply (reference §8.3–§8.4)."""
+    got = prices.token_cents(1_000_000, "claude-opus-5-5", prices.CACHE_WRITE_1H,
+                             service_tier="batch", context_window="0-200k", inference_geo="us",
+                             speed="fast")
+    assert got == Decimal(8) * 2 * Decimal("0.5") * Decimal("1.1") * 100
+
+
+def test_opus_4_6_fast_past_200k_is_12x() -> None:
+    """Opus 4.6 fast mode costs 6× up to 200K and 12× beyond."""
+    def output(window: str) -> Decimal:
+        return prices.token_cents(1_000_000, "claude-opus-4-6", prices.OUTPUT,
+                                  service_tier="standard", context_window=window,
+                                  inference_geo="global", speed="fast")
+
+    assert (output("0-200k"), output("200k-1M")) == (Decimal(15_000), Decimal(30_000))
+
+
+def test_models_without_fast_mode_refuse_fast_prices() -> None:
+    """Sonnet and Haiku have no fast mode: the simulator refuses to price it."""
+    assert not prices.has_fast_mode("claude-sonnet-5-5")
+    with pytest.raises(ValueError, match="no fast mode"):
+        prices.token_cents(1, "claude-sonnet-5-5", prices.OUTPUT, service_tier="standard",
+                           context_window="0-200k", inference_geo="global", speed="fast")
+
+
+def test_the_examples_of_reference_1_5_price_like_1_4() -> None:
+    """§1.5 rows 1 and 3 (Opus 5.5, standard and fast) cost $3.78 + $1.52 = $5.30 (§1.4)."""
+    standard = SimUsage(None, "k", "claude-opus-5-5", "standard", "0-200k", "global",
+                        "standard", 120_000, 40_000, 200_000, 3_000_000, 45_000)
+    fast = SimUsage(None, "k", "claude-opus-5-5", "standard", "0-200k", "global", "fast",
+                    10_000, 0, 50_000, 400_000, 12_000)
+    day = date(2026, 11, 24)
+    assert (standard.token_cents(day), fast.token_cents(day)) == (Decimal(378), Decimal(152))
 
 
 def test_unknown_model_has_no_price() -> None:
@@ -198,12 +277,17 @@ def test_split_evenly_keeps_every_unit() -> None:
 
 
 def test_the_org_uses_every_price_dimension(org: SimOrg) -> None:
-    """A month has both cache TTLs, reads, searches, batch, long context, both geos, and nova."""
+    """A month has both cache TTLs, reads, searches, batch, long context, both geos, both
+    speeds (fast only where the model has it), and nova."""
     rows = [row for d in range(31) for row in org.usage_day(date(2026, 3, 1) + timedelta(d))]
     assert all(sum(getattr(r, f) for r in rows) > 0 for f in (
-        "cache_write_5m", "cache_write_1h", "cache_read", "web_search_requests"))
+        "cache_write_5m", "cache_write_1h", "cache_read", "web_search_requests", "requests"))
     assert {r.service_tier for r in rows} == {"standard", "batch"}
     assert {r.context_window for r in rows} == {"0-200k", "200k-1M"}
+    assert {r.speed for r in rows} == {"standard", "fast"}
+    assert all(prices.has_fast_mode(r.model) and r.service_tier == "standard"
+               for r in rows if r.speed == "fast")
+    assert "claude-opus-5-5" in {r.model for r in rows if r.speed == "fast"}
     geo_priced = {r.inference_geo for r in rows if prices.card(r.model).geo_priced}
     assert geo_priced == {"us", "global"}
     assert {r.inference_geo for r in rows if not prices.card(r.model).geo_priced} == {
@@ -212,6 +296,16 @@ def test_the_org_uses_every_price_dimension(org: SimOrg) -> None:
     month_end = MONTH + timedelta(days=31)
     nova = org.truth_cents(MONTH, month_end, "model", "claude-nova-1")
     assert 0 < nova < org.truth_cents(MONTH, month_end, "organization") / 10_000
+
+
+def test_the_5_5_family_carries_most_of_the_spend(org: SimOrg) -> None:
+    """Opus, Sonnet and Haiku 5.5 carry most of a month's spend; older models still some."""
+    month_end = MONTH + timedelta(days=31)
+    total = org.truth_cents(MONTH, month_end, "model", "claude")
+    family = sum(org.truth_cents(MONTH, month_end, "model", m)
+                 for m in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"))
+    assert family > total * Decimal("0.6")
+    assert org.truth_cents(MONTH, month_end, "model", "claude-sonnet-4-6") > 0
 
 
 def test_weekdays_and_business_hours_are_busier(org: SimOrg) -> None:
@@ -237,7 +331,8 @@ def test_truth_equals_a_brute_force_sum_over_minutes(org: SimOrg) -> None:
         for minute, rows in enumerate(org.usage_minute_rows(hour)):
             if start <= hour + timedelta(minutes=minute) < datetime(2026, 3, 11, 1, 42,
                                                                     tzinfo=UTC):
-                expected += sum((r.token_cents() + r.web_search_cents() for r in rows),
+                day = (hour + timedelta(minutes=minute)).date()
+                expected += sum((r.token_cents(day) + r.web_search_cents() for r in rows),
                                 Decimal(0))
         expected += sum((s.cents for s in org.code_executions_hour(hour)
                          if start <= s.ended_at and s.ended_at + timedelta(minutes=1) <= end),
@@ -253,8 +348,8 @@ def test_truth_scopes_partition_the_organization(org: SimOrg) -> None:
     spaces = [w.id for w in org.workspaces] + ["default"]
     assert sum(org.truth_day_cents(day, "workspace", w) for w in spaces) == total
     rows = org.usage_day(day)
-    keyless = sum((r.token_cents() + r.web_search_cents() for r in rows if r.api_key_id is None),
-                  Decimal(0))
+    keyless = sum((r.token_cents(day) + r.web_search_cents() for r in rows
+                   if r.api_key_id is None), Decimal(0))
     code = sum((s.cents for s in org.code_executions(day_start(day), day_start(day) +
                                                      timedelta(days=1))), Decimal(0))
     by_key = sum(org.truth_day_cents(day, "api_key", k.id) for k in org.api_keys)
@@ -266,7 +361,7 @@ def test_model_scope_counts_tokens_only(org: SimOrg) -> None:
     day = date(2026, 3, 12)
     rows = [r for r in org.usage_day(day) if r.model.startswith("claude-sonnet")]
     assert any(r.web_search_requests for r in rows)
-    expected = sum((r.token_cents() for r in rows), Decimal(0))
+    expected = sum((r.token_cents(day) for r in rows), Decimal(0))
     assert org.truth_day_cents(day, "model", "claude-sonnet") == expected
 
 
@@ -393,10 +488,13 @@ def test_usage_report_pages_by_buckets(server: SimServer) -> None:
 def test_usage_report_totals_match_the_org(server: SimServer, org: SimOrg) -> None:
     """An hourly bucket grouped by every dimension holds exactly the org's rows for that hour."""
     dims = ("model", "workspace_id", "api_key_id", "service_tier", "context_window",
-            "inference_geo")
-    page = ok(server, USAGE, [("starting_at", "2026-03-27T10:00:00Z"),
-                              ("ending_at", "2026-03-27T11:00:00Z"), ("bucket_width", "1h"),
-                              *(("group_by[]", d) for d in dims)])
+            "inference_geo", "speed")
+    status, _, page = call(server, USAGE, [("starting_at", "2026-03-27T10:00:00Z"),
+                                           ("ending_at", "2026-03-27T11:00:00Z"),
+                                           ("bucket_width", "1h"),
+                                           *(("group_by[]", d) for d in dims)],
+                           headers=FAST_BETA)
+    assert status == 200, page
     got = {tuple(r[d] for d in dims): (
         r["uncached_input_tokens"], r["cache_creation"]["ephemeral_5m_input_tokens"],
         r["cache_creation"]["ephemeral_1h_input_tokens"], r["cache_read_input_tokens"],
@@ -404,7 +502,35 @@ def test_usage_report_totals_match_the_org(server: SimServer, org: SimOrg) -> No
         for r in page["data"][0]["results"]}
     rows = org.usage_hour(datetime(2026, 3, 27, 10, tzinfo=UTC))
     assert got == {(r.model, r.workspace_id, r.api_key_id, r.service_tier, r.context_window,
-                    r.inference_geo): r.counts for r in rows}
+                    r.inference_geo, r.speed): r.counts[:6] for r in rows}
+
+
+@pytest.mark.parametrize("query", [
+    [("group_by[]", "speed")], [("speeds[]", "fast")],
+], ids=["group-by-speed", "filter-by-speed"])
+def test_speed_needs_the_fast_mode_beta(server: SimServer, query: list[tuple[str, str]]) -> None:
+    """Grouping or filtering the usage report by speed is a 400 without the beta header."""
+    base = [("starting_at", "2026-03-27T00:00:00Z"), ("ending_at", "2026-03-28T00:00:00Z"),
+            *query]
+    status, _, body = call(server, USAGE, base)
+    assert (status, body["error"]["type"]) == (400, "invalid_request_error")
+    assert "fast-mode-2026-02-01" in body["error"]["message"]
+    status, _, body = call(server, USAGE, base,
+                           headers={"anthropic-beta": "other-beta, fast-mode-2026-02-01"})
+    assert status == 200, body
+
+
+def test_fast_rows_are_grouped_and_filtered_by_speed(server: SimServer, org: SimOrg) -> None:
+    """``speeds[]=fast`` returns exactly the fast-mode tokens of the day, rows say ``fast``."""
+    status, _, page = call(server, USAGE, [("starting_at", "2026-03-27T00:00:00Z"),
+                                           ("ending_at", "2026-03-28T00:00:00Z"),
+                                           ("group_by[]", "speed"), ("group_by[]", "model"),
+                                           ("speeds[]", "fast")], headers=FAST_BETA)
+    assert status == 200, page
+    results = page["data"][0]["results"]
+    assert results and {r["speed"] for r in results} == {"fast"}
+    fast = [r for r in org.usage_day(date(2026, 3, 27)) if r.speed == "fast"]
+    assert sum(r["output_tokens"] for r in results) == sum(r.output_tokens for r in fast)
 
 
 def test_ungrouped_dimensions_are_null(server: SimServer) -> None:
@@ -417,9 +543,10 @@ def test_ungrouped_dimensions_are_null(server: SimServer) -> None:
         assert set(row) == {"uncached_input_tokens", "cache_creation", "cache_read_input_tokens",
                             "output_tokens", "server_tool_use", "model", "workspace_id",
                             "api_key_id", "service_tier", "context_window", "inference_geo",
-                            "account_id", "service_account_id"}
+                            "speed", "account_id", "service_account_id"}
         assert all(row[d] is None for d in ("workspace_id", "api_key_id", "service_tier",
-                                            "context_window", "inference_geo", "account_id"))
+                                            "context_window", "inference_geo", "speed",
+                                            "account_id"))
 
 
 def test_empty_buckets_are_returned(server: SimServer) -> None:
@@ -574,7 +701,8 @@ def test_command_line_prints_the_url_then_serves() -> None:
 
 def test_sim_usage_is_a_frozen_value() -> None:
     """Usage rows are immutable values that compare by content."""
-    row = SimUsage(None, None, "claude-sonnet-4-6", "standard", "0-200k", "global", 1, 2, 3, 4, 5)
+    row = SimUsage(None, None, "claude-sonnet-4-6", "standard", "0-200k", "global", "standard",
+                   1, 2, 3, 4, 5, 0, 6)
     assert row == SimUsage.of(row.dims, row.counts)
     with pytest.raises(AttributeError):
         row.model = "x"  # type: ignore[misc]

@@ -2,6 +2,10 @@
 
 The first line on stdout is the base URL (``http://127.0.0.1:PORT``), flushed, so a parent
 process can read it and point a client at it.
+
+The analytics API is shaped by ``--discount 0.15``, ``--analytics-lag-hours 4``,
+``--revision-hours 6``, ``--price-error claude-sonnet-5-5=1.10`` (repeatable), and switched off
+by ``--no-analytics`` (404) or refused by ``--hipaa`` (400).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from guard.sim.clock import SimClock
 from guard.sim.org import SimOrg
@@ -33,7 +38,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--admin-key", default=DEFAULT_ADMIN_KEY)
     parser.add_argument("--realtime", action="store_true",
                         help="advance the simulated clock with the wall clock")
+    parser.add_argument("--discount", type=_decimal, default=Decimal(0),
+                        help="negotiated discount of analytics amounts, e.g. 0.15")
+    parser.add_argument("--analytics-lag-hours", type=float, default=4.0)
+    parser.add_argument("--revision-hours", type=int, default=0,
+                        help="hours after which late billing data revises an analytics hour")
+    parser.add_argument("--price-error", type=_price_error, action="append", default=[],
+                        metavar="MODEL=FACTOR", help="bill MODEL's tokens at FACTOR × list")
+    parser.add_argument("--hipaa", action="store_true",
+                        help="refuse the analytics API as for a HIPAA-ready organization")
+    parser.add_argument("--no-analytics", dest="analytics", action="store_false",
+                        help="serve no analytics API (404)")
     return parser.parse_args(argv)
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number") from None
+
+
+def _price_error(text: str) -> tuple[str, Decimal]:
+    model, sep, factor = text.partition("=")
+    if not sep or not model:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL=FACTOR")
+    return model, _decimal(factor)
 
 
 def _moment(text: str) -> datetime:
@@ -48,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     clock = SimClock(args.now or datetime.now(UTC))
     server = SimServer(SimOrg.sized(args.seed, args.size), clock, admin_key=args.admin_key,
-                       lag=timedelta(minutes=args.lag_minutes), host=args.host, port=args.port)
+                       lag=timedelta(minutes=args.lag_minutes), host=args.host, port=args.port,
+                       analytics_lag=timedelta(hours=args.analytics_lag_hours),
+                       discount=args.discount, price_errors=dict(args.price_error),
+                       revision_hours=args.revision_hours, analytics=args.analytics,
+                       hipaa=args.hipaa)
     with server:
         print(server.base_url, flush=True)
         try:

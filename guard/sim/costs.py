@@ -1,18 +1,22 @@
 """Cost-report lines: the organization's usage priced with the simulator's own table.
 
 Lines are built at the finest grain the cost report knows (workspace × description), priced
-once per line from summed token counts, then summed into the grouping asked for. Decimal
-arithmetic is exact here, so every grouping adds up to ``SimOrg.truth_cents`` to the last digit.
+once per line and speed from summed token counts at the prices of the bucket's day, then summed
+into the grouping asked for. The report has no ``speed`` field: fast-mode tokens are in the same
+line as standard ones, at their own price. Decimal arithmetic is exact here, so every grouping
+adds up to ``SimOrg.truth_cents`` (with the same ``price_errors``) to the last digit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from guard.sim import prices
 from guard.sim.hourly import SimCodeExecution
+from guard.sim.org import token_factor
 from guard.sim.usage import SimUsage
 
 LineKey = tuple[str | None, str, str | None, str | None, str | None, str | None, str | None]
@@ -31,24 +35,28 @@ _FIELDS = ("cost_type", "description", "model", "token_type", "service_tier", "c
 
 
 def cost_results(rows: Iterable[SimUsage], sessions: Iterable[SimCodeExecution], *,
+                 day: date, price_errors: Mapping[str, Decimal] | None = None,
                  by_workspace: bool, by_description: bool, salt: int) -> list[dict[str, Any]]:
     """The ``results`` of one cost-report bucket; ``salt`` varies the amounts' formatting."""
     grouped: dict[LineKey, Decimal] = {}
-    for key, amount in price_lines(rows, sessions).items():
+    for key, amount in price_lines(rows, sessions, day, price_errors).items():
         kept = _project(key, by_workspace=by_workspace, by_description=by_description)
         grouped[kept] = grouped.get(kept, Decimal(0)) + amount
     ordered = sorted(grouped.items(), key=lambda item: _line_order(item[0]))
     return [_item(key, amount, by_description, salt + i) for i, (key, amount) in enumerate(ordered)]
 
 
-def price_lines(rows: Iterable[SimUsage],
-                sessions: Iterable[SimCodeExecution]) -> dict[LineKey, Decimal]:
+def price_lines(rows: Iterable[SimUsage], sessions: Iterable[SimCodeExecution], day: date,
+                price_errors: Mapping[str, Decimal] | None = None) -> dict[LineKey, Decimal]:
     """Cents per finest cost-report line: tokens per type, web searches, code execution."""
-    counts: dict[LineKey, int] = {}
+    counts: dict[tuple[LineKey, str], int] = {}
     for row in rows:
         for key, count in _row_lines(row):
-            counts[key] = counts.get(key, 0) + count
-    lines = {key: _price(key, count) for key, count in counts.items()}
+            counts[key, row.speed] = counts.get((key, row.speed), 0) + count
+    lines: dict[LineKey, Decimal] = {}
+    for (key, speed), count in counts.items():
+        amount = _price(key, count, speed, day) * token_factor(price_errors, key[2] or "")
+        lines[key] = lines.get(key, Decimal(0)) + amount
     for session in sessions:
         key = (session.workspace_id, "code_execution", None, None, None, None, None)
         lines[key] = lines.get(key, Decimal(0)) + session.cents
@@ -67,13 +75,13 @@ def _row_lines(row: SimUsage) -> list[tuple[LineKey, int]]:
     return lines
 
 
-def _price(key: LineKey, count: int) -> Decimal:
+def _price(key: LineKey, count: int, speed: str, day: date) -> Decimal:
     _, cost_type, model, token_type, tier, window, geo = key
     if cost_type == "web_search":
         return prices.web_search_cents(count)
     assert model and token_type and tier and window and geo  # a token line has every field
     return prices.token_cents(count, model, token_type, service_tier=tier,
-                              context_window=window, inference_geo=geo)
+                              context_window=window, inference_geo=geo, speed=speed, day=day)
 
 
 def _project(key: LineKey, *, by_workspace: bool, by_description: bool) -> LineKey:

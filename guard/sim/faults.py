@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from guard.sim.wire import Json, Response, error_payload
 
+_DETAILS = {410: ": the page cursor expired; restart from the first page"}
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
@@ -17,7 +19,7 @@ class Fault:
     field, setting an amount to ``"abc"``...) before serialisation, with its real status. With
     ``body``, that raw text is served with ``status``. Otherwise the API's error envelope for
     ``status`` is served (429 ``rate_limit_error``, 529 ``overloaded_error``, 5xx ``api_error``...).
-    ``retry_after`` sets the ``retry-after`` header.
+    ``retry_after`` sets the ``retry-after`` header. A 410 says an analytics cursor expired.
     """
 
     status: int = 500
@@ -36,7 +38,7 @@ class Fault:
         headers = {"retry-after": self.retry_after} if self.retry_after is not None else {}
         if self.body is not None:
             return Response(self.status, request_id, raw=self.body, headers=headers)
-        message = f"injected fault: HTTP {self.status}"
+        message = f"injected fault: HTTP {self.status}{_DETAILS.get(self.status, '')}"
         payload = error_payload(self.status, message, request_id)
         return Response(self.status, request_id, payload, headers=headers)
 

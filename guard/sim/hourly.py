@@ -95,7 +95,7 @@ class HourGenerator:
         key = self.population.nova_key
         return [SimUsage(key.workspace_id, key.id, NOVA, "standard", "0-200k", "not_available",
                          uncached_input_tokens=rng.randint(300, 3_000),
-                         output_tokens=rng.randint(50, 600))]
+                         output_tokens=rng.randint(50, 600), requests=rng.randint(1, 3))]
 
     def _code_executions(self, rng: random.Random, start: datetime,
                          level: float) -> tuple[SimCodeExecution, ...]:
@@ -114,6 +114,7 @@ def _row(stream: Stream, draws: int, rng: random.Random) -> SimUsage:
     base = profile.input_per_draw * draws * rng.lognormvariate(0.0, 0.35)
     output = base * profile.output_ratio * rng.uniform(0.8, 1.2)
     searches = profile.searches_per_draw * draws * rng.uniform(0.5, 1.5)
+    requests = max(1, round(profile.requests_per_draw * draws * rng.uniform(0.7, 1.3)))
     return SimUsage.of(stream.dims, (
         int(base),
         int(base * profile.write_5m_ratio),
@@ -121,4 +122,5 @@ def _row(stream: Stream, draws: int, rng: random.Random) -> SimUsage:
         int(base * profile.read_ratio),
         int(output),
         int(searches),
+        requests,
     ))

@@ -10,13 +10,17 @@ Ground truth follows the guard's budget semantics (``truth_cents``):
 * ``workspace``: every cost of that workspace (``"default"`` is the default workspace);
 * ``api_key``: tokens and web searches of the key's usage (code execution has no key);
 * ``model``: token costs only, of models whose id starts with ``match``.
+
+Tokens are priced at the list prices of their own UTC day (``prices``), fast mode included: the
+legacy cost report's view. ``price_errors`` scales a model's token costs, for a bill that is not
+what the public table says (see ``SimServer``).
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -71,12 +75,18 @@ class Selection:
             return session.workspace_id == self.match
         return self.scope == "organization"
 
-    def row_cents(self, row: SimUsage) -> Decimal:
-        """What the row contributes to the selection."""
+    def row_cents(self, row: SimUsage, day: date | None = None,
+                  price_errors: Mapping[str, Decimal] | None = None) -> Decimal:
+        """What the row, used on ``day``, contributes to the selection at list price."""
         if not self.takes_usage(row):
             return Decimal(0)
         web = row.web_search_cents() if self.counts_web_search else Decimal(0)
-        return row.token_cents() + web
+        return row.token_cents(day) * token_factor(price_errors, row.model) + web
+
+
+def token_factor(price_errors: Mapping[str, Decimal] | None, model: str) -> Decimal:
+    """How far the bill for ``model``'s tokens is off the price table (1 when it is not)."""
+    return (price_errors or {}).get(model, Decimal(1))
 
 
 class SimOrg:
@@ -156,9 +166,28 @@ class SimOrg:
 
     def usage(self, start: datetime, end: datetime) -> Iterator[SimUsage]:
         """Rows (not merged) of the minutes that lie wholly inside ``[start, end)``."""
+        for _, rows in self.usage_pieces(start, end):
+            yield from rows
+
+    def usage_pieces(self, start: datetime,
+                     end: datetime) -> Iterator[tuple[datetime, tuple[SimUsage, ...]]]:
+        """``(piece start, rows)`` of the whole minutes in ``[start, end)``, cut into whole UTC
+        days, whole hours and minute runs inside one hour (so each piece has one UTC day)."""
         start, end = timegrid.ceil(start, timegrid.MINUTE), timegrid.floor(end, timegrid.MINUTE)
         for piece_start, piece_end in timegrid.segments(start, end):
-            yield from self._piece(piece_start, piece_end)
+            yield piece_start, self.piece(piece_start, piece_end)
+
+    def piece(self, start: datetime, end: datetime) -> tuple[SimUsage, ...]:
+        """The rows of a whole UTC day, a whole hour or a run of minutes inside one hour."""
+        if end - start == timegrid.DAY:
+            return self.usage_day(start.date())
+        if end - start == timegrid.HOUR:
+            return self.usage_hour(start)
+        hour = timegrid.floor(start, timegrid.HOUR)
+        if end > hour + timegrid.HOUR:
+            raise ValueError(f"[{start}, {end}) is not a day, an hour or minutes of one hour")
+        minutes = self.usage_minute_rows(hour)[start.minute:(end - hour) // timegrid.MINUTE]
+        return tuple(row for rows in minutes for row in rows)
 
     def code_executions(self, start: datetime, end: datetime) -> Iterator[SimCodeExecution]:
         """Sessions whose billing minute lies wholly inside ``[start, end)``."""
@@ -169,14 +198,18 @@ class SimOrg:
     # --- ground truth --------------------------------------------------------------------------
 
     def truth_cents(self, start: datetime, end: datetime, scope: str,
-                    match: str | None = None) -> Decimal:
+                    match: str | None = None, *,
+                    price_errors: Mapping[str, Decimal] | None = None) -> Decimal:
         """The exact true cost, in cents, of one budget scope over the minutes in ``[start, end)``.
 
         A minute counts when it lies wholly inside the interval, the same rule as the server's
-        visibility (data of a minute is visible once the minute has ended).
+        visibility (data of a minute is visible once the minute has ended). Tokens are priced
+        at list prices of their own day; ``price_errors`` (model → factor) scales token costs.
         """
         selection = Selection.of(scope, match)
-        tokens = sum((selection.row_cents(row) for row in self.usage(start, end)), Decimal(0))
+        tokens = sum((selection.row_cents(row, piece.date(), price_errors)
+                      for piece, rows in self.usage_pieces(start, end) for row in rows),
+                     Decimal(0))
         code = sum((session.cents for session in self.code_executions(start, end)
                     if selection.takes_code_execution(session)), Decimal(0))
         return tokens + code
@@ -187,15 +220,6 @@ class SimOrg:
         return self.truth_cents(start, start + timedelta(days=1), scope, match)
 
     # --- internals -----------------------------------------------------------------------------
-
-    def _piece(self, start: datetime, end: datetime) -> tuple[SimUsage, ...]:
-        if end - start == timegrid.DAY:
-            return self.usage_day(start.date())
-        if end - start == timegrid.HOUR:
-            return self.usage_hour(start)
-        hour = timegrid.floor(start, timegrid.HOUR)
-        minutes = self.usage_minute_rows(hour)[start.minute:(end - hour) // timegrid.MINUTE]
-        return tuple(row for rows in minutes for row in rows)
 
     def _split(self, hour: datetime) -> tuple[tuple[SimUsage, ...], ...]:
         rng = random.Random(f"{self.seed}:{hour.isoformat()}:minutes")

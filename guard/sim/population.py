@@ -1,8 +1,13 @@
 """Who is in the simulated organization: workspaces, API keys and their traffic streams.
 
-A *stream* is one finest-grain usage group (workspace, key, model, tier, context window, geo)
-with a weight and a token profile. Key weights are Pareto-distributed, so a few keys carry most
-of the spend and most keys are quiet most hours: that keeps a 2,000-key org sparse per hour.
+A *stream* is one finest-grain usage group (workspace, key, model, tier, context window, geo,
+speed) with a weight and a token profile. Key weights are Pareto-distributed, so a few keys carry
+most of the spend and most keys are quiet most hours: that keeps a 2,000-key org sparse per hour.
+Weights are capped (``_MAX_KEY_WEIGHT``) so that one unlucky draw cannot make a single key the
+whole organization.
+
+Most traffic is the 5.5 family (Opus, Sonnet and Haiku 5.5); some keys still use older models;
+some Opus 5.5 keys (and a few Opus 4.7 keys) also send fast-mode requests, at standard tier only.
 """
 
 from __future__ import annotations
@@ -19,13 +24,29 @@ NOVA = "claude-nova-1"
 """The model public price lists do not know; used rarely, by one key."""
 
 MODEL_POPULARITY: tuple[tuple[str, int], ...] = (
-    ("claude-sonnet-4-6", 35),
-    ("claude-haiku-4-5-20251001", 25),
-    ("claude-opus-4-7", 15),
-    ("claude-sonnet-4-5-20250929", 15),
-    ("claude-3-5-haiku-20241022", 10),
+    ("claude-sonnet-5-5", 32),
+    ("claude-opus-5-5", 24),
+    ("claude-haiku-5-5", 20),
+    ("claude-sonnet-4-6", 9),
+    ("claude-opus-4-7", 6),
+    ("claude-sonnet-4-5-20250929", 5),
+    ("claude-haiku-4-5-20251001", 4),
 )
 """The everyday models and how likely a key is to use each."""
+
+FAST_TRAFFIC: dict[str, tuple[float, float]] = {
+    "claude-opus-5-5": (0.6, 0.5),
+    "claude-opus-4-7": (0.3, 0.1),
+}
+"""Model → (chance that a key using it also sends fast-mode traffic, the most that traffic
+weighs against the key's standard traffic on the model)."""
+
+LONG_CONTEXT_MODELS: dict[str, float] = {
+    "claude-sonnet-4-5-20250929": 0.4,
+    "claude-sonnet-5-5": 0.2,
+    "claude-opus-5-5": 0.15,
+}
+"""Model → chance that a key using it also sends prompts past 200K tokens."""
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _WORKSPACE_NAMES = ("Production", "Staging", "Research", "Support Bot", "Data Platform",
@@ -33,9 +54,12 @@ _WORKSPACE_NAMES = ("Production", "Staging", "Research", "Support Bot", "Data Pl
 _KEY_PURPOSES = ("backend", "batch-jobs", "chat", "agents", "etl", "ci", "notebook", "search",
                  "summarizer", "classifier", "support", "eval")
 _CREATED_FROM = datetime(2024, 3, 1, tzinfo=UTC)
-_INPUT_PER_DRAW = {"claude-opus-4-7": 60_000.0, "claude-sonnet-4-6": 120_000.0,
-                   "claude-sonnet-4-5-20250929": 110_000.0, "claude-haiku-4-5-20251001": 300_000.0,
-                   "claude-3-5-haiku-20241022": 250_000.0}
+_MAX_KEY_WEIGHT = 50.0
+_INPUT_PER_DRAW = {"claude-opus-5-5": 70_000.0, "claude-sonnet-5-5": 130_000.0,
+                   "claude-haiku-5-5": 350_000.0, "claude-opus-4-7": 60_000.0,
+                   "claude-sonnet-4-6": 120_000.0, "claude-sonnet-4-5-20250929": 110_000.0,
+                   "claude-haiku-4-5-20251001": 300_000.0}
+_CONSOLE_MODELS = ("claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5", "claude-sonnet-4-6")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +96,7 @@ class Profile:
     write_5m_ratio: float
     write_1h_ratio: float
     searches_per_draw: float
+    requests_per_draw: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +128,12 @@ def ident(rng: random.Random, prefix: str) -> str:
 def populate(seed: int, workspaces: int, keys: int) -> Population:
     """Generate the organization's directory and streams, deterministically from ``seed``."""
     rng = random.Random(f"{seed}:population")
+    fast = random.Random(f"{seed}:fast")  # its own draws: fast-mode tuning moves nothing else
     spaces = tuple(_workspace(rng, i) for i in range(workspaces))
     api_keys = tuple(_api_key(rng, i, _home(rng, i, spaces, keys)) for i in range(keys))
     geo = {space.id: space.default_inference_geo for space in spaces}
     streams = [s for key in api_keys
-               for s in _key_streams(rng, key, geo.get(key.workspace_id or "", "global"))]
+               for s in _key_streams((rng, fast), key, geo.get(key.workspace_id or "", "global"))]
     streams += _console_streams(rng, spaces)
     nova_key = api_keys[rng.randrange(len(api_keys))]
     return Population(spaces, api_keys, tuple(streams), nova_key, ident(rng, "wrkspc_"))
@@ -146,22 +172,43 @@ def _api_key(rng: random.Random, index: int, workspace_id: str | None) -> SimApi
     return SimApiKey(ident(rng, "apikey_"), name, workspace_id, created, hint)
 
 
-def _key_streams(rng: random.Random, key: SimApiKey, workspace_geo: str) -> list[Stream]:
-    weight = rng.paretovariate(1.16)
+def _key_streams(rngs: tuple[random.Random, random.Random], key: SimApiKey,
+                 workspace_geo: str) -> list[Stream]:
+    rng, fast = rngs
+    weight = min(rng.paretovariate(1.16), _MAX_KEY_WEIGHT)
     geo = "us" if rng.random() < 0.1 else workspace_geo
     batch = rng.random() < 0.25
-    models = _model_mix(rng)
     streams: list[Stream] = []
-    for model, share in models:
-        dims: Dims = (key.workspace_id, key.id, model, "standard", "0-200k", _geo(model, geo))
+    for model, share in _model_mix(rng):
+        dims: Dims = (key.workspace_id, key.id, model, "standard", "0-200k", _geo(model, geo),
+                      prices.STANDARD)
         streams.append(Stream(dims, weight * share, _profile(rng, model)))
-        if batch:
-            batch_dims: Dims = (*dims[:3], "batch", *dims[4:])
-            streams.append(Stream(batch_dims, weight * share * 0.4, _profile(rng, model, 3.0)))
-        if model == "claude-sonnet-4-5-20250929" and rng.random() < 0.4:
-            long_dims: Dims = (*dims[:4], prices.LONG_CONTEXT, dims[5])
-            streams.append(Stream(long_dims, weight * share * 0.2, _profile(rng, model, 4.0)))
+        streams += _variants(rng, dims, weight * share, batch=batch)
+        streams += _fast(fast, dims, weight * share)
     return streams
+
+
+def _variants(rng: random.Random, dims: Dims, weight: float, *, batch: bool) -> list[Stream]:
+    """The batch and long-context streams beside a key's standard stream."""
+    model = dims[2]
+    streams: list[Stream] = []
+    if batch:
+        batch_dims: Dims = (*dims[:3], "batch", *dims[4:])
+        streams.append(Stream(batch_dims, weight * 0.4, _profile(rng, model, 3.0)))
+    if rng.random() < LONG_CONTEXT_MODELS.get(model, 0.0):
+        long_dims: Dims = (*dims[:4], prices.LONG_CONTEXT, *dims[5:])
+        streams.append(Stream(long_dims, weight * 0.2, _profile(rng, model, 4.0)))
+    return streams
+
+
+def _fast(rng: random.Random, dims: Dims, weight: float) -> list[Stream]:
+    """The fast-mode stream beside a key's standard stream, for some keys of some models."""
+    chance, most = FAST_TRAFFIC.get(dims[2], (0.0, 0.0))
+    if rng.random() >= chance:
+        return []
+    fast_dims: Dims = (*dims[:6], prices.FAST)
+    share = rng.uniform(0.2, 1.0) * most
+    return [Stream(fast_dims, weight * share, _profile(rng, dims[2]))]
 
 
 def _model_mix(rng: random.Random) -> list[tuple[str, float]]:
@@ -187,7 +234,8 @@ def _profile(rng: random.Random, model: str, scale: float = 1.0) -> Profile:
     read = rng.uniform(1.0, 8.0) if caching != "none" else 0.0
     searches = rng.uniform(0.5, 6.0) if rng.random() < 0.25 else 0.0
     size = _INPUT_PER_DRAW.get(model, 50_000.0) * scale * rng.lognormvariate(0.0, 0.6)
-    return Profile(size, rng.uniform(0.05, 0.35), read, write_5m, write_1h, searches)
+    requests = size / rng.uniform(4_000.0, 40_000.0)
+    return Profile(size, rng.uniform(0.05, 0.35), read, write_5m, write_1h, searches, requests)
 
 
 def _console_streams(rng: random.Random, spaces: tuple[SimWorkspace, ...]) -> list[Stream]:
@@ -197,8 +245,9 @@ def _console_streams(rng: random.Random, spaces: tuple[SimWorkspace, ...]) -> li
     homes.update((space.id, space) for space in (*spaces[:4], *sampled))
     streams = []
     for space in homes.values():
-        model = rng.choice(("claude-sonnet-4-6", "claude-opus-4-7"))
-        geo = space.default_inference_geo if space else "global"
-        dims: Dims = (space.id if space else None, None, model, "standard", "0-200k", geo)
+        model = rng.choice(_CONSOLE_MODELS)
+        geo = _geo(model, space.default_inference_geo if space else "global")
+        dims: Dims = (space.id if space else None, None, model, "standard", "0-200k", geo,
+                      prices.STANDARD)
         streams.append(Stream(dims, rng.uniform(0.05, 0.3), _profile(rng, model, 0.2)))
     return streams

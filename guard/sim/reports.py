@@ -3,20 +3,24 @@
 A ``View`` is what the server can see: buckets that start at or after ``now`` are not returned,
 and data of a minute is visible only once ``minute_end <= cutoff`` (``cutoff = now - lag``), so
 the in-progress bucket is partial and the last few minutes are missing, as in the real API.
+
+Grouping or filtering the usage report by ``speed`` needs ``anthropic-beta:
+fast-mode-2026-02-01`` (reference §2.1); rows always carry ``speed``, ``null`` unless grouped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from guard.sim import params, timegrid
 from guard.sim.costs import cost_results
 from guard.sim.org import SimOrg
 from guard.sim.params import Query, bad_request
-from guard.sim.usage import Counts, SimUsage, add_counts
+from guard.sim.usage import ZERO, Counts, SimUsage, add_counts
 
 USAGE_WIDTHS = {
     "1m": (timegrid.MINUTE, 60, 1440),
@@ -28,14 +32,17 @@ USAGE_WIDTHS = {
 COST_WIDTHS = {"1d": (timegrid.DAY, 7, 31)}
 
 USAGE_DIMENSIONS = ("model", "workspace_id", "api_key_id", "service_tier", "context_window",
-                    "inference_geo")
-NULL_DIMENSIONS = ("account_id", "service_account_id", "speed")
-"""Accepted in ``group_by[]`` and always ``null``: the simulator has no OAuth or fast mode."""
+                    "inference_geo", "speed")
+NULL_DIMENSIONS = ("account_id", "service_account_id")
+"""Accepted in ``group_by[]`` and always ``null``: the simulator has no OAuth users."""
 
 USAGE_FILTERS = {"models": "model", "workspace_ids": "workspace_id", "api_key_ids": "api_key_id",
                  "service_tiers": "service_tier", "context_window": "context_window",
-                 "inference_geos": "inference_geo"}
+                 "inference_geos": "inference_geo", "speeds": "speed"}
 """Filter parameter → the row attribute it matches."""
+
+FAST_MODE_BETA = "fast-mode-2026-02-01"
+"""The beta that grouping or filtering the usage report by ``speed`` needs."""
 
 COST_GROUPS = ("workspace_id", "description")
 
@@ -114,10 +121,20 @@ def bucket_json(start: datetime, width: timedelta, results: list[Json]) -> Json:
 # --- usage_report/messages ---------------------------------------------------------------------
 
 
-def usage_report(org: SimOrg, query: Query, view: View) -> Json:
-    """``GET /v1/organizations/usage_report/messages``."""
+def betas(headers: Mapping[str, str]) -> frozenset[str]:
+    """The names in the request's ``anthropic-beta`` header (comma-separated)."""
+    return frozenset(name.strip() for name in headers.get("anthropic-beta", "").split(",")
+                     if name.strip())
+
+
+def usage_report(org: SimOrg, query: Query, view: View,
+                 enabled: frozenset[str] = frozenset()) -> Json:
+    """``GET /v1/organizations/usage_report/messages``; ``enabled`` are the request's betas."""
     page = plan(query, USAGE_WIDTHS, view.now)
     group = _usage_group(query)
+    if ("speed" in group or params.values(query, "speeds")) and FAST_MODE_BETA not in enabled:
+        raise bad_request(f"speed: grouping or filtering by speed requires the "
+                          f"'anthropic-beta: {FAST_MODE_BETA}' header")
     filters = [(attr, set(params.values(query, name))) for name, attr in USAGE_FILTERS.items()
                if params.values(query, name)]
     buckets = []
@@ -145,9 +162,9 @@ def _usage_results(rows: Iterable[SimUsage], group: tuple[str, ...]) -> list[Jso
     totals: dict[tuple[str | None, ...], Counts] = {}
     for row in rows:
         key = tuple(getattr(row, d) if d in group else None for d in USAGE_DIMENSIONS)
-        totals[key] = add_counts(totals.get(key, (0, 0, 0, 0, 0, 0)), row.counts)
+        totals[key] = add_counts(totals.get(key, ZERO), row.counts)
     ordered = sorted(totals.items(), key=lambda item: sort_key(item[0]))
-    return [_usage_item(key, counts, group) for key, counts in ordered]
+    return [_usage_item(key, counts) for key, counts in ordered]
 
 
 def sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
@@ -155,8 +172,8 @@ def sort_key(key: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((part is None, part or "") for part in key)
 
 
-def _usage_item(key: tuple[str | None, ...], counts: Counts, group: tuple[str, ...]) -> Json:
-    item: Json = {
+def _usage_item(key: tuple[str | None, ...], counts: Counts) -> Json:
+    return {
         "uncached_input_tokens": counts[0],
         "cache_creation": {"ephemeral_5m_input_tokens": counts[1],
                            "ephemeral_1h_input_tokens": counts[2]},
@@ -169,19 +186,19 @@ def _usage_item(key: tuple[str | None, ...], counts: Counts, group: tuple[str, .
         "service_tier": key[3],
         "context_window": key[4],
         "inference_geo": key[5],
+        "speed": key[6],
         "account_id": None,
         "service_account_id": None,
     }
-    if "speed" in group:
-        item["speed"] = None
-    return item
 
 
 # --- cost_report -------------------------------------------------------------------------------
 
 
-def cost_report(org: SimOrg, query: Query, view: View) -> Json:
-    """``GET /v1/organizations/cost_report`` (amounts in cents, as decimal strings)."""
+def cost_report(org: SimOrg, query: Query, view: View,
+                price_errors: Mapping[str, Decimal] | None = None) -> Json:
+    """``GET /v1/organizations/cost_report`` (amounts in cents, as decimal strings), at list
+    prices of each bucket's day, ``price_errors`` (model → factor) applied to token costs."""
     page = plan(query, COST_WIDTHS, view.now)
     group = tuple(params.values(query, "group_by"))
     unknown = [g for g in group if g not in COST_GROUPS]
@@ -191,6 +208,7 @@ def cost_report(org: SimOrg, query: Query, view: View) -> Json:
     for start in page.starts:
         since, until = visible(start, page.width, view)
         results = cost_results(org.usage(since, until), org.code_executions(since, until),
+                               day=start.date(), price_errors=price_errors,
                                by_workspace="workspace_id" in group,
                                by_description="description" in group,
                                salt=start.toordinal())

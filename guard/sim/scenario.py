@@ -63,7 +63,8 @@ def _scaled(row: SimUsage, factor: int) -> SimUsage:
                    cache_write_5m=row.cache_write_5m * factor,
                    cache_write_1h=row.cache_write_1h * factor,
                    cache_read=row.cache_read * factor, output_tokens=row.output_tokens * factor,
-                   web_search_requests=row.web_search_requests * factor)
+                   web_search_requests=row.web_search_requests * factor,
+                   requests=row.requests * factor)
 
 
 def with_scenario(seed: int, scenario: str) -> SimOrg:

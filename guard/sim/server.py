@@ -1,9 +1,19 @@
 """The simulated Admin API over real HTTP on loopback.
 
-``SimServer`` serves the usage report, the cost report, workspaces and API keys of a ``SimOrg``
-from a ``ThreadingHTTPServer`` in a daemon thread. Its notion of now is a ``SimClock`` the test
-moves; data of a minute is visible once ``minute_end <= now - lag``. It records every request
-(admin key redacted) and can be told to misbehave with ``inject(Fault(...))``.
+``SimServer`` serves the legacy usage and cost reports, the Usage and Cost Analytics API
+(``/analytics/cost``, ``/analytics/usage``), workspaces and API keys of a ``SimOrg`` from a
+``ThreadingHTTPServer`` in a daemon thread. Its notion of now is a ``SimClock`` the test moves.
+It records every request (admin key redacted) and can be told to misbehave with
+``inject(Fault(...))`` (``Fault(410, path="/analytics/")`` expires the next cursor).
+
+* Legacy reports: data of a minute is visible once ``minute_end <= now - lag``; list prices
+  (``price_errors`` applied: ``list_truth_cents``), no discount.
+* Analytics: the hourly watermark ``data_refreshed_at = floor_hour(now - analytics_lag)``
+  (``null`` when it is not after ``starting_at``); only minutes ending by then are in answers,
+  late groups arrive ``revision_hours`` after their hour (``billing``); ``amount`` is
+  ``list_amount × (1 - discount)``. The final bill of a scope is ``billed_truth_cents``.
+  ``analytics=False`` makes the paths 404 (an org without the API); ``hipaa=True`` makes them
+  400, as for an organization with HIPAA readiness. Both are plain attributes a test may flip.
 
     with SimServer(org, clock, admin_key="sk-ant-admin01-test") as server:
         client = httpx.Client(base_url=server.base_url)
@@ -16,16 +26,19 @@ import hmac
 import itertools
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
 
+from guard.sim import analytics as analytics_api
 from guard.sim import directory, reports
+from guard.sim.billing import Billing, watermark
 from guard.sim.clock import SimClock
+from guard.sim.cursor import UnitCache
 from guard.sim.faults import Fault, FaultQueue
+from guard.sim.httpd import HttpServer
 from guard.sim.org import SimOrg
 from guard.sim.params import ApiError
 from guard.sim.wire import Incoming, Json, Response, error_response
@@ -33,6 +46,9 @@ from guard.sim.wire import Incoming, Json, Response, error_response
 _PREFIX = "/v1/organizations"
 _KEY_PATH = re.compile(rf"{_PREFIX}/api_keys/([^/]+)")
 _WORKSPACE_PATH = re.compile(rf"{_PREFIX}/workspaces/([^/]+)")
+_ANALYTICS_PATH = re.compile(rf"{_PREFIX}/analytics/(cost|usage)")
+HIPAA_MESSAGE = ("The Usage and Cost Analytics API is not available to organizations with "
+                 "HIPAA readiness enabled")
 _SECRET_HEADERS = ("x-api-key", "authorization")
 REDACTED = "<redacted>"
 
@@ -49,29 +65,45 @@ class RecordedRequest:
 
 
 class SimServer:
-    """The simulated Admin API of ``org``, on ``host:port`` (0 picks a free port)."""
+    """The simulated Admin API of ``org``, on ``host:port`` (0 picks a free port).
+
+    ``lag`` delays the legacy reports; ``analytics_lag``, ``discount``, ``price_errors`` and
+    ``revision_hours`` shape the analytics API (and ``price_errors`` the legacy cost report
+    too); ``analytics``/``hipaa`` switch the analytics API off (404) or refuse it (400).
+    """
 
     def __init__(self, org: SimOrg, clock: SimClock, *, admin_key: str,
                  lag: timedelta = timedelta(minutes=3), host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, analytics_lag: timedelta = timedelta(hours=4),
+                 discount: Decimal = Decimal(0),
+                 price_errors: Mapping[str, Decimal] | None = None, revision_hours: int = 0,
+                 analytics: bool = True, hipaa: bool = False) -> None:
         self.org = org
         self.clock = clock
         self.lag = lag
+        self.analytics_lag = analytics_lag
+        self.discount = discount
+        self.price_errors = dict(price_errors or {})
+        self.revision_hours = revision_hours
+        self.analytics = analytics
+        self.hipaa = hipaa
+        Billing(discount, self.price_errors, revision_hours)  # refuse bad knobs now
         self.keys = directory.KeyBook(org)
+        self._units = UnitCache()
         self._admin_key = admin_key
         self._address = (host, port)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults = FaultQueue()
         self._ids = itertools.count(1)
-        self._http: _HttpServer | None = None
+        self._http: HttpServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> SimServer:
         """Bind and serve in a daemon thread."""
-        self._http = _HttpServer(self._address, self)
+        self._http = HttpServer(self._address, self.handle)
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={
             "poll_interval": 0.05}, name="sim-admin-api", daemon=True)
         self._thread.start()
@@ -126,6 +158,36 @@ class SimServer:
         """The current status of an API key (after any ``POST`` updates)."""
         return self.keys.status(key_id)
 
+    # --- billing and ground truth --------------------------------------------------------------
+
+    @property
+    def billing(self) -> Billing:
+        """The discount, price errors and revision delay in force now."""
+        return Billing(self.discount, dict(self.price_errors), self.revision_hours)
+
+    def watermark(self) -> datetime:
+        """The analytics export's ``data_refreshed_at`` at the clock's now (before the
+        ``starting_at`` rule that turns it into ``null``)."""
+        return watermark(self.clock.now(), self.analytics_lag)
+
+    def list_truth_cents(self, start: datetime, end: datetime, scope: str,
+                         match: str | None = None) -> Decimal:
+        """The exact list cost of a budget scope over the whole minutes of ``[start, end)``,
+        ``price_errors`` applied: what the legacy cost report adds up to."""
+        return self.org.truth_cents(start, end, scope, match, price_errors=self.price_errors)
+
+    def billed_truth_cents(self, start: datetime, end: datetime, scope: str,
+                           match: str | None = None) -> Decimal:
+        """The final billed cost of a budget scope over ``[start, end)``: every revision in,
+        ``price_errors`` and ``discount`` applied, exact. Scopes mean what they mean for
+        ``SimOrg.truth_cents`` (``organization``; ``workspace``, ``"default"`` the default
+        workspace; ``api_key``: tokens and web searches; ``model``: tokens, by prefix).
+
+        Equals the exact sum of the analytics ``amount``s of that selection once the watermark
+        is ``revision_hours`` past ``end``; written rows round to 6 decimals (see
+        ``guard.sim.analytics``)."""
+        return self.billing.billed(self.list_truth_cents(start, end, scope, match))
+
     # --- the application -----------------------------------------------------------------------
 
     def handle(self, request: Incoming) -> Response:
@@ -163,10 +225,23 @@ class SimServer:
         now = self.clock.now()
         view = reports.View(now, now - self.lag)
         if method == "GET" and path == f"{_PREFIX}/usage_report/messages":
-            return reports.usage_report(self.org, query, view)
+            return reports.usage_report(self.org, query, view, reports.betas(request.headers))
         if method == "GET" and path == f"{_PREFIX}/cost_report":
-            return reports.cost_report(self.org, query, view)
+            return reports.cost_report(self.org, query, view, self.price_errors)
+        if method == "GET" and (found := _ANALYTICS_PATH.fullmatch(path)):
+            return self._analytics(found[1], request, now)
         return self._route_directory(method, path, query, request.body)
+
+    def _analytics(self, endpoint: str, request: Incoming, now: datetime) -> Json:
+        if not self.analytics:
+            raise ApiError(404, f"GET {request.path}: not found")
+        if analytics_api.ANALYTICS_BETA not in reports.betas(request.headers):
+            raise ApiError(400, f"analytics/{endpoint}: requires the "
+                                f"'anthropic-beta: {analytics_api.ANALYTICS_BETA}' header")
+        if self.hipaa:
+            raise ApiError(400, HIPAA_MESSAGE)
+        context = analytics_api.Context(self.org, now, self.analytics_lag, self.billing)
+        return analytics_api.report(request.query, endpoint, context, self._units)
 
     def _route_directory(self, method: str, path: str, query: dict[str, list[str]],
                          body: bytes) -> Json:
@@ -197,49 +272,3 @@ class SimServer:
 def _bearer(authorization: str) -> str:
     scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
-
-
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], app: SimServer) -> None:
-        super().__init__(address, _Handler)
-        self.app = app
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "budget-guard-sim/0.1"
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        query = parse_qs(url.query, keep_blank_values=True)
-        app = cast(_HttpServer, self.server).app
-        response = app.handle(Incoming(method, url.path, query, headers, body))
-        self._write(response)
-
-    def _write(self, response: Response) -> None:
-        data = response.body()
-        self.send_response(response.status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", response.request_id)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: tests read the request log instead."""
