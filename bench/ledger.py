@@ -98,7 +98,8 @@ def bench_day(day: int, source: str) -> dict[str, Any]:
     at = datetime(2026, 11, day, 14, 3, tzinfo=UTC)
     sim = subprocess.Popen(
         [sys.executable, "-m", "guard.sim", "--seed", str(SEED), "--size", "large",
-         "--now", (at + timedelta(minutes=1)).isoformat(), "--admin-key", KEY],
+         "--now", (at + timedelta(minutes=1)).isoformat(), "--admin-key", KEY,
+         "--discount", "0.07"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert sim.stdout is not None

@@ -192,12 +192,14 @@ def test_unknown_key_from_env_is_rejected(write: Writer, monkeypatch: pytest.Mon
         ("[http]\nlisten = 'localhost:http'\n", "http.listen"),
         ("[pricing.claude-x]\ninput = 1\n", "pricing.claude-x.output"),
         ("[pricing.claude-x]\ninput = -1\noutput = 2\n", "pricing.claude-x.input"),
+        ("[anthropic]\nsource = 'billing'\n", "anthropic.source"),
     ],
     ids=[
         "poll-too-fast", "base-url-scheme", "empty-chain", "repeated-tier", "tier-named-none",
         "tier-without-model", "model-var-name", "comma-in-model-id", "newline-in-model-id",
         "oncall-user-id",
         "listen-no-host", "listen-port-name", "price-missing-output", "negative-price",
+        "unknown-billing-source",
     ],
 )
 def test_invalid_value_names_its_path(write: Writer, text: str, path: str) -> None:

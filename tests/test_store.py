@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import from_units, to_units
 from guard.adapters.store.state import Records
+from guard.core.billed import BilledHour
 from guard.core.fallback import FallbackState
 from guard.core.model import CostDay, PricedUsage
 from guard.entry import wiring
@@ -32,7 +33,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Caches]:
     else:
         opened = wiring.connect_store(request.getfixturevalue("pg_url"))
         with opened.engine.begin() as conn:
-            for table in ("usage_hours", "usage_fetches", "cost_days", "cost_fetches", "meta"):
+            for table in ("usage_hours", "usage_fetches", "cost_days", "cost_fetches", "meta",
+                          "billed_hours"):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
     yield Caches(opened)
     opened.close()
@@ -150,3 +152,36 @@ def test_a_store_made_by_0_1_gains_the_new_columns_and_keeps_its_row(tmp_path: P
         loaded = Records(store).fallback()
     assert {"chain", "override_expires_at", "override_by", "override_reason"} <= columns
     assert loaded is not None and (loaded.tier, loaded.chain) == ("sonnet", ("claude-sonnet-4-6",))
+
+
+def billed_hour(hour: datetime, token: str, other: str = "0", *, listed: str | None = None,
+                key: str | None = "apikey_1", ws: str | None = None) -> BilledHour:
+    return BilledHour(hour, ws, key, "claude-opus-5-5", Decimal(token), Decimal(other),
+                      Decimal(listed or token))
+
+
+def test_billed_hours_replace_a_range_and_sum_per_day_exactly(store: Caches) -> None:
+    """A re-read replaces exactly its range; sums keep fractional cents; other keys fold."""
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    store.replace_billed_hours(day, day + timedelta(hours=3), [
+        billed_hour(day, "5.30000001", "0.14"), billed_hour(day + timedelta(hours=1), "1"),
+        billed_hour(day + timedelta(hours=2), "2", key="apikey_2", ws="wrkspc_x")])
+    store.replace_billed_hours(day + timedelta(hours=1), day + timedelta(hours=2),
+                               [billed_hour(day + timedelta(hours=1), "1.5", listed="2")])
+    rows = store.billed_by_day(day, day + timedelta(days=1), api_keys={"apikey_1"})
+    totals = {(r.api_key_id, r.workspace_id): (r.token_usd, r.web_search_usd) for r in rows}
+    assert totals == {("apikey_1", None): (Decimal("6.80000001"), Decimal("0.14")),
+                      (None, "wrkspc_x"): (Decimal(2), Decimal(0))}
+    assert store.billed_totals(day, day + timedelta(days=1)) == (Decimal("8.94000001"),
+                                                                  Decimal("9.30000001"))
+    [cost] = store.billed_days(day, day + timedelta(days=1)).values()
+    assert cost.by_workspace == {None: Decimal("6.94000001"), "wrkspc_x": Decimal(2)}
+    assert cost.by_model == {"claude-opus-5-5": Decimal("8.80000001")}
+    assert cost.list_usd == Decimal("9.30000001")
+
+
+def test_a_cost_day_keeps_its_list_price(store: Caches) -> None:
+    day = datetime(2026, 11, 2, tzinfo=UTC).date()
+    store.replace_cost_days([CostDay(day, {None: Decimal("9.3")}, {}, Decimal(10))],
+                            datetime(2026, 11, 3, tzinfo=UTC))
+    assert store.cost_days([day])[day].calibration == Decimal("0.93")
