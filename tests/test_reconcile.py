@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -59,3 +60,21 @@ def test_without_billed_days_in_usage_there_is_nothing_to_reconcile() -> None:
     data = snapshot({"m": "1"}, {"m": "2"})
     old = Snapshot(AT, data.settled, data.usage, AT, 0, usage_from=date(2026, 3, 15))
     assert reconciled_day(old) is None and price_drift(old) == ()
+
+
+def test_a_model_unknown_on_last_months_billed_day_is_not_drift() -> None:
+    """On the 1st the newest billed day is last month's: its unknown models are unknown too,
+    though this month has no usage of them yet."""
+    data = snapshot({"m": "100", "x": "50"}, {"m": "100", "x": "10"})
+    assert [d.model for d in price_drift(data)] == ["x"]
+    assert price_drift(replace(data, unknown_models=("x",))) == ()
+
+
+def test_a_negotiated_discount_is_not_drift() -> None:
+    """Where the bill gives list prices, the estimate is scaled by billed/list first."""
+    data = snapshot({"m": "100"}, {"m": "93"})
+    assert [d.model for d in price_drift(data)] == ["m"]
+    day = data.settled[D14]
+    discounted = {D14: CostDay(D14, day.by_workspace, day.by_model, Decimal(100) / Decimal(
+        "0.93"))}
+    assert price_drift(replace(data, settled=discounted)) == ()

@@ -238,14 +238,23 @@ def D_(x: float) -> Decimal:
     return Decimal(str(x))
 
 
-@pytest.mark.parametrize(("day", "unpriced"), [
-    pytest.param(2, [], id="before-the-unknown-model-appears"),
-    pytest.param(10, ["claude-nova-1"], id="after"),
+def first_unknown_model_hour() -> datetime:
+    return next(MONTH + timedelta(hours=h) for h in range(31 * 24)
+                if any(r.model == "claude-nova-1"
+                       for r in ORG.usage_hour(MONTH + timedelta(hours=h))))
+
+
+@pytest.mark.parametrize(("after", "unpriced"), [
+    pytest.param(False, [], id="before-the-unknown-model-appears"),
+    pytest.param(True, ["claude-nova-1"], id="after"),
 ])
 def test_models_the_price_table_does_not_know_are_listed(sim: SimServer, config: Path,
-                                                         day: int, unpriced: list[str]) -> None:
+                                                         after: bool,
+                                                         unpriced: list[str]) -> None:
     """`unpriced_models` names this month's models without a card, each with a warning."""
-    at = datetime(2026, 3, day, 12, tzinfo=UTC)
+    first = first_unknown_model_hour()
+    at = first + timedelta(hours=2) if after else first - timedelta(minutes=30)
+    assert at > MONTH
     sim.clock.set(at)
     code, body, stderr = report(config, at)
     assert code == 0, stderr

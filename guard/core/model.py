@@ -247,6 +247,9 @@ class Snapshot:
     unpriced_models: tuple[str, ...] = ()
     """Models seen this month that the price table does not know (estimated at its dearest
     card)."""
+    unknown_models: tuple[str, ...] = ()
+    """Every model of the snapshot's usage, any day, that the price table does not know: the
+    reconciliation cannot check them (their estimate is the fallback card by design)."""
     source: str = "legacy"
     """Where billed figures come from: ``analytics`` (hourly, per key) or ``legacy`` (daily)."""
     billed: list[PricedUsage] = field(default_factory=list)

@@ -59,7 +59,7 @@ def price_drift(snapshot: Snapshot) -> tuple[Drift, ...]:
     cost = snapshot.settled[day]
     billed, scale = cost.by_model, cost.calibration
     estimated = {model: usd * scale for model, usd in estimated.items()}
-    unpriced = set(snapshot.unpriced_models)
+    unpriced = set(snapshot.unpriced_models) | set(snapshot.unknown_models)
     found = []
     for model in sorted(set(estimated) | set(billed)):
         if model in unpriced:

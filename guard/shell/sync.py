@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from guard.core import settle
@@ -127,7 +127,8 @@ class Fetcher:
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=requests, usage_from=usage_from.date(),
                         recent_hours=recent, recent_minutes=minutes, hourly=hourly,
-                        unpriced_models=self._unpriced(usage, month_start(at)))
+                        unpriced_models=self._unpriced(usage, month_start(at)),
+                        unknown_models=self._unpriced(usage, datetime.min.replace(tzinfo=UTC)))
 
     def _unpriced(self, usage: list[PricedUsage], since: datetime) -> tuple[str, ...]:
         """Models of this month's usage that the price table has no card for."""
