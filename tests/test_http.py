@@ -45,7 +45,7 @@ FAMILIES = (
 
 
 def make_report(*, stale: bool = False, upstream_error: str | None = None,
-                standby: bool = False) -> TickReport:
+                standby: bool = False, **snapshot_fields: Any) -> TickReport:
     """A real report from the pure core: $30 a day for 10 weeks, $1.50 an hour today."""
     first = date(2026, 1, 1)
     settled = {first + timedelta(days=i): CostDay(first + timedelta(days=i), {None: Decimal(30)},
@@ -55,7 +55,8 @@ def make_report(*, stale: bool = False, upstream_error: str | None = None,
                          "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
     through = AT - (timedelta(hours=2) if stale else timedelta(minutes=5))
     snapshot = Snapshot(AT, settled, usage, through, api_requests=3, usage_from=date(2026, 2, 26),
-                        recent_hours=usage, hourly={u.start: u.usd for u in usage})
+                        recent_hours=usage, hourly={u.start: u.usd for u in usage},
+                        **snapshot_fields)
     a = assess(BUDGETS, snapshot, policy=POLICY, lag=timedelta(minutes=5))
     fallback = FallbackState.build(POLICY.chain, MODELS, a.outcome.ceiling.level,
                                    source=a.outcome.ceiling.source, updated_at=AT,
@@ -235,6 +236,27 @@ def test_a_failed_tick_counts_and_ages_the_data_but_keeps_the_last_spend() -> No
     assert value(found, "budget_guard_data_age_seconds") == 900
     assert value(found, "budget_guard_spend_usd", budget="org-monthly") == pytest.approx(351)
     assert value(found, "budget_guard_tick_duration_seconds_count") == 2
+
+
+def test_unpriced_models_drift_and_the_billing_source_are_metrics() -> None:
+    """An unknown model and a drifting card are gauges per model; the source is an info."""
+    metrics = Metrics()
+    billed = datetime(2026, 3, 12, 8, tzinfo=UTC)
+    drifting = make_report(unpriced_models=("claude-nova-1",), source="analytics",
+                           billed_through=billed)
+    metrics.observe(drifting, 0.3, AT)
+    found = samples(metrics.render().decode())
+    assert value(found, "budget_guard_unpriced_model", model="claude-nova-1") == 1
+    assert value(found, "budget_guard_billing_source_info", source="analytics") == 1
+    assert value(found, "budget_guard_billed_through_timestamp_seconds") == billed.timestamp()
+    drift = [s for s in found["budget_guard_price_drift_ratio"]]
+    assert [(s.labels["model"], s.value) for s in drift] == [
+        (d.model, pytest.approx(float(d.ratio or 0))) for d in drifting.assessment.price_drift]
+    metrics.observe(make_report(), 0.3, AT)  # the next tick knows the model: the gauge goes
+    found = samples(metrics.render().decode())
+    assert "budget_guard_unpriced_model" not in found or not found[
+        "budget_guard_unpriced_model"]
+    assert value(found, "budget_guard_billing_source_info", source="legacy") == 1
 
 
 def test_a_standby_tick_counts_as_standby_and_leaves_owed_alone() -> None:
