@@ -46,7 +46,11 @@ def measured_refresh(url: str, db: str, at: datetime, keys: list[str],
     # imported here so the parent stays light
     from guard.adapters.admin.client import AdminClient  # noqa: PLC0415
     from guard.adapters.store.caches import Caches  # noqa: PLC0415
-    from guard.core.ledger import budget_api_keys, ledger_of  # noqa: PLC0415
+    from guard.core.ledger import (  # noqa: PLC0415
+        budget_api_keys,
+        budget_workspaces,
+        ledger_of,
+    )
     from guard.core.model import Budget, Scope  # noqa: PLC0415
     from guard.core.pricing import PriceTable  # noqa: PLC0415
     from guard.entry import wiring  # noqa: PLC0415
@@ -58,7 +62,8 @@ def measured_refresh(url: str, db: str, at: datetime, keys: list[str],
     budgets += [Budget(f"key-{k}", Scope.API_KEY, k, Decimal(1), Decimal(2)) for k in keys]
     with wiring.admin_http(url, KEY, timeout_s=120) as http, \
             wiring.opened_store(f"sqlite:///{db}") as store:
-        fetcher = Fetcher(AdminClient(http), Caches(store), PriceTable.load(), source=source)
+        fetcher = Fetcher(AdminClient(http), Caches(store), PriceTable.load(), source=source,
+                          workspaces=budget_workspaces(budgets))
         cpu, wall = time.process_time(), time.perf_counter()
         snapshot = fetcher.refresh(at, budget_api_keys(budgets))
         ledger = ledger_of(budgets, snapshot)

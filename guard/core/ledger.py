@@ -148,6 +148,12 @@ def budget_api_keys(budgets: Iterable[Budget]) -> frozenset[str]:
     return frozenset(b.match for b in budgets if b.scope is Scope.API_KEY and b.match)
 
 
+def budget_workspaces(budgets: Iterable[Budget]) -> frozenset[str]:
+    """The named workspaces that ``workspace`` budgets match (the default one is always apart)."""
+    return frozenset(b.match for b in budgets if b.scope is Scope.WORKSPACE and b.match
+                     and b.match != DEFAULT_WORKSPACE)
+
+
 def month_to_date(budgets: Iterable[Budget], *, at: datetime,
                   settled: Mapping[date, CostDay], usage: Iterable[PricedUsage],
                   data_through: datetime | None) -> Ledger:

@@ -35,6 +35,7 @@ from guard.config import Settings
 from guard.config.sections import FallbackSettings, SlackSettings
 from guard.core.decide import TickConfig
 from guard.core.keys import EnforcementConfig
+from guard.core.ledger import budget_workspaces
 from guard.core.pricing import PriceTable
 from guard.errors import ConfigError, StoreError
 from guard.shell.enforce import Enforcer
@@ -235,7 +236,8 @@ def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: Pr
              source: str = "auto") -> Tick:
     """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
     records = Records(store)
-    fetcher = Fetcher(admin, Caches(store), prices, source=source)
+    fetcher = Fetcher(admin, Caches(store), prices, source=source,
+                      workspaces=budget_workspaces(config.budgets))
     return Tick(fetcher, records, Outbox(store), Silences(store), Lease(store), sinks, transport,
                 config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())

@@ -115,10 +115,20 @@ class BilledSync:
             self.caches.replace_billed_hours(start, mark, billed.hours_of(page.rows, named, mark))
             if mark < end:
                 through = min(through, mark)
+        self._store_whole_days(plan.start, through, at)
         self.caches.set_meta(THROUGH, through.isoformat())
         self.caches.set_meta(READ_AT, at.isoformat())
         if plan.full:
             self.caches.set_meta(FULL_AT, at.isoformat())
+
+    def _store_whole_days(self, start: datetime, through: datetime, at: datetime) -> None:
+        """Keep the whole days a read covered as cost days too (the forecast's history, the
+        reconciliation), so no refresh sums a month of hours again."""
+        first, end = day_start(start.date()), day_start(through.date())
+        if end > first:
+            days = self.caches.billed_days(first, end)
+            wanted = [first.date() + DAY * i for i in range((end - first) // DAY)]
+            self.caches.replace_cost_days(_with_empty(list(days.values()), wanted, end), at)
 
     def through(self) -> datetime | None:
         """The stored billed watermark."""
@@ -155,13 +165,12 @@ class BilledSync:
     def history(self, first: date, at: datetime) -> dict[date, CostDay]:
         """The stored history days and the whole billed days of the month, as cost days."""
         days = billed.history_days(first, at)
-        stored = self.caches.cost_days(days) if days else {}
         through = self.through()
         if through is not None:
             start = billed.billed_from(at)
-            whole = day_start(through.date())
-            stored.update(self.caches.billed_days(start, whole) if whole > start else {})
-        return stored
+            whole = min(day_start(through.date()), day_start(at.date()))
+            days += [start.date() + DAY * i for i in range(max(0, (whole - start) // DAY))]
+        return self.caches.cost_days(days) if days else {}
 
     # --- the default workspace ------------------------------------------------------------------
 

@@ -126,7 +126,8 @@ class CachePort(Protocol):
         ...
 
     def billed_by_day(self, start: datetime, end: datetime,
-                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+                      api_keys: Collection[str] | None = None,
+                      workspaces: Collection[str] | None = None) -> list[PricedUsage]:
         """Billed hours summed per UTC day, as priced rows."""
         ...
 

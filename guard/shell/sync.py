@@ -43,7 +43,10 @@ class Fetcher:
 
     def __init__(self, client: AdminReports, caches: CachePort, prices: PriceTable,
                  policy: FetchPolicy | None = None, *, source: str = LEGACY,
-                 billed_policy: BilledPolicy | None = None) -> None:
+                 billed_policy: BilledPolicy | None = None,
+                 workspaces: Collection[str] | None = None) -> None:
+        self.workspaces = workspaces
+        """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.client = client
         self.caches = caches
         self.prices = prices
@@ -104,7 +107,7 @@ class Fetcher:
         at, start = snapshot.at, month_start(snapshot.at)
         stored = self.billed.through()
         through = min(stored, floor_hour(at)) if stored is not None else None
-        rows = (self.caches.billed_by_day(start, through, api_keys)
+        rows = (self.caches.billed_by_day(start, through, api_keys, self.workspaces)
                 if through is not None and through > start else [])
         since = max(start, through or start)
         tail = [*(self.caches.usage_by_hour(since, fresh_from, api_keys)

@@ -38,6 +38,9 @@ from guard.adapters.store.schema import (
 from guard.core.billed import BilledHour
 from guard.core.model import CostDay, PricedUsage
 
+OTHER_WORKSPACES = "(other workspaces)"
+"""Where ``billed_by_day`` folds workspaces no budget names (no workspace id looks like it)."""
+
 
 class Caches:
     """Typed reads and writes of the usage and cost caches and the named values."""
@@ -169,25 +172,38 @@ class Caches:
                 conn.execute(billed_hours.insert(), [_billed_record(h) for h in hours])
 
     def billed_by_day(self, start: datetime, end: datetime,
-                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
+                      api_keys: Collection[str] | None = None,
+                      workspaces: Collection[str] | None = None) -> list[PricedUsage]:
         """Billed hours in ``[start, end)`` per (day, workspace, API key, model), as priced rows
-        (``token_usd`` = tokens, ``web_search_usd`` = every other cost); other keys than
-        ``api_keys`` are summed under no key."""
+        (``token_usd`` = tokens, ``web_search_usd`` = every other cost).
+
+        Keys other than ``api_keys`` are summed under no key; with ``workspaces``, named
+        workspaces other than those are summed under ``OTHER_WORKSPACES`` (the default
+        workspace stays ``None``): every budget's total stays exact in far fewer rows.
+        """
         c = billed_hours.c
         period = (c.hour - c.hour % DAY_S).label("period")
         key: Any = c.api_key_id
         if api_keys is not None:
             key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
         key = key.label("api_key_id")
-        query = (sa.select(period, c.workspace_id, key, c.model, sa.func.sum(c.token_units),
+        ws: Any = c.workspace_id
+        if workspaces is not None:
+            ws = sa.case((c.workspace_id.is_(None), None),
+                         (c.workspace_id.in_(sorted(workspaces)), c.workspace_id),
+                         else_=OTHER_WORKSPACES)
+        ws = ws.label("workspace_id")
+        query = (sa.select(period, ws, key, c.model, sa.func.sum(c.token_units),
                            sa.func.sum(c.other_units))
                  .where(c.hour >= epoch(start), c.hour < epoch(end))
-                 .group_by(period, c.workspace_id, key, c.model))
+                 .group_by(period, ws, key, c.model))
         with self.store.reading() as conn:
-            return [PricedUsage(start=at_epoch(int(day)), workspace_id=ws, api_key_id=k,
-                                model=model, token_usd=from_units(tok),
-                                web_search_usd=from_units(other))
-                    for day, ws, k, model, tok, other in conn.execute(query)]
+            rows = conn.execute(query).all()
+        starts: dict[int, datetime] = {}
+        return [PricedUsage(start=starts.get(day) or starts.setdefault(day, at_epoch(int(day))),
+                            workspace_id=w, api_key_id=k, model=model,
+                            token_usd=from_units(tok), web_search_usd=from_units(other))
+                for day, w, k, model, tok, other in rows]
 
     def billed_days(self, start: datetime, end: datetime) -> dict[date, CostDay]:
         """Billed hours of ``[start, end)`` summed into ``CostDay``\\ s (whole days only are
