@@ -210,11 +210,16 @@ def _summary(console: Console, store: Store, sim: SimServer, last: TickReport) -
 
 def _reconciliation(a: Assessment) -> list[str]:
     """The price table against the bill, in words."""
-    lines = [f"reconciliation: {len(a.price_drift)} models off the bill by more than 2 % on "
-             f"the newest billed day; {len(a.unpriced_models)} models not in the price table"]
+    drift, unpriced = len(a.price_drift), len(a.unpriced_models)
+    lines = [f"reconciliation: {_models(drift)} off the bill by more than 2 % on the newest "
+             f"billed day; {_models(unpriced)} not in the price table"]
     lines += [f"  {d.describe()}" for d in a.price_drift]
     lines += [f"  {unpriced_warning(m)}" for m in a.unpriced_models]
     return lines
+
+
+def _models(count: int) -> str:
+    return f"{count} model" if count == 1 else f"{count} models"
 
 
 def _checks(sim: SimServer, ledger: Ledger) -> list[Check]:
