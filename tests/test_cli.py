@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from guard.entry.cli import app
+from guard.entry.terminal import parse_at
+from guard.errors import ConfigError
 
 SECRET = "sk-ant-admin01-cli-test-secret"
 
@@ -87,6 +90,33 @@ def test_bad_at_is_a_usage_error(tmp_path: Path) -> None:
     code, _, stderr = run("--config", str(config(tmp_path, "")), "report",
                           "--at", "2026-03-01T10:00:00")
     assert code == 2 and "no time zone" in stderr
+
+
+@pytest.mark.parametrize("command", ["check", "report"])
+def test_an_at_in_the_future_is_refused_and_writes_nothing(tmp_path: Path,
+                                                           command: str) -> None:
+    """`--at` past the wall clock + 1 min exits 2 before the store or any file is touched."""
+    state = tmp_path / "state.db"
+    env = tmp_path / "model.env"
+    path = tmp_path / "guard.toml"
+    path.write_text('[anthropic]\nadmin_api_key = "sk-ant-admin01-x"\n'
+                    'base_url = "http://127.0.0.1:9"\n'
+                    f'[state]\nurl = "sqlite:///{state}"\n'
+                    f'[fallback]\nenv_file = "{env}"\nstate_file = "{tmp_path / "f.json"}"\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    future = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, _, stderr = run("--config", str(path), command, "--at", future)
+    assert code == 2 and "--at" in stderr and "in the future" in stderr
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_an_at_within_a_minute_of_the_clock_is_accepted() -> None:
+    """Clock skew of under a minute is not an error."""
+    wall = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    assert parse_at("2026-12-02T12:00:59Z", wall) == wall + timedelta(seconds=59)
+    with pytest.raises(ConfigError, match="in the future"):
+        parse_at("2026-12-02T12:01:01Z", wall)
 
 
 def test_missing_admin_key_is_a_config_error(tmp_path: Path) -> None:

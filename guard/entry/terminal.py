@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -54,8 +54,17 @@ def caller() -> str:
         return f"uid {os.getuid()}"
 
 
+AT_AHEAD = timedelta(minutes=1)
+"""How far past the wall clock ``--at`` may be (clock skew); later is refused (DESIGN §3)."""
+
+
 def parse_at(raw: str | None, wall: datetime) -> datetime:
-    """``--at`` as an aware UTC datetime; ``wall`` when absent."""
+    """``--at`` as an aware UTC datetime; ``wall`` when absent.
+
+    A moment later than the wall clock + 1 minute is refused before anything is opened: data
+    of the future does not exist, and deciding on it would write a fallback and alert states
+    from $0 of spend.
+    """
     if raw is None:
         return wall
     try:
@@ -64,7 +73,11 @@ def parse_at(raw: str | None, wall: datetime) -> datetime:
         raise ConfigError([("--at", f"not an RFC 3339 timestamp: {raw!r}")]) from None
     if moment.tzinfo is None:
         raise ConfigError([("--at", f"{raw!r} has no time zone (add Z or an offset)")])
-    return moment.astimezone(UTC)
+    moment = moment.astimezone(UTC)
+    if moment > wall + AT_AHEAD:
+        raise ConfigError([("--at", f"{raw} is in the future (now is "
+                                    f"{wall.strftime('%Y-%m-%dT%H:%M:%SZ')}); nothing was done")])
+    return moment
 
 
 def guarded(action: Callable[[], T]) -> T:
