@@ -223,8 +223,9 @@ def test_a_silenced_budget_records_state_and_drives_the_fallback_but_sends_nothi
     assert ("org-monthly", Condition.SOFT_REACHED) in state(tick).alert_states()
 
 
-def test_hard_reached_inhibits_soft_and_at_risk_notifications() -> None:
-    """Once hard_reached fires, soft_reached and hard_at_risk of that budget send nothing."""
+def test_hard_reached_inhibits_soft_at_risk_and_likely_notifications() -> None:
+    """Once hard_reached fires, soft_reached, hard_at_risk and hard_likely of that budget send
+    nothing."""
     tick = make_tick(fetcher=StaticFetcher(snapshot(daily=Decimal(40))))
     reasons: dict[str | None, str | None] = {}
     for later in (AT, AT + timedelta(minutes=15)):
@@ -232,8 +233,10 @@ def test_hard_reached_inhibits_soft_and_at_risk_notifications() -> None:
     assert reasons["hard_reached"] is None
     assert reasons["soft_reached"] == "inhibited by hard_reached"
     assert reasons["hard_at_risk"] == "inhibited by hard_reached"
+    assert reasons["hard_likely"] == "inhibited by hard_reached"
     posted = " ".join(t for t, _ in transport(tick).posts)
     assert "Hard limit reached" in posted and "Soft limit reached" not in posted
+    assert "likely" not in posted.lower()
 
 
 def test_the_daily_digest_goes_out_once_at_its_hour() -> None:

@@ -7,8 +7,8 @@ occurrence of a (month, budget, condition): they start when the condition starte
 
 - **silences** mute an incident: its state still advances and it still drives the fallback,
   but nothing is sent;
-- **inhibition**: a firing ``hard_reached`` mutes ``soft_reached`` and ``hard_at_risk`` of the
-  same budget;
+- **inhibition**: a firing ``hard_reached`` mutes ``soft_reached``, ``hard_at_risk`` and
+  ``hard_likely`` of the same budget ("likely to be exceeded" after "reached" is noise);
 - **updates**: a firing incident's message is refreshed with current numbers at most every
   ``UPDATE_EVERY``.
 """
@@ -44,7 +44,8 @@ UPDATE_EVERY = timedelta(minutes=5)
 Kind = NotificationKind
 KINDS = {Reason.FIRST: Kind.FIRING, Reason.REPEAT: Kind.REPEAT, Reason.ESCALATED: Kind.ESCALATED,
          Reason.RESOLVED: Kind.RESOLVED}
-INHIBITED_BY_HARD = frozenset({Condition.SOFT_REACHED, Condition.HARD_AT_RISK})
+INHIBITED_BY_HARD = frozenset({Condition.SOFT_REACHED, Condition.HARD_AT_RISK,
+                               Condition.HARD_LIKELY})
 
 
 @dataclass(frozen=True, slots=True)
