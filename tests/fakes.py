@@ -189,6 +189,13 @@ class MemoryOutbox:
         self.holders[name] = (holder, now + ttl)
         return True
 
+    def release(self, name: str, holder: str) -> bool:
+        current = self.holders.get(name)
+        if current is None or current[0] != holder:
+            return False
+        del self.holders[name]
+        return True
+
 
 @dataclass
 class RecordingTransport:

@@ -27,6 +27,7 @@ from guard.entry import wiring
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
 from guard.entry.report import report_table
 from guard.entry.terminal import (
+    EXIT_STANDBY,
     EXIT_UPSTREAM,
     AtOption,
     DryRunOption,
@@ -170,7 +171,10 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
 
     def one() -> TickReport:
         with wiring.opened(settings) as guard:
-            return run_tick(guard.tick, moment, dry_run=dry_run)
+            try:
+                return run_tick(guard.tick, moment, dry_run=dry_run)
+            finally:
+                guard.tick.release()  # one tick, then the lease is free for the next
 
     result = guarded(one)
     if as_json:
@@ -184,6 +188,9 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
                    f"{dry(dry_run)}")
     if result.upstream_error:
         fail(f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM)
+    if result.standby:
+        fail("standby: another replica holds the leader lease, so this check decided but "
+             "wrote nothing (no fallback file, no notification, no key change)", EXIT_STANDBY)
 
 
 @config_app.command("validate")

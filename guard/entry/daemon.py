@@ -34,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from guard import __version__
 from guard.config import Settings, load_settings, render_settings
 from guard.core.summary import TickReport
-from guard.entry.wiring import Guard
+from guard.entry.wiring import Guard, daemon_holder
 from guard.errors import ConfigError, GuardError
 from guard.shell.tick import run_tick
 
@@ -95,9 +95,21 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._reload)
         self.scheduler.start()
+        self._release()
         self._retire()
         log.info("stopped after %d ticks", self.ticks)
         return 0
+
+    def _release(self) -> None:
+        """Give the leader lease up on a clean exit, so a standby takes over at once."""
+        current = self._guard
+        if current is None:
+            return
+        try:
+            if current.tick.release():
+                log.info("leader lease released")
+        except GuardError as exc:
+            log.warning("leader lease not released (it expires on its own): %s", exc)
 
     def guard(self) -> Guard:
         """The parts of the current settings generation, built on first use after a reload.
@@ -111,6 +123,7 @@ class Daemon:
             current = None
         if current is None:
             current = self._guard = self.build(self.settings)
+            current.tick.holder = daemon_holder(self.settings)
         return current
 
     def tick(self) -> TickReport | None:

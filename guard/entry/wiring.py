@@ -8,13 +8,14 @@ connection pool. Nothing else in ``guard/`` constructs an engine or a client.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -231,6 +232,17 @@ def holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def daemon_holder(settings: Settings) -> str:
+    """The daemon's identity: ``host:daemon:<state>``, the same after a restart.
+
+    A daemon restarted on the same host over the same state store (a crash, a deploy) is the
+    holder its predecessor was, so it acts on its first tick instead of standing by until
+    the dead process's lease expires.
+    """
+    state = hashlib.sha256(settings.state.url.encode()).hexdigest()[:10]
+    return f"{socket.gethostname()}:daemon:{state}"
+
+
 def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
              sinks: SinkPort, transport: SlackTransport, channel: str = "",
              source: str = "auto") -> Tick:
@@ -291,7 +303,13 @@ def build(settings: Settings, store: Store | None = None,
                     transport=transport or transport_for(settings),
                     channel=(settings.slack.channel or "") if channel is None else channel,
                     source=settings.anthropic.source)
+    tick.clock = wall_clock
     return Guard(settings, store, admin, tick, owns_store=owned)
+
+
+def wall_clock() -> datetime:
+    """Now, in UTC: what leases are kept by."""
+    return datetime.now(UTC)
 
 
 @contextmanager

@@ -273,6 +273,10 @@ class LeasePort(Protocol):
         """Hold (or renew) the lease; False while another live holder has it."""
         ...
 
+    def release(self, name: str, holder: str) -> bool:
+        """Give the lease up if ``holder`` has it."""
+        ...
+
 
 class SinkPort(Protocol):
     """Where the fallback goes: the env and state files, and the reload hook."""

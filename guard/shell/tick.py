@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,6 +59,13 @@ class Tick:
     enforcer: Enforcer | None = None
     channel: str = ""
     holder: str = "budget-guard"
+    clock: Callable[[], datetime] | None = None
+    """The wall clock the leader lease is kept by (``None``: the tick's ``at``, for simulated
+    months). ``--at`` never moves a lease into the past or the future."""
+
+    def release(self) -> bool:
+        """Give up the leader lease if this tick's holder has it (a clean exit)."""
+        return self.lease.release(LEADER, self.holder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,8 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     if dry_run:
         keys = [k.rehearsed() for k in preview_keys(tick.enforcer, plan.keys)]
         return tick_report(plan, keys=tuple(keys), upstream_error=upstream)
-    if not tick.lease.hold(LEADER, tick.holder, at, tick.config.lease_ttl):
+    lease_now = tick.clock() if tick.clock is not None else at
+    if not tick.lease.hold(LEADER, tick.holder, lease_now, tick.config.lease_ttl):
         return tick_report(plan, standby=True, upstream_error=upstream)
     acted = act(tick, plan, at)
     record(tick, plan, acted)

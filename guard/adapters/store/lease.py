@@ -28,3 +28,10 @@ class Lease:
         with self.store.writing() as conn:
             return insert_new(conn, leases, {"name": name, "holder": holder,
                                               "expires_at": epoch(now + ttl)}, "name")
+
+    def release(self, name: str, holder: str) -> bool:
+        """Give the lease ``name`` up if ``holder`` has it (a clean exit); True if it did."""
+        with self.store.writing() as conn:
+            gone = conn.execute(leases.delete().where(leases.c.name == name,
+                                                      leases.c.holder == holder))
+        return gone.rowcount == 1

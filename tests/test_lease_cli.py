@@ -1,0 +1,107 @@
+"""Leases that follow the process: released on a clean exit, kept by the wall clock, the same
+holder across a daemon restart, and a standby `guard check` that says so (exit 4)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from guard.adapters.sinks import read_env
+from guard.adapters.store.lease import Lease
+from guard.adapters.store.schema import leases
+from guard.config import load_settings
+from guard.entry import wiring
+from guard.entry.cli import app
+from guard.shell.tick import LEADER, run_tick
+from guard.sim import SimClock, SimServer
+from tests.test_tick import KEY, MARCH, ORG, config_file
+
+AT = MARCH + timedelta(days=20, hours=3)
+STAMP = AT.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(ORG, SimClock(AT), admin_key=KEY) as server:
+        yield server
+
+
+def lease_rows(state: Path) -> list[tuple[str, str, int]]:
+    with wiring.opened_store(f"sqlite:///{state}") as store, store.reading() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(leases.c.name, leases.c.holder,
+                                                         leases.c.expires_at))]
+
+
+def guard_process(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m guard` in a process of its own, as an operator would run it."""
+    return subprocess.run([sys.executable, "-m", "guard", "--config", str(cfg), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_check_pin_check_acts_on_the_pin_at_once(sim: SimServer, tmp_path: Path) -> None:
+    """Two `guard check` processes a pin apart: the second is not standby and writes the pin."""
+    cfg = config_file(tmp_path, sim.base_url)
+    first = guard_process(cfg, "check", "--at", STAMP)
+    assert first.returncode == 0, first.stderr
+    assert lease_rows(tmp_path / "state.db") == []  # released on exit
+    was = read_env(tmp_path / "model.env")["GUARD_TIER"]
+    tier, model = ("haiku", "claude-haiku-5-5") if was != "haiku" else (
+        "sonnet", "claude-sonnet-5-5")
+    pinned = guard_process(cfg, "fallback", "pin", tier, "--for", "4h", "--reason", "x")
+    assert pinned.returncode == 0, pinned.stderr
+    second = guard_process(cfg, "check", "--at", STAMP)
+    assert second.returncode == 0, second.stderr
+    assert "standby" not in second.stderr
+    assert read_env(tmp_path / "model.env")["ANTHROPIC_MODEL"] == model
+
+
+def test_a_check_on_standby_says_so_and_exits_4(sim: SimServer, tmp_path: Path) -> None:
+    """Another live holder: the check decides, writes nothing, and says why with exit 4."""
+    cfg = config_file(tmp_path, sim.base_url)
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert Lease(store).hold(LEADER, "other-host:daemon:x", datetime.now(UTC),
+                                 timedelta(minutes=3))
+    result = CliRunner().invoke(app, ["--config", str(cfg), "check", "--at", STAMP])
+    assert result.exit_code == 4
+    assert "standby" in result.stderr and "wrote nothing" in result.stderr
+    assert not (tmp_path / "model.env").exists()
+    assert [r[1] for r in lease_rows(tmp_path / "state.db")] == ["other-host:daemon:x"]
+
+
+def test_the_lease_is_kept_by_the_wall_clock_not_by_at(sim: SimServer, tmp_path: Path) -> None:
+    """A lease that expired a minute ago (wall clock) is free, even for an `--at` far in the
+    past; and taking it never writes an expiry in the past or the future."""
+    cfg = config_file(tmp_path, sim.base_url)
+    state = tmp_path / "state.db"
+    wall = datetime.now(UTC)
+    with wiring.opened_store(f"sqlite:///{state}") as store:
+        Lease(store).hold(LEADER, "crashed-host:1", wall - timedelta(minutes=4),
+                          timedelta(minutes=3))
+    settings = load_settings(cfg)
+    with wiring.opened(settings) as guard:
+        report = run_tick(guard.tick, AT)
+        [(_, holder, expires)] = lease_rows(state)
+    assert not report.standby
+    assert holder == guard.tick.holder
+    assert abs(expires - (wall + timedelta(minutes=3)).timestamp()) < 120
+
+
+def test_a_restarted_daemon_is_its_own_predecessor(sim: SimServer, tmp_path: Path) -> None:
+    """A daemon killed without releasing its lease, restarted on the same host and store,
+    acts on its first tick; a check run meanwhile (another holder) stands by."""
+    settings = load_settings(config_file(tmp_path, sim.base_url))
+    with wiring.opened(settings) as crashed:
+        crashed.tick.holder = wiring.daemon_holder(settings)
+        assert not run_tick(crashed.tick, AT).standby  # and then it dies: no release
+    with wiring.opened(settings) as bystander:
+        assert run_tick(bystander.tick, AT).standby
+    with wiring.opened(settings) as restarted:
+        restarted.tick.holder = wiring.daemon_holder(settings)
+        assert not run_tick(restarted.tick, AT + timedelta(minutes=1)).standby
