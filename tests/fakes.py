@@ -37,6 +37,10 @@ class StaticFetcher:
     down: bool = False
     refreshes: list[datetime] = field(default_factory=list)
     cached_reads: list[datetime] = field(default_factory=list)
+    read_through: datetime | None = None
+
+    def watermark(self) -> datetime | None:
+        return self.read_through
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         self.refreshes.append(at)

@@ -1,8 +1,11 @@
-"""Leases that follow the process: released on a clean exit, kept by the wall clock, the same
-holder across a daemon restart, and a standby `guard check` that says so (exit 4)."""
+"""`--at` and the lease (issue 11): leases released on a clean exit, kept by the wall clock,
+the same holder across a daemon restart; a standby `guard check` says so (exit 4); an `--at`
+before the data read is a what-if that writes nothing."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,3 +108,33 @@ def test_a_restarted_daemon_is_its_own_predecessor(sim: SimServer, tmp_path: Pat
     with wiring.opened(settings) as restarted:
         restarted.tick.holder = wiring.daemon_holder(settings)
         assert not run_tick(restarted.tick, AT + timedelta(minutes=1)).standby
+
+
+def digest_of(tmp_path: Path) -> dict[str, str]:
+    """Hashes of what a what-if must not touch: the fallback files and the decision tables."""
+    out = {name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+           for name in ("model.env", "fallback.json")}
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            store.reading() as conn:
+        for table in ("alert_states", "outbox", "fallback_state", "leases", "audit_log",
+                      "key_actions", "incidents", "meta"):
+            rows = conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1")).all()
+            out[table] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return out
+
+
+def test_an_at_before_the_data_read_is_a_what_if_that_writes_nothing(
+        sim: SimServer, tmp_path: Path) -> None:
+    """`--at` a day before the last check: `what_if: true`; files and decisions unchanged."""
+    cfg = config_file(tmp_path, sim.base_url)
+    assert CliRunner().invoke(app, ["--config", str(cfg), "check", "--at", STAMP]).exit_code == 0
+    before = digest_of(tmp_path)
+    earlier = (AT - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = CliRunner().invoke(app, ["--config", str(cfg), "check", "--json", "--at", earlier])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["what_if"] is True and body["at"] == earlier
+    assert digest_of(tmp_path) == before
+    later = CliRunner().invoke(app, ["--config", str(cfg), "check", "--json", "--at",
+                                     (AT + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")])
+    assert json.loads(later.stdout)["what_if"] is False

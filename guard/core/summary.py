@@ -148,6 +148,7 @@ class TickReport:
     owed: int = 0
     notification_errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    what_if: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -168,6 +169,7 @@ class TickReport:
                         "dry_run": k.dry_run, "done": k.done, "error": k.error}
                        for k in self.keys]
         out["upstream_error"] = self.upstream_error
+        out["what_if"] = self.what_if
         out["warnings"] = out["warnings"] + list(self.warnings)
         return out
 
@@ -175,7 +177,7 @@ class TickReport:
 def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                 delivered: frozenset[str] = frozenset(), keys: tuple[KeyDecision, ...] = (),
                 owed: int = 0, rejected: tuple[str, ...] = (), upstream_error: str | None = None,
-                standby: bool = False) -> TickReport:
+                standby: bool = False, what_if: bool = False) -> TickReport:
     """The report of a tick that decided ``plan`` and did what the other arguments say.
 
     A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
@@ -186,7 +188,7 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
                       sent(plan, delivered), keys, upstream_error, owed=owed,
                       notification_errors=rejected,
-                      warnings=tuple(why for _, why in plan.keys.held))
+                      warnings=tuple(why for _, why in plan.keys.held), what_if=what_if)
 
 
 def sent(plan: TickPlan, delivered: frozenset[str]) -> tuple[Sent, ...]:

@@ -186,6 +186,9 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                    f"{result.fallback.source}){' changed' if result.changed else ''}"
                    f"{dry(dry_run)}")
+        if result.what_if:
+            typer.echo("what-if: --at is before the data already read, so this shows what "
+                       "would have been decided and wrote nothing but the caches")
     if result.upstream_error:
         fail(f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM)
     if result.standby:

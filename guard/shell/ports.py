@@ -155,6 +155,10 @@ class Fetch(Protocol):
         """Fetch what is due as of ``at`` and return the month's data."""
         ...
 
+    def watermark(self) -> datetime | None:
+        """How far usage has been read (an ``at`` before it is a what-if)."""
+        ...
+
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """The month's data as the store has it, without a request."""
         ...

@@ -138,6 +138,11 @@ class Fetcher:
         models = {r.model for r in usage if r.model and r.start >= since}
         return tuple(sorted(m for m in models if not self.prices.known(m)))
 
+    def watermark(self) -> datetime | None:
+        """How far usage has been read: an ``at`` before it is a what-if."""
+        known = self.caches.get_meta(WATERMARK)
+        return datetime.fromisoformat(known) if known else None
+
     def _advance_watermark(self, through: datetime) -> None:
         """Record how far usage has been read, never moving it back (``--at`` in the past)."""
         known = self.caches.get_meta(WATERMARK)

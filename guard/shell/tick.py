@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from guard.core.decide import Remembered, TickConfig, TickPlan, decide
 from guard.core.keys import KeyDecision
@@ -42,6 +42,8 @@ from guard.shell.ports import (
 log = logging.getLogger(__name__)
 
 LEADER = "leader"
+SKEW = timedelta(minutes=1)
+"""Replicas' clocks may differ this much: a tick this close behind the data is no what-if."""
 
 
 @dataclass
@@ -80,13 +82,15 @@ class Acted:
 
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
-    """One full tick as of ``at``; with ``dry_run`` it stops after deciding."""
+    """One full tick as of ``at``; with ``dry_run``, or as a what-if (``at`` before the data
+    already read), it stops after deciding."""
+    what_if = is_what_if(tick, at)
     snapshot, error = gather(tick, at)
     plan = decide(snapshot, remember(tick, at), tick.config, at)
     upstream = str(error) if error else None
-    if dry_run:
+    if dry_run or what_if:
         keys = [k.rehearsed() for k in preview_keys(tick.enforcer, plan.keys)]
-        return tick_report(plan, keys=tuple(keys), upstream_error=upstream)
+        return tick_report(plan, keys=tuple(keys), upstream_error=upstream, what_if=what_if)
     lease_now = tick.clock() if tick.clock is not None else at
     if not tick.lease.hold(LEADER, tick.holder, lease_now, tick.config.lease_ttl):
         return tick_report(plan, standby=True, upstream_error=upstream)
@@ -94,6 +98,13 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     record(tick, plan, acted)
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream)
+
+
+def is_what_if(tick: Tick, at: datetime) -> bool:
+    """Whether ``at`` lies before the usage already read: then the tick only tells what it
+    would have decided, and writes nothing but the caches (DESIGN §3)."""
+    through = tick.fetcher.watermark()
+    return through is not None and at < through - SKEW
 
 
 def gather(tick: Tick, at: datetime) -> tuple[Snapshot, UpstreamError | None]:
