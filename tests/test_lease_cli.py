@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fakes import RecordingTransport
 from typer.testing import CliRunner
 
 from guard.adapters.sinks import read_env
@@ -21,7 +22,7 @@ from guard.adapters.store.lease import Lease
 from guard.adapters.store.schema import leases
 from guard.config import load_settings
 from guard.entry import wiring
-from guard.entry.cli import app
+from guard.entry.cli import app, key_lines
 from guard.shell.tick import LEADER, run_tick
 from guard.sim import SimClock, SimServer
 from tests.test_tick import KEY, MARCH, ORG, config_file
@@ -138,3 +139,34 @@ def test_an_at_before_the_data_read_is_a_what_if_that_writes_nothing(
     later = CliRunner().invoke(app, ["--config", str(cfg), "check", "--json", "--at",
                                      (AT + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")])
     assert json.loads(later.stdout)["what_if"] is False
+
+
+def test_the_hard_stop_is_loud(sim: SimServer, tmp_path: Path,
+                               caplog: pytest.LogCaptureFixture) -> None:
+    """Enforcement on a workspace over its hard limit: the keys are named in the human check
+    output, in a WARNING log line each, and in a Slack message that says how to undo it."""
+    workspace = ORG.workspaces[0].id
+    cfg = config_file(tmp_path, sim.base_url)
+    cfg.write_text(cfg.read_text() + "\n".join([
+        "[enforcement]", "enabled = true", "dry_run = false",
+        "[[budgets]]", 'name = "first-ws"', 'scope = "workspace"', f'match = "{workspace}"',
+        "soft_limit_usd = 1", "hard_limit_usd = 2"]) + "\n")
+    transport = RecordingTransport()
+    settings = load_settings(cfg)
+    with caplog.at_level("WARNING", logger="guard.shell.enforce"), \
+            wiring.opened(settings) as guard:
+        guard.tick.transport = transport
+        report = run_tick(guard.tick, AT)
+    done = sorted(k.key_id for k in report.keys if k.done)
+    in_scope = sorted(k.id for k in ORG.api_keys if k.workspace_id == workspace)
+    assert done == in_scope and done
+    assert all(sim.key_status(k) == "inactive" for k in done)
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert all(any(k in line and "deactivated" in line for line in logged) for k in done)
+    [notice] = [n for n in report.as_json()["notifications"] if n["kind"] == "keys"]
+    assert notice["budget"] == "first-ws" and notice["delivered"] is True
+    posted = " ".join(text for text, _ in transport.posts)
+    assert all(k in posted for k in done) and "guard enforcement restore" in posted
+    lines = key_lines(report)
+    assert all(any(k in line and "deactivated" in line for line in lines) for k in done)
+    assert lines[-1] == "keys: undo with `guard enforcement restore`"

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from guard.core.assess import Assessment
 from guard.core.fallback import FallbackState
+from guard.core.keys import KeyDecision
 from guard.core.ledger import attributable
 from guard.core.model import Budget, PricedUsage
 from guard.core.period import epoch, month_start
@@ -35,6 +36,7 @@ from guard.core.render import (
     Mover,
     render_digest,
     render_incident,
+    render_key_notice,
     render_price_notice,
     render_reset,
     render_thread_reply,
@@ -110,6 +112,25 @@ def price_notices(a: Assessment, at: datetime) -> list[Planned]:
         key = f"price:{at:%Y-%m}:{model}"
         message = render_price_notice(month_start(at).date(), model, problem)
         items.append(Planned(key, key, None, None, Kind.PRICE,
+                             Payload(message.text, message.blocks)))
+    return items
+
+
+def key_notices(decisions: Sequence[KeyDecision], at: datetime) -> list[Planned]:
+    """One notice per budget and action for the keys the hard stop changed this tick."""
+    groups: dict[tuple[str, str], list[KeyDecision]] = defaultdict(list)
+    for d in decisions:
+        if not d.dry_run and (d.done or d.error):
+            groups[d.budget, d.action].append(d)
+    items = []
+    for (budget, action), group in sorted(groups.items()):
+        done = sorted(d.key_id for d in group if d.done)
+        if not done:
+            continue
+        failed = sorted(d.key_id for d in group if d.error)
+        key = f"keys:{at:%Y-%m}:{budget}:{action}:{','.join(done)}"[:250]
+        message = render_key_notice(budget, action, done, failed)
+        items.append(Planned(key, key, budget, None, Kind.KEYS,
                              Payload(message.text, message.blocks)))
     return items
 

@@ -177,7 +177,8 @@ class TickReport:
 def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                 delivered: frozenset[str] = frozenset(), keys: tuple[KeyDecision, ...] = (),
                 owed: int = 0, rejected: tuple[str, ...] = (), upstream_error: str | None = None,
-                standby: bool = False, what_if: bool = False) -> TickReport:
+                standby: bool = False, what_if: bool = False,
+                announced: Sequence[Planned] = ()) -> TickReport:
     """The report of a tick that decided ``plan`` and did what the other arguments say.
 
     A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
@@ -186,16 +187,18 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
         return TickReport(plan.assessment, plan.fallback, False, None, (), (), upstream_error,
                           standby=True)
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
-                      sent(plan, delivered), keys, upstream_error, owed=owed,
+                      sent(plan, delivered, announced), keys, upstream_error, owed=owed,
                       notification_errors=rejected,
                       warnings=tuple(why for _, why in plan.keys.held), what_if=what_if)
 
 
-def sent(plan: TickPlan, delivered: frozenset[str]) -> tuple[Sent, ...]:
-    """Each notification the plan decided (updates apart), and whether it was delivered."""
+def sent(plan: TickPlan, delivered: frozenset[str],
+         announced: Sequence[Planned] = ()) -> tuple[Sent, ...]:
+    """Each notification the plan decided and the effects announced (updates apart), and
+    whether it was delivered."""
     return tuple(Sent(Notification(i.budget, i.condition, i.kind, _severity(plan.states, i),
                                    i.payload.text), i.dedup in delivered, i.muted)
-                 for i in plan.notices if i.kind != NotificationKind.UPDATE)
+                 for i in (*plan.notices, *announced) if i.kind != NotificationKind.UPDATE)
 
 
 def _severity(states: Mapping[tuple[str, Condition], AlertState], item: Planned) -> str:

@@ -50,6 +50,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate or show the config
 app.add_typer(config_app, name="config")
 app.add_typer(fallback_app, name="fallback")
 app.add_typer(keys_app, name="keys")
+app.add_typer(keys_app, name="enforcement")
 app.add_typer(slack_app, name="slack")
 app.add_typer(silence_app, name="silence")
 
@@ -186,6 +187,8 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                    f"{result.fallback.source}){' changed' if result.changed else ''}"
                    f"{dry(dry_run)}")
+        for line in key_lines(result):
+            typer.echo(line)
         if result.what_if:
             typer.echo("what-if: --at is before the data already read, so this shows what "
                        "would have been decided and wrote nothing but the caches")
@@ -194,6 +197,22 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
     if result.standby:
         fail("standby: another replica holds the leader lease, so this check decided but "
              "wrote nothing (no fallback file, no notification, no key change)", EXIT_STANDBY)
+
+
+def key_lines(result: TickReport) -> list[str]:
+    """One line per key the hard stop changed, failed to change or would change."""
+    lines = []
+    for k in result.keys:
+        verb = "deactivated" if k.action == "deactivate" else "restored"
+        if k.dry_run:
+            lines.append(f"keys: would have {verb} {k.key_id} (budget {k.budget}; dry run)")
+        elif k.done:
+            lines.append(f"keys: {verb} {k.key_id} (budget {k.budget})")
+        elif k.error:
+            lines.append(f"keys: could not change {k.key_id} (budget {k.budget}): {k.error}")
+    if any(k.done and k.action == "deactivate" for k in result.keys):
+        lines.append("keys: undo with `guard enforcement restore`")
+    return lines
 
 
 @config_app.command("validate")

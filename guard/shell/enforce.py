@@ -62,10 +62,16 @@ class Enforcer:
         try:
             self.admin.set_api_key_status(decision.key_id, target)
         except UpstreamError as exc:
+            log.error("hard stop: API key %s of budget %s could not be set %s: %s",
+                      decision.key_id, decision.budget, target, exc)
             return replace(decision, error=str(exc))
         if decision.action == DEACTIVATE:
+            log.warning("hard stop: API key %s deactivated (budget %s); undo with "
+                        "`guard enforcement restore`", decision.key_id, decision.budget)
             self._record_deactivation(decision, at)
         else:
+            log.warning("hard stop: API key %s restored to %s (%s)", decision.key_id,
+                        decision.prior_status, reason)
             self.state.remove_key_action(decision.key_id)
             self.state.audit(AuditEntry(at, who, "key_restored", decision.key_id, "inactive",
                                         decision.prior_status, reason))

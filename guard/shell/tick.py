@@ -24,6 +24,7 @@ from guard.core.decide import Remembered, TickConfig, TickPlan, decide
 from guard.core.keys import KeyDecision
 from guard.core.ledger import budget_api_keys
 from guard.core.model import Snapshot
+from guard.core.notices import Planned, key_notices
 from guard.core.records import ReloadResult
 from guard.core.summary import TickReport, tick_report
 from guard.errors import UpstreamError
@@ -79,6 +80,8 @@ class Acted:
     rejected: tuple[str, ...]
     owed: int
     keys: tuple[KeyDecision, ...]
+    announced: tuple[Planned, ...] = ()
+    """Notices the effects themselves called for (the hard stop's ``keys``)."""
 
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
@@ -97,7 +100,8 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     acted = act(tick, plan, at)
     record(tick, plan, acted)
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
-                       owed=acted.owed, rejected=acted.rejected, upstream_error=upstream)
+                       owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
+                       announced=acted.announced)
 
 
 def is_what_if(tick: Tick, at: datetime) -> bool:
@@ -128,18 +132,19 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
     """Apply the plan: fallback files and reload, notifications, the hard stop."""
     tick.sinks.write(plan.fallback)
     reload = _reload(tick) if plan.reload else None
-    for item in plan.notices:
-        if item.muted is None:
-            tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
-    results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
     for _, why in plan.keys.held:
         log.warning("hard stop held: %s", why)
     keys = preview_keys(tick.enforcer, plan.keys)
     if tick.enforcer is not None:
         keys = tick.enforcer.apply(keys, at)
+    announced = tuple(key_notices(keys, at))
+    for item in [*plan.notices, *announced]:
+        if item.muted is None:
+            tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
+    results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
     return Acted(reload, frozenset(r.owed.dedup for r in results if r.ok),
                  tuple(r.error for r in results if r.final and r.error),
-                 len(tick.outbox.owed()), tuple(keys))
+                 len(tick.outbox.owed()), tuple(keys), announced)
 
 
 def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:

@@ -31,6 +31,7 @@ from guard.core.render.digest import (
     DigestLine,
     DigestView,
     render_digest,
+    render_key_notice,
     render_price_notice,
     render_reset,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ordinal",
     "render_digest",
     "render_incident",
+    "render_key_notice",
     "render_price_notice",
     "render_reset",
     "render_thread_reply",

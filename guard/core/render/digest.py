@@ -134,3 +134,23 @@ def render_price_notice(month: date, model: str, problem: str) -> Message:
     body = (f"{clip(escape(problem), REASON_CAP)}\n\nBilled figures are unaffected; the "
             "estimate of the hours the bill does not cover yet is.")
     return message(text, [header(title), section(body)])
+
+
+def render_key_notice(budget: str, action: str, key_ids: Sequence[str],
+                      failed: Sequence[str] = ()) -> Message:
+    """The hard stop acted on ``key_ids`` of ``budget`` (``deactivate`` or ``restore``)."""
+    done = "deactivated" if action == "deactivate" else "restored"
+    shown = ", ".join(f"`{name(k)}`" for k in key_ids[:20])
+    more = f" and {len(key_ids) - 20} more" if len(key_ids) > 20 else ""
+    text = (f"Hard stop: {len(key_ids)} API key{'s' if len(key_ids) != 1 else ''} {done} for "
+            f"{name(budget)}: {', '.join(key_ids[:20])}{more}"
+            + (". Undo with `guard enforcement restore`." if action == "deactivate" else "."))
+    body = f"*{len(key_ids)} API key(s) {done}* for budget *{name(budget)}*: {shown}{more}."
+    if action == "deactivate":
+        body += ("\nUndo with `guard enforcement restore`; keys also come back by "
+                 "themselves when the budget period resets.")
+    if failed:
+        body += f"\nNot changed (the Admin API refused): {', '.join(name(k) for k in failed)}"
+    icon = ":no_entry:" if action == "deactivate" else ":white_check_mark:"
+    return message(clip(text, 2 * REASON_CAP), [header(f"{icon} Hard stop: keys {done}"),
+                                             section(body)])
