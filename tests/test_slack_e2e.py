@@ -102,6 +102,15 @@ def test_a_month_posts_each_incident_once_across_restarts(sim: SimServer, slack:
     assert {c.ts for c in slack.updates()} <= set(messages.values())
     assert slack.updates(), "firing incidents get their numbers refreshed"
     assert {c.thread_ts for c in slack.thread_replies()} <= set(messages.values())
+    march = {ts for incident, ts in messages.items() if incident.startswith("2026-03:")}
+    last_update = {c.ts: c for c in slack.updates()}
+    for ts in march:  # every March incident ends resolved and without buttons
+        final = last_update[ts]
+        assert (final.text or "").startswith("Resolved"), final.text
+        assert not any(b.get("type") == "actions" for b in final.blocks or [])
+    at_rollover = [ts for ts in march
+                   if any("rollover" in (r.text or "") for r in slack.thread_replies(ts))]
+    assert at_rollover, "incidents still firing on March 31 are resolved by the reset"
 
 
 def hard_crossing() -> datetime:

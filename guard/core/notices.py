@@ -45,7 +45,9 @@ from guard.core.render import (
 UPDATE_EVERY = timedelta(minutes=5)
 Kind = NotificationKind
 KINDS = {Reason.FIRST: Kind.FIRING, Reason.REPEAT: Kind.REPEAT, Reason.ESCALATED: Kind.ESCALATED,
-         Reason.RESOLVED: Kind.RESOLVED}
+         Reason.RESOLVED: Kind.RESOLVED, Reason.RESET: Kind.RESOLVED}
+"""A condition still firing at month rollover is resolved ("the budget period reset"): its
+message loses its buttons and its thread says why, besides the one reset notice."""
 INHIBITED_BY_HARD = frozenset({Condition.SOFT_REACHED, Condition.HARD_AT_RISK,
                                Condition.HARD_LIKELY})
 
@@ -83,10 +85,11 @@ def plan(a: Assessment, fallback: FallbackState, today: Sequence[PricedUsage],
     ctx = _Context(a, fallback, today, silences, at)
     items: list[Planned] = []
     decided: set[tuple[str, Condition]] = set()
+    budgets = {i.spend.budget.name for i in a.inputs}
     for decision in a.outcome.decisions:
         kind = KINDS.get(decision.reason)
         state = decision.after or decision.before
-        if kind is None or state is None:
+        if kind is None or state is None or decision.budget not in budgets:
             continue
         decided.add((decision.budget, decision.condition))
         items.append(_planned(ctx, decision.budget, decision.condition, state, kind=kind,
