@@ -111,6 +111,18 @@ def test_an_owed_notification_goes_out_once_when_slack_returns() -> None:
     assert len(soft) == 1 and outbox(tick).owed() == []
 
 
+def test_a_late_delivery_is_reported_by_the_tick_that_made_it() -> None:
+    """The tick that sends what an earlier tick owed lists it, with ``owed_since``."""
+    tick = make_tick(transport=RecordingTransport(accept=False))
+    first = run_tick(tick, AT).as_json()
+    assert not any(n["delivered"] for n in first["notifications"])
+    transport(tick).accept = True
+    later = run_tick(tick, AT + timedelta(minutes=1)).as_json()
+    late = [n for n in later["notifications"] if "owed_since" in n]
+    assert {"budget": "org-monthly", "condition": "soft_reached", "kind": "firing",
+            "delivered": True, "owed_since": "2026-03-12T14:05:00Z"} in late
+
+
 def test_a_rejected_message_is_reported_and_holds_only_its_own_incident() -> None:
     """Slack refusing a message is a notification error; it stays owed for a person to fix."""
     tick = make_tick(transport=RecordingTransport(reject="channel_not_found"))

@@ -144,10 +144,13 @@ def test_an_hour_without_slack_loses_nothing_and_keeps_flipping(sim: SimServer,
     assert report.owed >= 1
     assert len(slack.posts()) == posted_before
     slack.up()
-    tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=70))
-    tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=80))
+    back = [tick_once(sim, slack, tmp_path, crossing + timedelta(minutes=m)).as_json()
+            for m in (70, 80)]
     new_top = [c for c in slack.posts()[posted_before:] if c.thread_ts is None]
     assert [c.text.split(" — ")[0] for c in new_top if c.text] == ["Hard limit reached"]
+    reported = [n for body in back for n in body["notifications"]
+                if n["condition"] == "hard_reached" and n["kind"] == "firing"]
+    assert len(reported) == 1 and reported[0]["delivered"] and reported[0]["owed_since"]
     with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
         outbox = Outbox(store)
         assert outbox.owed() == []

@@ -21,7 +21,7 @@ from guard.core.notices import Planned
 from guard.core.outlook import describe_burn
 from guard.core.policy import AlertState, BudgetInput, Condition, ceiling
 from guard.core.reconcile import Drift
-from guard.core.records import Notification, NotificationKind, ReloadResult
+from guard.core.records import Notification, NotificationKind, Owed, ReloadResult
 
 _HUNDREDTH_CENT = Decimal("0.0001")
 
@@ -149,6 +149,8 @@ class TickReport:
     notification_errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     what_if: bool = False
+    late: tuple[Owed, ...] = ()
+    """Notifications owed by earlier ticks (a Slack outage) that this tick delivered."""
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -162,6 +164,7 @@ class TickReport:
             {"budget": s.notification.budget, "condition": s.notification.condition,
              "kind": s.notification.kind, "delivered": s.delivered}
             | ({"muted": s.muted} if s.muted else {}) for s in self.sent]
+        out["notifications"] += [late_json(o) for o in self.late]
         out["notifications_owed"] = self.owed
         out["notification_errors"] = list(self.notification_errors)
         out["standby"] = self.standby
@@ -178,7 +181,7 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                 delivered: frozenset[str] = frozenset(), keys: tuple[KeyDecision, ...] = (),
                 owed: int = 0, rejected: tuple[str, ...] = (), upstream_error: str | None = None,
                 standby: bool = False, what_if: bool = False,
-                announced: Sequence[Planned] = ()) -> TickReport:
+                announced: Sequence[Planned] = (), late: Sequence[Owed] = ()) -> TickReport:
     """The report of a tick that decided ``plan`` and did what the other arguments say.
 
     A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
@@ -189,7 +192,24 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
                       sent(plan, delivered, announced), keys, upstream_error, owed=owed,
                       notification_errors=rejected,
-                      warnings=tuple(why for _, why in plan.keys.held), what_if=what_if)
+                      warnings=tuple(why for _, why in plan.keys.held), what_if=what_if,
+                      late=tuple(late))
+
+
+def late_json(owed: Owed) -> dict[str, Any]:
+    """A notification delivered now that an earlier tick decided: ``owed_since`` says when."""
+    budget, condition = incident_parts(owed.incident)
+    return {"budget": budget, "condition": condition, "kind": owed.kind, "delivered": True,
+            "owed_since": timestamp(owed.created_at)}
+
+
+def incident_parts(incident: str) -> tuple[str | None, str | None]:
+    """(budget, condition) of an incident id ``2026-03:budget:condition:epoch``; else Nones."""
+    head, _, rest = incident.partition(":")
+    parts = rest.rsplit(":", 2)
+    if len(head) == 7 and head[4] == "-" and len(parts) == 3 and parts[2].isdigit():
+        return parts[0], parts[1]
+    return None, None
 
 
 def sent(plan: TickPlan, delivered: frozenset[str],

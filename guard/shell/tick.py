@@ -25,7 +25,7 @@ from guard.core.keys import KeyDecision
 from guard.core.ledger import budget_api_keys
 from guard.core.model import Snapshot
 from guard.core.notices import Planned, key_notices
-from guard.core.records import ReloadResult
+from guard.core.records import NotificationKind, Owed, ReloadResult
 from guard.core.summary import TickReport, tick_report
 from guard.errors import UpstreamError
 from guard.shell.deliver import deliver
@@ -82,6 +82,8 @@ class Acted:
     keys: tuple[KeyDecision, ...]
     announced: tuple[Planned, ...] = ()
     """Notices the effects themselves called for (the hard stop's ``keys``)."""
+    late: tuple[Owed, ...] = ()
+    """Notifications owed by earlier ticks that this tick delivered."""
 
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
@@ -101,7 +103,7 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     record(tick, plan, acted)
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
-                       announced=acted.announced)
+                       announced=acted.announced, late=acted.late)
 
 
 def is_what_if(tick: Tick, at: datetime) -> bool:
@@ -142,9 +144,12 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
         if item.muted is None:
             tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
     results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
+    decided = {i.dedup for i in (*plan.notices, *announced)}
+    late = tuple(r.owed for r in results if r.ok and r.owed.dedup not in decided
+                 and r.owed.kind != NotificationKind.UPDATE)
     return Acted(reload, frozenset(r.owed.dedup for r in results if r.ok),
                  tuple(r.error for r in results if r.final and r.error),
-                 len(tick.outbox.owed()), tuple(keys), announced)
+                 len(tick.outbox.owed()), tuple(keys), announced, late)
 
 
 def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:
