@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,3 +89,26 @@ def test_a_legacy_retired_or_unknown_chain_model_is_a_warning(tmp_path: Path,
     assert "claude-opus-4-1-20250805 is retired" in warned["fallback model opus"]
     assert "claude-sonnet-4-6 is legacy" in warned["fallback model sonnet"]
     assert "claude-tiny-9 is not in the price table" in warned["fallback model haiku"]
+
+
+def test_a_budget_whose_match_is_one_character_off_is_found(tmp_path: Path,
+                                                           sim: SimServer) -> None:
+    """A workspace id one character off: `guard doctor` fails on it, and `guard report`
+    warns that the budget matched nothing; the real id passes."""
+    real = SimOrg.generate(3).workspaces[0].id
+    typo = real[:-1] + ("x" if real[-1] != "x" else "y")
+    path = config(tmp_path, sim, None)
+    budgets = "".join(f'[[budgets]]\nname = "{n}"\nscope = "workspace"\nmatch = "{m}"\n'
+                      "soft_limit_usd = 1\nhard_limit_usd = 2\n"
+                      for n, m in (("typo", typo), ("real", real)))
+    path.write_text(path.read_text() + budgets)
+    code, lines = doctor(path)
+    assert code == 1
+    [bad] = [x for x in lines if x.startswith("FAIL budget typo")]
+    assert typo in bad and "not in this organization" in bad
+    assert any(x.startswith("ok   budget real") for x in lines)
+    result = CliRunner().invoke(app, ["--config", str(path), "report", "--json", "--at",
+                                      "2026-03-05T00:00:00Z"])
+    body = json.loads(result.stdout)
+    assert any("budget typo" in w and "matched no usage" in w for w in body["warnings"])
+    assert not any("budget real" in w for w in body["warnings"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -16,7 +16,7 @@ from guard.core.decide import TickPlan
 from guard.core.fallback import FallbackState
 from guard.core.forecast import Forecast
 from guard.core.keys import KeyDecision
-from guard.core.model import BudgetSpend, Ledger
+from guard.core.model import BudgetSpend, Ledger, Scope
 from guard.core.notices import Planned
 from guard.core.outlook import describe_burn
 from guard.core.policy import AlertState, BudgetInput, Condition, ceiling
@@ -100,7 +100,23 @@ def warnings(a: Assessment) -> list[str]:
     unpriced models, then price drift."""
     source = [f"billing source: {a.source_note}"] if a.source_note else []
     return (source + [unpriced_warning(m) for m in a.unpriced_models]
-            + [d.describe() for d in a.price_drift])
+            + [d.describe() for d in a.price_drift] + unmatched_warnings(a))
+
+
+UNMATCHED_AFTER = timedelta(days=1)
+"""A budget still at $0 this long into the month probably matches nothing."""
+
+
+def unmatched_warnings(a: Assessment) -> list[str]:
+    """Budgets at exactly $0 a day into the month: a mistyped ``match`` would stay silent."""
+    ledger = a.ledger
+    if ledger.at - ledger.period_start < UNMATCHED_AFTER:
+        return []
+    return [f"budget {s.budget.name} ({s.budget.scope} {s.budget.match}) matched no usage "
+            "this month: if its match is mistyped it can never alert (`guard doctor` checks "
+            "it against the organization)"
+            for s in ledger.budgets
+            if s.spend_usd == 0 and s.budget.scope is not Scope.ORGANIZATION]
 
 
 def drift_json(d: Drift) -> dict[str, Any]:

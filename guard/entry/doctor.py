@@ -20,6 +20,7 @@ from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
 from guard.core.billed import ANALYTICS, AUTO, LEGACY
+from guard.core.model import DEFAULT_WORKSPACE
 from guard.core.period import HOUR, floor_hour
 from guard.core.pricing import PriceTable
 from guard.core.reconcile import price_drift
@@ -62,6 +63,7 @@ def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore
     yield _spend_limits(client)
     yield _store(lambda: open_store(url))
     yield from _prices(settings, client, lambda: open_store(url), moment)
+    yield from _matches(settings, client)
     yield from _slack(settings, slack, lambda: open_store(url))
     yield from _paths(settings)
     yield from _chain_models(settings)
@@ -145,6 +147,35 @@ def _prices(settings: Settings, client: AdminClient | None,
     if not snapshot.unpriced_models and not drift:
         yield Check("price table", True, "every model of the month is priced; no drift on "
                                          "the newest billed day")
+
+
+def _matches(settings: Settings, client: AdminClient | None) -> Iterator[Check]:
+    """Every budget's ``match`` against the organization: a mistyped id never alerts."""
+    scoped = [b for b in settings.budgets if b.scope != "organization"]
+    if client is None or not scoped:
+        return
+    try:
+        workspaces = {w.id for w in client.workspaces(include_archived=True)}
+        keys = {k.id for k in client.api_keys()}
+    except UpstreamError as exc:
+        yield Check("budget matches", True, f"not checked: {exc}", warn=True)
+        return
+    models = PriceTable.load(settings.pricing).cards
+    for b in scoped:
+        name = f"budget {b.name}"
+        match = b.match or ""
+        if b.scope == "workspace" and match != DEFAULT_WORKSPACE and match not in workspaces:
+            yield Check(name, False, f"workspace {match} is not in this organization "
+                                     f"({len(workspaces)} workspaces listed): it can never "
+                                     "spend, so it can never alert")
+        elif b.scope == "api_key" and match not in keys:
+            yield Check(name, False, f"API key {match} is not in this organization "
+                                     f"({len(keys)} keys listed): it can never alert")
+        elif b.scope == "model" and not any(m.startswith(match) for m in models):
+            yield Check(name, True, f"no model in the price table starts with {match!r}: "
+                                    "check the prefix", warn=True)
+        else:
+            yield Check(name, True, f"{b.scope} {match} exists")
 
 
 def _spend_limits(client: AdminClient | None) -> Check:
