@@ -156,3 +156,69 @@ def test_version_prints_the_version() -> None:
     """`guard --version` prints the version and exits 0."""
     code, stdout, _ = run("--version")
     assert code == 0 and stdout.strip() == "budget-guard 0.1.0"
+
+
+@pytest.mark.parametrize(("state_url", "reason"), [
+    pytest.param("not a url", "not a SQLAlchemy URL", id="not-a-url"),
+    pytest.param("mysql://guard:s3cret-pw@db/guard", "mysql is not supported", id="mysql"),
+    pytest.param("postgresql+psycopg2://guard:s3cret-pw@db/guard", "psycopg2 driver",
+                 id="other-pg-driver"),
+])
+@pytest.mark.parametrize("command", [["config", "validate"], ["report"], ["doctor"],
+                                     ["check"], ["fallback", "status"]])
+def test_a_state_url_that_can_never_work_is_a_config_error(tmp_path: Path, state_url: str,
+                                                           reason: str,
+                                                           command: list[str]) -> None:
+    """Every command: exit 2 naming state.url, no traceback, no password echoed."""
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[anthropic]\nadmin_api_key = "{SECRET}"\n[state]\nurl = "{state_url}"\n')
+    code, out, stderr = run("--config", str(path), *command)
+    assert code == 2, (out, stderr)
+    assert "state.url" in stderr and reason in stderr
+    assert "Traceback" not in stderr + out and "s3cret-pw" not in stderr + out
+
+
+def test_validate_refuses_a_config_without_an_admin_key(tmp_path: Path) -> None:
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
+    code, _, stderr = run("config", "validate", str(path))
+    assert code == 2 and "anthropic.admin_api_key" in stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_validate_warns_of_an_unknown_chain_model_and_an_open_secret_file(
+        tmp_path: Path) -> None:
+    secret = tmp_path / "admin_key"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o644)
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[anthropic]\nadmin_api_key_file = "{secret}"\n'
+                    f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n'
+                    '[fallback.models]\nopus = "claude-opsu-4-7"\nsonnet = "claude-sonnet-5-5"\n'
+                    'haiku = "claude-haiku-5-5"\n')
+    code, out, _ = run("config", "validate", str(path))
+    assert code == 0
+    assert "fallback.models.opus: claude-opsu-4-7 is not in the price table" in out
+    assert "anthropic.admin_api_key_file" in out and "chmod 600" in out
+    assert SECRET not in out
+    secret.chmod(0o600)
+    assert "chmod" not in run("config", "validate", str(path))[1]
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    (["report"], 3), (["check"], 3), (["doctor"], 1), (["fallback", "status"], 3),
+    (["fallback", "pin", "sonnet", "--for", "1h", "--reason", "x"], 3),
+    (["fallback", "release", "--reason", "x"], 3), (["silence", "list"], 3),
+    (["keys", "restore"], 3), (["enforcement", "restore", "--dry-run"], 3),
+])
+def test_an_unopenable_store_is_one_line_and_an_exit_code(tmp_path: Path, command: list[str],
+                                                          code: int) -> None:
+    """A state store that cannot be opened: every command says so in a line, no traceback."""
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[anthropic]\nadmin_api_key = "{SECRET}"\nbase_url = "http://127.0.0.1:9"\n'
+                    "max_retries = 0\n"
+                    f'[state]\nurl = "sqlite:///{tmp_path / "missing" / "dir" / "state.db"}"\n')
+    got, out, stderr = run("--config", str(path), *command)
+    assert got == code, (out, stderr)
+    assert "Traceback" not in out + stderr
+    assert "state store" in out + stderr

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -152,8 +153,48 @@ class StateSettings(_Section):
 
     url: NonBlank = "sqlite:////var/lib/budget-guard/state.db"
 
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        problem = state_url_problem(url)
+        if problem:
+            raise _problem(problem)
+        return url
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "url", mask_url_password(self.url)
+
+
+def state_url_problem(url: str) -> str | None:
+    """Why ``url`` can never open a state store (never echoing the URL, which may hold a
+    password), or ``None``."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415  (only to parse the URL)
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return ("not a SQLAlchemy URL: use sqlite:////var/lib/budget-guard/state.db or "
+                "postgresql+psycopg://user@host/db")
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in ("sqlite", "postgresql"):
+        return (f"{backend} is not supported: use sqlite:///… (embedded) or "
+                "postgresql+psycopg://… (HA)")
+    if backend == "postgresql" and driver != "psycopg":
+        return f"the {driver} driver is not supported: use postgresql+psycopg://…"
+    if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        return "the PostgreSQL driver is not installed: pip install 'budget-guard[postgres]'"
+    return None
+
+
+def secret_files(settings: Iterable[_SecretSection], prefixes: Iterable[str]) -> Iterator[
+        tuple[str, Path]]:
+    """``(field path, file)`` of every secret given as a ``*_file``."""
+    for section, prefix in zip(settings, prefixes, strict=True):
+        for name in section._secrets:
+            path = getattr(section, f"{name}_file", None)
+            if path is not None:
+                yield f"{prefix}.{name}_file", Path(path)
 
 
 class FallbackSettings(_Section):

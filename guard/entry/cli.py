@@ -27,6 +27,7 @@ from guard.entry import wiring
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
 from guard.entry.report import report_table
 from guard.entry.terminal import (
+    EXIT_CONFIG,
     EXIT_STANDBY,
     EXIT_UPSTREAM,
     AtOption,
@@ -223,7 +224,16 @@ def config_validate(ctx: typer.Context,
     options: Options = ctx.obj
     target = path or options.config_path
     settings = guarded(lambda: load_settings(target))
+    if settings.admin_api_key_value() is None:
+        fail("invalid configuration:\n  anthropic.admin_api_key: not set (set admin_api_key "
+             "or admin_api_key_file); no command can read spend without it", EXIT_CONFIG)
+    from guard.entry.doctor import config_warnings  # noqa: PLC0415
+
+    for warning in config_warnings(settings):
+        typer.echo(f"warning: {warning}")
     typer.echo(f"{target}: ok ({len(settings.budgets)} budgets)")
+
+
 
 
 @config_app.command("show")

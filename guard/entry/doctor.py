@@ -19,6 +19,7 @@ from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
+from guard.config.sections import secret_files
 from guard.core.billed import ANALYTICS, AUTO, LEGACY
 from guard.core.model import DEFAULT_WORKSPACE
 from guard.core.period import HOUR, floor_hour
@@ -66,7 +67,34 @@ def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore
     yield from _matches(settings, client)
     yield from _slack(settings, slack, lambda: open_store(url))
     yield from _paths(settings)
+    yield from _secret_files(settings)
     yield from _chain_models(settings)
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is valid but will not do what it should: unknown chain models, open secrets."""
+    prices = PriceTable.load(settings.pricing)
+    out = [f"fallback.models.{tier}: {model} is not in the price table (a typo?): "
+           "applications would be told to use it"
+           for tier, model in settings.fallback.models.items()
+           if tier in settings.fallback.chain and not prices.known(model)]
+    sections = (settings.anthropic, settings.slack, settings.http)
+    for field, file in secret_files(sections, ("anthropic", "slack", "http")):
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o077:
+            out.append(f"{field}: {file} is readable by group or others "
+                       f"(mode {mode & 0o777:o}); chmod 600 it")
+    return out
+
+
+def _secret_files(settings: Settings) -> Iterator[Check]:
+    """A warning for each secret file others can read."""
+    for warning in config_warnings(settings):
+        if "readable by group or others" in warning:
+            yield Check("secret file", True, warning, warn=True)
 
 
 def _chain_models(settings: Settings) -> Iterator[Check]:
