@@ -112,3 +112,24 @@ def test_a_budget_whose_match_is_one_character_off_is_found(tmp_path: Path,
     body = json.loads(result.stdout)
     assert any("budget typo" in w and "matched no usage" in w for w in body["warnings"])
     assert not any("budget real" in w for w in body["warnings"])
+
+
+def test_validate_online_checks_matches_and_models_against_the_organization(
+        tmp_path: Path, sim: SimServer) -> None:
+    """`config validate --online`: a typo'd workspace or an unknown chain model exits 1."""
+    real = SimOrg.generate(3).workspaces[0].id
+    path = config(tmp_path, sim, None)
+    good = path.read_text() + (f'[[budgets]]\nname = "ws"\nscope = "workspace"\nmatch = "{real}"\n'
+                               "soft_limit_usd = 1\nhard_limit_usd = 2\n")
+    path.write_text(good)
+    ok = CliRunner().invoke(app, ["--config", str(path), "config", "validate", "--online"])
+    assert ok.exit_code == 0, ok.output
+    path.write_text(good.replace(real, real + "x"))
+    typo = CliRunner().invoke(app, ["--config", str(path), "config", "validate", "--online"])
+    assert typo.exit_code == 1 and "FAIL budget ws" in typo.stdout
+    path.write_text(good + '[fallback.models]\nopus = "claude-opsu-4-7"\n'
+                           'sonnet = "claude-sonnet-5-5"\nhaiku = "claude-haiku-5-5"\n')
+    model = CliRunner().invoke(app, ["--config", str(path), "config", "validate", "--online"])
+    assert model.exit_code == 1 and "FAIL fallback model opus" in model.stdout
+    offline = CliRunner().invoke(app, ["--config", str(path), "config", "validate"])
+    assert offline.exit_code == 0

@@ -219,21 +219,35 @@ def key_lines(result: TickReport) -> list[str]:
 @config_app.command("validate")
 def config_validate(ctx: typer.Context,
                     path: Annotated[Path | None, typer.Argument(help="Config file.")] = None,
+                    online: Annotated[bool, typer.Option(
+                        "--online", help="Also check against the organization: the admin key "
+                                         "is accepted and every budget's match exists.")] = False,
                     ) -> None:
-    """Check a config file; print each problem with its field path (exit 2 if any)."""
+    """Check a config file; print each problem with its field path (exit 2 if any).
+
+    With ``--online``: also the admin key, every budget's match and the chain models against
+    the organization (exit 1 on a problem)."""
+    from guard.entry.doctor import config_warnings, online_checks  # noqa: PLC0415
+
     options: Options = ctx.obj
     target = path or options.config_path
     settings = guarded(lambda: load_settings(target))
     if settings.admin_api_key_value() is None:
         fail("invalid configuration:\n  anthropic.admin_api_key: not set (set admin_api_key "
              "or admin_api_key_file); no command can read spend without it", EXIT_CONFIG)
-    from guard.entry.doctor import config_warnings  # noqa: PLC0415
-
     for warning in config_warnings(settings):
         typer.echo(f"warning: {warning}")
+    if online:
+        client = wiring.admin_client(settings)
+        try:
+            found = list(online_checks(settings, client))
+        finally:
+            client.http.close()
+        for item in found:
+            typer.echo(item.line())
+        if not all(item.ok for item in found):
+            fail(f"{target}: problems found against the organization", 1)
     typer.echo(f"{target}: ok ({len(settings.budgets)} budgets)")
-
-
 
 
 @config_app.command("show")

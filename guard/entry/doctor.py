@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,6 +128,15 @@ def _admin_key(client: AdminClient | None) -> Check:
         return Check("admin key", False, "not configured (anthropic.admin_api_key)")
     return _guard("admin key",
                   lambda: f"accepted; {len(client.workspaces())} workspaces visible")
+
+
+def online_checks(settings: Settings, client: AdminClient) -> Iterator[Check]:
+    """What ``config validate --online`` checks: the key, the matches, the chain models."""
+    yield _admin_key(client)
+    yield from _matches(settings, client)
+    for check in _chain_models(settings):
+        unknown = check.warn and "not in the price table" in check.detail
+        yield replace(check, ok=False, warn=False) if unknown else check
 
 
 def _billing_source(configured: str, client: AdminClient | None, now: datetime) -> Check:
