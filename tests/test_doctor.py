@@ -133,3 +133,22 @@ def test_validate_online_checks_matches_and_models_against_the_organization(
     assert model.exit_code == 1 and "FAIL fallback model opus" in model.stdout
     offline = CliRunner().invoke(app, ["--config", str(path), "config", "validate"])
     assert offline.exit_code == 0
+
+
+def test_report_and_check_carry_the_configs_own_warnings(tmp_path: Path,
+                                                         sim: SimServer) -> None:
+    """An open secret file and an unknown chain model are `warnings` of report and check."""
+    secret = tmp_path / "admin_key"
+    secret.write_text(KEY + "\n")
+    secret.chmod(0o640)
+    path = config(tmp_path, sim, None, models='[fallback.models]\nopus = "claude-opsu-4-7"\n'
+                  'sonnet = "claude-sonnet-5-5"\nhaiku = "claude-haiku-5-5"\n')
+    path.write_text(path.read_text().replace(f'admin_api_key = "{KEY}"',
+                                             f'admin_api_key_file = "{secret}"'))
+    for command in ("report", "check"):
+        result = CliRunner().invoke(app, ["--config", str(path), command, "--json", "--at",
+                                          "2026-03-05T00:00:00Z"])
+        assert result.exit_code == 0, result.output
+        found = json.loads(result.stdout)["warnings"]
+        assert any("admin_api_key_file" in w and "chmod 600" in w for w in found), command
+        assert any("claude-opsu-4-7" in w for w in found), command

@@ -80,11 +80,14 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     moment = guarded(lambda: parse_at(at, now()))
     settings = guarded(lambda: load_settings(options.config_path))
     assessment = guarded(lambda: compute_report(settings, moment))
+    extra = settings_warnings(settings)
     if as_json:
-        typer.echo(json.dumps(report_json(assessment), indent=2))
+        body = report_json(assessment)
+        body["warnings"] += extra
+        typer.echo(json.dumps(body, indent=2))
     else:
         console().print(report_table(assessment))
-        for warning in warnings(assessment):
+        for warning in [*warnings(assessment), *extra]:
             typer.echo(f"warning: {warning}")
 
 
@@ -180,10 +183,13 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
 
     result = guarded(one)
     if as_json:
-        typer.echo(json.dumps(result.as_json(), indent=2))
+        body = result.as_json()
+        body["warnings"] += settings_warnings(settings)
+        typer.echo(json.dumps(body, indent=2))
     else:
         console().print(report_table(result.assessment))
-        for warning in [*warnings(result.assessment), *result.warnings]:
+        for warning in [*warnings(result.assessment), *result.warnings,
+                        *settings_warnings(settings)]:
             typer.echo(f"warning: {warning}")
         typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                    f"{result.fallback.source}){' changed' if result.changed else ''}"
@@ -198,6 +204,13 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
     if result.standby:
         fail("standby: another replica holds the leader lease, so this check decided but "
              "wrote nothing (no fallback file, no notification, no key change)", EXIT_STANDBY)
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """The config's own warnings (unknown chain models, open secret files) for report/check."""
+    from guard.entry.doctor import config_warnings  # noqa: PLC0415
+
+    return config_warnings(settings)
 
 
 def key_lines(result: TickReport) -> list[str]:
