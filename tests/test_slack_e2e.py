@@ -184,3 +184,32 @@ def test_a_rejected_notification_is_reported_loudly(sim: SimServer, slack: Slack
     errors = report.as_json()["notification_errors"]
     assert errors and "channel_not_found" in errors[0]
     assert report.owed >= 1
+
+
+def test_a_month_of_restarts_and_a_slack_outage_loses_repeats_and_hides_nothing(
+        sim: SimServer, slack: SlackFake, tmp_path: Path) -> None:
+    """Every tick a fresh process, Slack down across the hard crossing: one post per
+    incident, every March incident resolved at rollover, and every delivery (the late ones
+    included) reported by the tick that made it."""
+    crossing = hard_crossing()
+    reported = 0
+    for at in every(MARCH + timedelta(hours=1), APRIL + timedelta(hours=7), timedelta(hours=3)):
+        if crossing - timedelta(hours=2) <= at < crossing + timedelta(hours=3):
+            slack.down()
+        else:
+            slack.up()
+        body = tick_once(sim, slack, tmp_path, at).as_json()
+        reported += sum(1 for n in body["notifications"] if n["delivered"])
+    slack.up()
+    messages = incident_messages(tmp_path)
+    top = [c for c in slack.posts() if c.thread_ts is None]
+    incident_posts = [c for c in top if c.ts in set(messages.values())]
+    assert len(incident_posts) == len(messages) == len({c.ts for c in incident_posts})
+    last_update = {c.ts: c for c in slack.updates()}
+    for incident, ts in messages.items():
+        if incident.startswith("2026-03:"):
+            assert (last_update[ts].text or "").startswith("Resolved"), incident
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        delivered = [k for _, k, status in Outbox(store).history()
+                     if status == "delivered" and k != "update"]
+    assert reported == len(delivered)
