@@ -217,10 +217,12 @@ def test_pin_and_release_from_the_command_line_are_audited(tmp_path: Path,
     pytest.param(["haiku", "--for", "1h", "--reason", " "], "--reason", id="empty-reason"),
 ])
 def test_bad_pins_are_refused(tmp_path: Path, args: list[str], field: str) -> None:
-    """A pin with an unknown tier, a bad duration or no reason exits 2 naming the field."""
+    """A pin with an unknown tier, a bad duration or no reason exits 2 naming the field, and
+    writes nothing (not even an empty state store)."""
     cfg = config_file(tmp_path, "http://127.0.0.1:9")
     result = CliRunner().invoke(app, ["--config", str(cfg), "fallback", "pin", *args])
     assert result.exit_code == 2 and field in result.stderr
+    assert not (tmp_path / "state.db").exists()
 
 
 def test_a_released_pin_gives_way_to_policy_on_the_next_tick(sim: SimServer,

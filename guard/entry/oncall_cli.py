@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from guard.config import load_settings
+from guard.config import Settings, load_settings
 from guard.core.keys import KeyDecision
 from guard.entry import wiring
 from guard.entry.terminal import (
@@ -23,7 +23,8 @@ from guard.entry.terminal import (
     guarded,
     now,
 )
-from guard.shell.ops import describe_status
+from guard.errors import ConfigError
+from guard.shell.ops import describe_status, parse_duration
 
 fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
 keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
@@ -54,6 +55,7 @@ def fallback_pin(ctx: typer.Context,
                  dry_run: DryRunOption = False) -> None:
     """Hold the fallback at TIER, above or below what policy wants, until it expires."""
     settings = guarded(lambda: load_settings(ctx.obj.config_path))
+    guarded(lambda: check_pin(settings, tier, duration, reason))  # before the store opens
 
     def pin() -> str:
         with wiring.opened_store(settings.state.url) as store:
@@ -62,6 +64,19 @@ def fallback_pin(ctx: typer.Context,
         return f"pinned to {made.tier} until {made.expires_at:%Y-%m-%dT%H:%M:%SZ}"
 
     typer.echo(f"{guarded(pin)}{dry(dry_run)}; the next tick applies it")
+
+
+def check_pin(settings: Settings, tier: str, duration: str, reason: str) -> None:
+    """Refuse a bad pin before anything is opened, so bad input writes nothing."""
+    problems = []
+    if tier not in settings.fallback.chain:
+        problems.append(("TIER", f"{tier!r} is not in fallback.chain "
+                                 f"{list(settings.fallback.chain)}"))
+    if not reason.strip():
+        problems.append(("--reason", "must say why (it goes to the audit log)"))
+    if problems:
+        raise ConfigError(problems)
+    parse_duration(duration)
 
 
 @fallback_app.command("release")
