@@ -170,3 +170,41 @@ def test_the_hard_stop_is_loud(sim: SimServer, tmp_path: Path,
     lines = key_lines(report)
     assert all(any(k in line and "deactivated" in line for line in lines) for k in done)
     assert lines[-1] == "keys: undo with `guard enforcement restore`"
+
+
+def test_a_future_at_leaves_the_fallback_and_the_store_as_they_were(sim: SimServer,
+                                                                    tmp_path: Path) -> None:
+    """After a real check, `check --at 2027-01-01` exits 2: model.env and the store hash the
+    same before and after."""
+    cfg = config_file(tmp_path, sim.base_url)
+    assert CliRunner().invoke(app, ["--config", str(cfg), "check", "--at", STAMP]).exit_code == 0
+    files = ("model.env", "fallback.json", "state.db")
+    before = {f: hashlib.sha256((tmp_path / f).read_bytes()).hexdigest() for f in files}
+    result = CliRunner().invoke(app, ["--config", str(cfg), "check", "--at",
+                                      "2027-01-01T00:00:00Z"])
+    assert result.exit_code == 2 and "in the future" in result.stderr
+    assert {f: hashlib.sha256((tmp_path / f).read_bytes()).hexdigest() for f in files} == before
+
+
+def test_guard_check_names_the_keys_it_deactivated_and_tells_slack(sim: SimServer,
+                                                                   tmp_path: Path) -> None:
+    """The command line itself: human output and a Slack message name every key."""
+    from slackfake import SlackFake  # noqa: PLC0415
+
+    workspace = ORG.workspaces[0].id
+    in_scope = sorted(k.id for k in ORG.api_keys if k.workspace_id == workspace)
+    with SlackFake() as slack:
+        cfg = config_file(tmp_path, sim.base_url)
+        cfg.write_text(cfg.read_text() + "\n".join([
+            "[enforcement]", "enabled = true", "dry_run = false",
+            "[slack]", f'bot_token = "{slack.token}"', f'base_url = "{slack.base_url}"',
+            f'channel = "{slack.channel}"',
+            "[[budgets]]", 'name = "first-ws"', 'scope = "workspace"', f'match = "{workspace}"',
+            "soft_limit_usd = 1", "hard_limit_usd = 2"]) + "\n")
+        result = CliRunner().invoke(app, ["--config", str(cfg), "check", "--at", STAMP])
+        posted = " ".join(c.text or "" for c in slack.posts())
+    assert result.exit_code == 0, result.output
+    for key in in_scope:
+        assert f"keys: deactivated {key} (budget first-ws)" in result.stdout
+        assert key in posted
+    assert "guard enforcement restore" in result.stdout and "guard enforcement restore" in posted
