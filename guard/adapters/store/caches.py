@@ -97,10 +97,7 @@ class Caches:
                api_keys: Collection[str] | None) -> list[PricedUsage]:
         c = usage_hours.c
         period = (c.hour - c.hour % seconds).label("period")
-        key: Any = c.api_key_id
-        if api_keys is not None:
-            key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
-        key = key.label("api_key_id")
+        key = _folded_keys(c.api_key_id, api_keys)
         sums = [sa.func.sum(col) for col in (
             c.token_units, c.web_search_units, c.input_tokens, c.cache_write_tokens,
             c.cache_read_tokens, c.output_tokens, c.web_search_requests)]
@@ -183,10 +180,7 @@ class Caches:
         """
         c = billed_hours.c
         period = (c.hour - c.hour % DAY_S).label("period")
-        key: Any = c.api_key_id
-        if api_keys is not None:
-            key = sa.case((c.api_key_id.in_(sorted(api_keys)), c.api_key_id), else_=None)
-        key = key.label("api_key_id")
+        key = _folded_keys(c.api_key_id, api_keys)
         ws: Any = c.workspace_id
         if workspaces is not None:
             ws = sa.case((c.workspace_id.is_(None), None),
@@ -261,6 +255,13 @@ def _usage_record(row: PricedUsage) -> dict[str, Any]:
         "cache_read_tokens": row.cache_read_tokens, "output_tokens": row.output_tokens,
         "web_search_requests": row.web_search_requests,
     }
+
+
+def _folded_keys(column: Any, api_keys: Collection[str] | None) -> Any:
+    """``api_key_id``, with keys other than ``api_keys`` folded into ``None`` when given."""
+    if api_keys is not None:
+        column = sa.case((column.in_(sorted(api_keys)), column), else_=None)
+    return column.label("api_key_id")
 
 
 def _billed_record(hour: BilledHour) -> dict[str, Any]:
