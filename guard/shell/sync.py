@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from guard.core import settle
@@ -127,16 +127,22 @@ class Fetcher:
         hourly = self.caches.hourly_totals(max(usage_from, floor_day(at) - 14 * DAY), fresh_from)
         for row in fresh:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
+        this_month, unknown = self._unpriced(usage, month_start(at))
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=requests, usage_from=usage_from.date(),
                         recent_hours=recent, recent_minutes=minutes, hourly=hourly,
-                        unpriced_models=self._unpriced(usage, month_start(at)),
-                        unknown_models=self._unpriced(usage, datetime.min.replace(tzinfo=UTC)))
+                        unpriced_models=this_month, unknown_models=unknown)
 
-    def _unpriced(self, usage: list[PricedUsage], since: datetime) -> tuple[str, ...]:
-        """Models of this month's usage that the price table has no card for."""
-        models = {r.model for r in usage if r.model and r.start >= since}
-        return tuple(sorted(m for m in models if not self.prices.known(m)))
+    def _unpriced(self, usage: list[PricedUsage],
+                  since: datetime) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Models the price table has no card for: those of usage since ``since`` (this
+        month), and those of any usage the snapshot holds."""
+        latest: dict[str, datetime] = {}
+        for r in usage:
+            if r.model and (r.model not in latest or r.start > latest[r.model]):
+                latest[r.model] = r.start
+        unknown = sorted(m for m in latest if not self.prices.known(m))
+        return tuple(m for m in unknown if latest[m] >= since), tuple(unknown)
 
     def watermark(self) -> datetime | None:
         """How far usage has been read: an ``at`` before it is a what-if."""
