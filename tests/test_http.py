@@ -250,6 +250,7 @@ def test_unpriced_models_drift_and_the_billing_source_are_metrics() -> None:
     assert value(found, "budget_guard_billing_source_info", source="analytics") == 1
     assert value(found, "budget_guard_billed_through_timestamp_seconds") == billed.timestamp()
     drift = [s for s in found["budget_guard_price_drift_ratio"]]
+    assert drifting.assessment.price_drift, "the fixture's billed day drifts from its usage"
     assert [(s.labels["model"], s.value) for s in drift] == [
         (d.model, pytest.approx(float(d.ratio or 0))) for d in drifting.assessment.price_drift]
     metrics.observe(make_report(), 0.3, AT)  # the next tick knows the model: the gauge goes

@@ -103,7 +103,10 @@ def billed_row(payload: object, where: Where) -> BilledCost:
                       list_cents=_decimal(cost, "list_amount", where), **dims)
 
 
-def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
+def _decimal(obj: Mapping[str, Any], name: str, where: Where, *,
+             negative: bool = False) -> Decimal:
+    """A finite decimal string field; below zero only where ``negative`` allows it (the
+    legacy cost report's lines; the analytics API's amounts are never negative)."""
     raw = _field(obj, name, str, where)
     try:
         value = Decimal(raw)
@@ -111,7 +114,7 @@ def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
         raise where.fail(f"`{name}` is not a decimal: {raw[:40]!r}") from None
     if not value.is_finite():
         raise where.fail(f"`{name}` is not a finite decimal: {raw[:40]!r}")
-    if value < 0:
+    if value < 0 and not negative:
         raise where.fail(f"`{name}` is negative: {raw[:40]!r}")
     return value
 
@@ -149,13 +152,7 @@ def usage_row(payload: object, where: Where) -> UsageRow:
 def cost_row(payload: object, where: Where) -> CostRow:
     """One cost result; ``amount`` stays in cents."""
     obj = _object(payload, where)
-    raw = _field(obj, "amount", str, where)
-    try:
-        amount = Decimal(raw)
-    except InvalidOperation:
-        raise where.fail(f"`amount` is not a decimal: {raw[:40]!r}") from None
-    if not amount.is_finite():
-        raise where.fail(f"`amount` is not a finite decimal: {raw[:40]!r}")
+    amount = _decimal(obj, "amount", where, negative=True)
     currency = _field(obj, "currency", str, where)
     if currency != "USD":
         raise where.fail(f"`currency` is {currency!r}; only USD is supported")
