@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from guard.core.directory import Directory
 from guard.core.ledger import ledger_of
 from guard.core.model import Budget, Ledger, Snapshot
 from guard.core.outlook import OutlookInputs, outlooks
@@ -41,6 +42,8 @@ class Assessment:
     source: str = "legacy"
     billed_through: datetime | None = None
     source_note: str | None = None
+    directory: Directory | None = None
+    priced_models: tuple[str, ...] = ()
 
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
@@ -57,7 +60,8 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
                        held_tier=held_tier, override=override)
     return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy,
                       snapshot.unpriced_models, price_drift(snapshot), snapshot.source,
-                      snapshot.billed_through, snapshot.source_note)
+                      snapshot.billed_through, snapshot.source_note, snapshot.directory,
+                      snapshot.priced_models)
 
 
 def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:

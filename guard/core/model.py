@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from guard.core.directory import Directory
+
 DEFAULT_WORKSPACE = "default"
 """The name budgets use for the default workspace, which the API reports as ``null``."""
 
@@ -263,3 +265,7 @@ class Snapshot:
     """Billed / list over the last billed day: scales the estimated tail."""
     source_note: str | None = None
     """Why the source is what it is, when ``auto`` fell back (for logs and ``doctor``)."""
+    directory: Directory | None = None
+    """Which workspaces and keys budgets name exist in the organization (``None``: unknown)."""
+    priced_models: tuple[str, ...] = ()
+    """Every model id the price table knows: a ``model`` budget matching none is mistyped."""

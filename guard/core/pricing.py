@@ -96,6 +96,7 @@ class PriceTable:
                  multipliers: Multipliers,
                  changes: Mapping[str, tuple[PriceCard, ...]] | None = None) -> None:
         self.cards = dict(cards)
+        self.aliases = dict(aliases)
         self.multipliers = multipliers
         self._names = {_undated(name): name for name in cards}
         self._names.update({_undated(alias): name for alias, name in aliases.items()})
@@ -106,6 +107,10 @@ class PriceTable:
         self.unknown_models: set[str] = set()
         self._resolved: dict[str | None, tuple[PriceCard, ...]] = {}
         self._by_day: dict[tuple[str | None, date | None], PriceCard] = {}
+
+    def names(self) -> tuple[str, ...]:
+        """Every model id the table prices: card names and their aliases, sorted."""
+        return tuple(sorted({*self.cards, *self.aliases}))
 
     @classmethod
     def load(cls, overrides: Mapping[str, PriceOverride] | None = None) -> PriceTable:

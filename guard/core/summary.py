@@ -13,10 +13,11 @@ from typing import Any
 
 from guard.core.assess import Assessment
 from guard.core.decide import TickPlan
+from guard.core.directory import Directory
 from guard.core.fallback import FallbackState
 from guard.core.forecast import Forecast
 from guard.core.keys import KeyDecision
-from guard.core.model import BudgetSpend, Ledger, Scope
+from guard.core.model import DEFAULT_WORKSPACE, Budget, BudgetSpend, Ledger, Scope
 from guard.core.notices import Planned
 from guard.core.outlook import describe_burn
 from guard.core.policy import AlertState, BudgetInput, Condition, ceiling
@@ -108,15 +109,52 @@ UNMATCHED_AFTER = timedelta(days=1)
 
 
 def unmatched_warnings(a: Assessment) -> list[str]:
-    """Budgets at exactly $0 a day into the month: a mistyped ``match`` would stay silent."""
-    ledger = a.ledger
-    if ledger.at - ledger.period_start < UNMATCHED_AFTER:
-        return []
-    return [f"budget {s.budget.name} ({s.budget.scope} {s.budget.match}) matched no usage "
-            "this month: if its match is mistyped it can never alert (`guard doctor` checks "
-            "it against the organization)"
-            for s in ledger.budgets
-            if s.spend_usd == 0 and s.budget.scope is not Scope.ORGANIZATION]
+    """Budgets at $0 whose ``match`` names nothing that exists: a mistyped ``match`` would
+    stay silent forever (DESIGN §3 ``warnings``)."""
+    found = (unmatched(s.budget, a) for s in a.ledger.budgets if s.spend_usd == 0)
+    return [w for w in found if w]
+
+
+def unmatched(budget: Budget, a: Assessment) -> str | None:
+    """The warning for a budget that matched no usage this month, if its match is not known
+    to exist: not in the organization's lists (workspaces, keys) or the price table (models).
+    Unconfirmed (lists unread), it is the usage alone, once a day of the month has passed."""
+    scope, match = budget.scope, budget.match or ""
+    head = f"budget {budget.name} ({scope} {match}) matched no usage this month"
+    if scope is Scope.ORGANIZATION or (scope is Scope.WORKSPACE and match == DEFAULT_WORKSPACE):
+        return None
+    known = (_known_model(match, head, a.priced_models) if scope is Scope.MODEL
+             else _known_id(scope, match, head, a.directory))
+    if known is not None:
+        return known or None
+    if a.ledger.at - a.ledger.period_start < UNMATCHED_AFTER:
+        return None
+    return (f"{head}: if its match is mistyped it can never alert (`guard doctor` checks "
+            "it against the organization)")
+
+
+def _known_model(prefix: str, head: str, priced: Sequence[str]) -> str | None:
+    """"" when a priced model starts with ``prefix``, a warning when none does, ``None``
+    when there is no table to tell."""
+    if not priced:
+        return None
+    if any(m.startswith(prefix) for m in priced):
+        return ""
+    return (f"{head}, and no model in the price table starts with {prefix!r}: if the prefix "
+            "is mistyped it can never alert")
+
+
+def _known_id(scope: Scope, match: str, head: str, directory: Directory | None) -> str | None:
+    """"" when the organization lists ``match``, a warning when it does not, ``None`` when
+    the lists were not read."""
+    if directory is None or match not in directory.workspaces | directory.api_keys:
+        return None
+    if match in directory.found:
+        return ""
+    noun, listed = (("workspace", directory.workspaces_listed) if scope is Scope.WORKSPACE
+                    else ("API key", directory.api_keys_listed))
+    return (f"{head}, and the organization has no {noun} {match} ({listed} {noun}s listed): "
+            "it can never alert; check the id")
 
 
 def drift_json(d: Drift) -> dict[str, Any]:

@@ -35,6 +35,30 @@ FALLBACK_STATUSES = frozenset({400, 403, 404})
 HISTORY_GROUP_BY = ("workspace_id", "model", "cost_type")
 
 
+class WorkspaceListing:
+    """The organization's workspace ids (archived too), listed again only when asked.
+
+    The billed sync needs them to tell the default workspace; the directory to check budget
+    matches. ``fresh`` says whether they were listed during the current refresh, so one
+    refresh never lists them twice.
+    """
+
+    def __init__(self, client: AdminReports) -> None:
+        self.client = client
+        self.ids: frozenset[str] | None = None
+        self.fresh = False
+
+    def relist(self) -> frozenset[str]:
+        """List the workspaces now."""
+        self.ids = frozenset(w.id for w in self.client.workspaces(include_archived=True))
+        self.fresh = True
+        return self.ids
+
+    def current(self) -> frozenset[str]:
+        """The workspaces as listed during this refresh, listing them if they were not."""
+        return self.ids if self.fresh and self.ids is not None else self.relist()
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """The billed source in force, and why when ``auto`` fell back."""
@@ -47,12 +71,13 @@ class BilledSync:
     """Reads ``/analytics/cost`` into the billed-hours cache when it can have moved."""
 
     def __init__(self, client: AdminReports, caches: CachePort, configured: str = AUTO,
-                 policy: BilledPolicy | None = None) -> None:
+                 policy: BilledPolicy | None = None,
+                 listing: WorkspaceListing | None = None) -> None:
         self.client = client
         self.caches = caches
         self.configured = configured
         self.policy = policy or BilledPolicy()
-        self._named: frozenset[str] | None = None
+        self.listing = listing or WorkspaceListing(client)
 
     # --- which source ------------------------------------------------------------------------
 
@@ -180,17 +205,18 @@ class BilledSync:
         The analytics API shows the default workspace by its real id, which the listing
         leaves out: an id the listing does not name is the default workspace.
         """
-        unlisted = billed.unlisted_workspaces(rows, self._named or ())
-        if self._named is None or len(unlisted) > 1 or (
+        named = self.listing.ids
+        unlisted = billed.unlisted_workspaces(rows, named or ())
+        if named is None or len(unlisted) > 1 or (
                 unlisted and unlisted != {self.caches.get_meta("default_workspace_id")}):
-            self._named = frozenset(w.id for w in self.client.workspaces(include_archived=True))
-            unlisted = billed.unlisted_workspaces(rows, self._named)
+            named = self.listing.relist()
+            unlisted = billed.unlisted_workspaces(rows, named)
             if len(unlisted) == 1:
                 self.caches.set_meta("default_workspace_id", next(iter(unlisted)))
             elif len(unlisted) > 1:
                 log.warning("analytics rows name %d workspaces the listing does not; all are "
                             "counted as the default workspace", len(unlisted))
-        return self._named
+        return named
 
     def _time(self, name: str) -> datetime | None:
         value = self.caches.get_meta(name)

@@ -64,6 +64,11 @@ class AdminReports(Protocol):
         """Every listed workspace (the default workspace is not among them)."""
         ...
 
+    def api_keys(self, status: str | None = None,
+                 workspace_id: str | None = None) -> list[ApiKey]:
+        """Every API key (to check the ids budgets name)."""
+        ...
+
 
 class KeyAdmin(Protocol):
     """The organization's workspaces and API keys, and setting a key's status."""

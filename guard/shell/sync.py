@@ -31,7 +31,8 @@ from guard.core.period import (
 )
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy, UsagePlan
-from guard.shell.billed import BilledSync, Source
+from guard.shell.billed import BilledSync, Source, WorkspaceListing
+from guard.shell.directory import DirectorySync
 from guard.shell.ports import AdminReports, CachePort
 
 COST_GROUP_BY = ("workspace_id", "description")
@@ -51,7 +52,9 @@ class Fetcher:
         self.caches = caches
         self.prices = prices
         self.policy = policy or FetchPolicy()
-        self.billed = BilledSync(client, caches, source, billed_policy)
+        self.listing = WorkspaceListing(client)
+        self.billed = BilledSync(client, caches, source, billed_policy, self.listing)
+        self.directory = DirectorySync(client, caches, self.listing)
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -60,6 +63,8 @@ class Fetcher:
         under no key, which keeps every other total exact and the snapshot small.
         """
         before = self.client.requests
+        self.listing.fresh = False
+        read_through = self.watermark()
         usage_from = self.policy.usage_from(at)
         fresh_from, minutes = self._refresh_usage(usage_from, at)
         source = self.billed.refresh(at)
@@ -71,7 +76,12 @@ class Fetcher:
         self._advance_watermark(floor_minute(at))
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
                                   minutes=minutes, api_keys=api_keys, through=floor_minute(at),
-                                  requests=self.client.requests - before)
+                                  requests=0)
+        directory = self.directory.refresh(
+            at, self.workspaces or (), api_keys or (),
+            keep=read_through is None or at >= read_through)
+        snapshot = replace(snapshot, directory=directory,
+                           api_requests=self.client.requests - before)
         return self._with_source(snapshot, source, fresh_from, minutes, api_keys)
 
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
@@ -93,6 +103,7 @@ class Fetcher:
         fresh_from = min(floor_hour(at), floor_hour(through)) if through else usage_from
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
                                   minutes=[], api_keys=api_keys, through=through, requests=0)
+        snapshot = replace(snapshot, directory=self.directory.stored())
         return self._with_source(snapshot, source, fresh_from, [], api_keys)
 
     def _with_source(self, snapshot: Snapshot, source: Source, fresh_from: datetime,
@@ -131,7 +142,8 @@ class Fetcher:
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=requests, usage_from=usage_from.date(),
                         recent_hours=recent, recent_minutes=minutes, hourly=hourly,
-                        unpriced_models=this_month, unknown_models=unknown)
+                        unpriced_models=this_month, unknown_models=unknown,
+                        priced_models=self.prices.names())
 
     def _unpriced(self, usage: list[PricedUsage],
                   since: datetime) -> tuple[tuple[str, ...], tuple[str, ...]]:
