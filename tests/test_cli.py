@@ -119,6 +119,22 @@ def test_an_at_within_a_minute_of_the_clock_is_accepted() -> None:
         parse_at("2026-12-02T12:01:01Z", wall)
 
 
+@pytest.mark.parametrize(("args", "field", "why"), [
+    (["sonnet", "--for", f"{10**30}h", "--reason", "x"], "--for", "at most 31 days"),
+    (["sonnet", "--for", "9" * 5000 + "h", "--reason", "x"], "--for", "at most 31 days"),
+    (["sonnet", "--for", "1h", "--reason", "x" * 501], "--reason", "at most 500 characters"),
+], ids=["10**30h", "5000-digit-hours", "reason-over-500"])
+def test_an_absurd_pin_is_refused_in_one_line(tmp_path: Path, args: list[str], field: str,
+                                              why: str) -> None:
+    """Out-of-bounds durations and reasons: exit 2 naming the field, nothing written."""
+    path = tmp_path / "guard.toml"
+    path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
+    code, _, stderr = run("--config", str(path), "fallback", "pin", *args)
+    assert code == 2 and f"{field}: " in stderr and why in stderr
+    assert "Traceback" not in stderr and len(stderr) < 300
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_missing_admin_key_is_a_config_error(tmp_path: Path) -> None:
     """A report without an admin key names the field and exits 2."""
     path = tmp_path / "guard.toml"

@@ -537,6 +537,32 @@ def test_secrets_are_masked_in_repr_and_render(write: Writer, tmp_path: Path) ->
     assert "app_token" not in parsed["slack"]  # None values are omitted
 
 
+@pytest.mark.parametrize(("raw", "mode"), [('"0640"', 0o640), ("0o600", 0o600), ('"644"', 0o644)])
+def test_file_mode_is_octal_text_or_a_toml_octal(write: Writer, raw: str, mode: int) -> None:
+    """`fallback.file_mode` reads "0640" or 0o640, and config show writes it back as text."""
+    settings = load_settings(write(f"[fallback]\nfile_mode = {raw}\n"))
+    assert settings.fallback.file_mode == mode
+    assert tomllib.loads(render_settings(settings))["fallback"]["file_mode"] == f"0{mode:o}"
+
+
+@pytest.mark.parametrize("raw", ['"0755"', '"0400"', '"rw-r--r--"', "0o1644", "true"])
+def test_a_bad_file_mode_names_the_field(write: Writer, raw: str) -> None:
+    """Executable, not owner-writable, not octal, or past 0666: a config error."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(f"[fallback]\nfile_mode = {raw}\n"))
+    assert [p for p, _ in caught.value.problems] == ["fallback.file_mode"]
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "p:w", "p#w", "a/b@c", "p%2Fw", "p?w=1"])
+def test_a_state_url_password_is_masked_whatever_it_holds(write: Writer, password: str) -> None:
+    """`/`, `:`, `#`, `@`, `?` or an escape in the password: config show masks all of it."""
+    text = f'[state]\nurl = "postgresql+psycopg://guard:{password}@db.internal/guard"\n'
+    rendered = render_settings(load_settings(write(text)))
+    url = tomllib.loads(rendered)["state"]["url"]
+    assert url == "postgresql+psycopg://guard:**********@db.internal/guard", url
+    assert password not in rendered
+
+
 def test_render_is_the_effective_config(write: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
     """render_settings shows env overrides, defaults and exact limits as TOML."""
     monkeypatch.setenv("GUARD_ANTHROPIC__POLL_INTERVAL_S", "300")

@@ -502,7 +502,7 @@ def _assert_same_code(copy: Callable[..., Any], original: Callable[..., Any]) ->
     for name, value in used.globals.items():
         if inspect.isfunction(value):
             _assert_same_code(copied.globals[name], value)
-        else:  # os, tempfile, Path, FILE_MODE
+        else:  # os, tempfile, Path
             assert copied.globals[name] == value, f"{copy.__name__} uses a different {name}"
 
 
@@ -548,14 +548,14 @@ def _atomic_write_steps(write: Callable[[Path, str], bool], root: Path) -> list[
 
 
 def test_fallback_sync_atomic_write_behaves_like_the_daemons(tmp_path: Path) -> None:
-    """Both writes make the file 0644 by rename, fsync it and its directory, skip equal content
-    and leave no temp file, even when the rename fails."""
+    """Both writes make the file 0600 (the default mode) by rename, fsync it and its
+    directory, skip equal content and leave no temp file, even when the rename fails."""
     sync = _load_script(K8S / "fallback-sync.py")
     expected = [
-        (True, b"A=1\n", 0o644, ["model.env"], ["file", "directory"]),
-        (False, b"A=1\n", 0o644, ["model.env"], [], True, 10**9),
-        (True, b"A=2\n", 0o644, ["model.env"], ["file", "directory"], False),
-        ("raised", b"A=2\n", 0o644, ["model.env"], ["file"]),
+        (True, b"A=1\n", 0o600, ["model.env"], ["file", "directory"]),
+        (False, b"A=1\n", 0o600, ["model.env"], [], True, 10**9),
+        (True, b"A=2\n", 0o600, ["model.env"], ["file", "directory"], False),
+        ("raised", b"A=2\n", 0o600, ["model.env"], ["file"]),
     ]
     assert _atomic_write_steps(atomic_write, tmp_path / "daemon") == expected
     assert _atomic_write_steps(sync.atomic_write, tmp_path / "sidecar") == expected

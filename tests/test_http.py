@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
@@ -23,7 +24,7 @@ from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
 from guard.core.policy import PolicyConfig
 from guard.core.summary import TickReport
 from guard.entry import wiring
-from guard.entry.http import WRITES_DISABLED, HttpState, build_app
+from guard.entry.http import MAX_BODY, WRITES_DISABLED, HttpState, build_app
 from guard.entry.metrics import Metrics
 from guard.entry.server import HttpServer
 from guard.errors import StoreError, UpstreamUnavailable
@@ -362,8 +363,10 @@ def test_release_removes_the_pin_and_returns_it(guard: Guard) -> None:
     ({"tier": "haiku", "for": "4h"}, "reason"),
     (PIN | {"for": 4}, "for"),
     (PIN | {"until": "tomorrow"}, "until"),
+    (PIN | {"for": f"{10**30}h"}, "for"),
+    (PIN | {"reason": "x" * 501}, "reason"),
 ], ids=["unknown-tier", "bad-duration", "too-long", "blank-reason", "no-reason", "not-a-string",
-        "unknown-field"])
+        "unknown-field", "absurd-duration", "reason-over-500"])
 def test_a_bad_pin_is_400_naming_the_field(guard: Guard, body: dict[str, Any],
                                            field: str) -> None:
     """Validation problems come back as 400 with the field and the reason; nothing is pinned."""
@@ -379,6 +382,39 @@ def test_a_body_that_is_not_json_is_400(guard: Guard) -> None:
     response = guard.client.post("/v1/fallback/pin", content=b"tier=haiku",
                                  headers={"Authorization": f"Bearer {TOKEN}"})
     assert (response.status_code, response.json()) == (400, {"error": "the body is not JSON"})
+
+
+def test_a_body_over_16_kib_is_413_and_pins_nothing(guard: Guard) -> None:
+    """A body past the limit is refused by its Content-Length, and while streaming when it
+    has none; nothing is pinned."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    big = json.dumps(PIN | {"reason": "x" * MAX_BODY}).encode()
+    declared = guard.client.post("/v1/fallback/pin", content=big, headers=auth)
+    assert declared.status_code == 413 and "16384" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        yield big[:1000]
+        yield big[1000:]
+
+    streamed = guard.client.post("/v1/fallback/pin", content=chunks(), headers=auth)
+    assert streamed.status_code == 413
+    assert guard.ops.fallback_status(AT)["override"] is None
+    exact = PIN | {"reason": "r" * 400}
+    assert guard.client.post("/v1/fallback/pin", json=exact, headers=auth).status_code == 200
+
+
+def test_a_huge_body_over_real_http_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Over a real socket: 50 MiB announced, a few KiB sent, the 413 comes back at once."""
+    settings = write_settings(tmp_path, TOKEN)
+    app = build_app(HttpState(), Metrics(), lambda: settings, no_ops, now=lambda: AT)
+    with HttpServer(app).start("127.0.0.1", 0) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"POST /v1/fallback/pin HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: 52428800\r\n\r\n" + b"{" * 4096)
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
 
 
 # --- the server --------------------------------------------------------------------------------

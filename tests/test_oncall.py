@@ -413,7 +413,9 @@ def test_slash_pin_pins_the_named_tier(oncall: OnCall, slack: RecordingTransport
     ("pin mistral 2h incident 42", "'mistral' is not in fallback.chain"),
     ("pin haiku forever incident 42", "not a duration like 30m, 4h or 2d"),
     ("pin haiku 90d incident 42", "at most 31 days"),
-], ids=["unknown-tier", "bad-duration", "too-long"])
+    (f"pin haiku {10**30}h incident 42", "at most 31 days"),
+    ("pin haiku 2h " + "x" * 501, "at most 500 characters"),
+], ids=["unknown-tier", "bad-duration", "too-long", "absurd-duration", "reason-over-500"])
 def test_bad_pins_are_answered_in_words(oncall: OnCall, settings: Settings, records: Records,
                                         text: str, why: str) -> None:
     """ops' ConfigError becomes the answer; nothing is pinned or audited."""

@@ -190,13 +190,34 @@ def test_render_state_carries_an_overrides_expiry_author_and_reason() -> None:
 # --- atomic_write ---------------------------------------------------------------------------
 
 
-def test_atomic_write_creates_the_directory_and_writes_mode_0644(tmp_path: Path) -> None:
-    """A first write creates missing directories and leaves only the target, mode 0644."""
+def test_atomic_write_creates_the_directory_and_writes_mode_0600(tmp_path: Path) -> None:
+    """A first write creates missing directories and leaves only the target, mode 0600
+    unless told otherwise."""
     target = tmp_path / "a" / "b" / "model.env"
     assert atomic_write(target, SONNET_ENV) is True
     assert target.read_text() == SONNET_ENV
-    assert target.stat().st_mode & 0o777 == 0o644
+    assert target.stat().st_mode & 0o777 == 0o600
     assert os.listdir(target.parent) == ["model.env"]
+    assert atomic_write(target, render_env(OPUS), 0o640) is True
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077, 0o022])
+def test_the_env_file_is_0644_and_the_state_file_0600_whatever_the_umask(
+        tmp_path: Path, umask: int) -> None:
+    """Applications read the env file, so it is 0644 (or ``fallback.file_mode``); the state
+    file holds who pinned and why, so it is 0600."""
+    old = os.umask(umask)
+    try:
+        sinks = FileSinks(tmp_path / "model.env", tmp_path / "fallback.json")
+        sinks.write(SONNET)
+        custom = FileSinks(tmp_path / "custom.env", None, env_mode=0o640)
+        custom.write(SONNET)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.env").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "fallback.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "custom.env").stat().st_mode & 0o777 == 0o640
 
 
 def test_atomic_write_leaves_an_equal_file_untouched(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -185,3 +186,24 @@ def test_a_cost_day_keeps_its_list_price(store: Caches) -> None:
     store.replace_cost_days([CostDay(day, {None: Decimal("9.3")}, {}, Decimal(10))],
                             datetime(2026, 11, 3, tzinfo=UTC))
     assert store.cost_days([day])[day].calibration == Decimal("0.93")
+
+
+def test_a_new_sqlite_store_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    """The state database (and its WAL files) hold reasons, who pinned and incident ids:
+    created 0600 even under umask 000; an existing file keeps the mode it has."""
+    path = tmp_path / "state.db"
+    old = os.umask(0)
+    try:
+        with wiring.opened_store(f"sqlite:///{path}") as store:
+            Caches(store).set_meta("probe", "1")
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes["state.db"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes
+    existing = tmp_path / "kept.db"
+    existing.touch(mode=0o640)
+    existing.chmod(0o640)
+    with wiring.opened_store(f"sqlite:///{existing}"):
+        pass
+    assert existing.stat().st_mode & 0o777 == 0o640

@@ -34,7 +34,8 @@ from typing import Any
 _VALUE = re.compile(r"[A-Za-z0-9_.,:/@+-]+")  # DESIGN §5: the env file's value alphabet
 _MODEL = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # a model id: the same, without the comma
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-FILE_MODE = 0o644
+ENV_MODE = 0o644  # what the sidecar publishes is read by the app, as another user
+STATE_MODE = 0o600
 
 
 class BadAnswer(ValueError):
@@ -85,10 +86,11 @@ def render_state(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-# atomic_write, _fsync_directory and FILE_MODE are copies of guard.adapters.sinks' (this
+# atomic_write, _fsync_directory and STATE_MODE are copies of guard.adapters.sinks' (this
 # script cannot import guard); tests/test_deploy.py fails if the copies differ from them.
-def atomic_write(path: Path, text: str) -> bool:
-    """Replace ``path`` with ``text`` atomically, mode 0644; False, touching nothing, if equal."""
+def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
+    """Replace ``path`` with ``text`` atomically with ``mode`` (whatever the umask); False,
+    touching nothing, if equal."""
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
@@ -98,7 +100,7 @@ def atomic_write(path: Path, text: str) -> bool:
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), FILE_MODE)
+            os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -125,9 +127,9 @@ def sync_once(url: str, directory: Path, model_var: str, timeout_s: float) -> li
     env_text = render_env(document, model_var)  # validate before writing anything
     written = []
     # The state file first: a reader of model.env never sees a newer model than fallback.json.
-    if atomic_write(directory / "fallback.json", render_state(document)):
+    if atomic_write(directory / "fallback.json", render_state(document), ENV_MODE):
         written.append("fallback.json")
-    if atomic_write(directory / "model.env", env_text):
+    if atomic_write(directory / "model.env", env_text, ENV_MODE):
         written.append("model.env")
     return written
 

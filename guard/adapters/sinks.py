@@ -29,12 +29,16 @@ from guard.core.records import ReloadResult
 
 __all__ = ["FileSinks", "atomic_write", "read_env"]
 
-FILE_MODE = 0o644
+ENV_MODE = 0o644
+"""The env file's default mode: applications running as other users read it."""
+STATE_MODE = 0o600
+"""The state file's mode: it holds reasons and who pinned."""
 _DETAIL_CHARS = 200
 
 
-def atomic_write(path: Path, text: str) -> bool:
-    """Replace ``path`` with ``text`` atomically, mode 0644; False, touching nothing, if equal."""
+def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
+    """Replace ``path`` with ``text`` atomically with ``mode`` (whatever the umask); False,
+    touching nothing, if equal."""
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
@@ -44,7 +48,7 @@ def atomic_write(path: Path, text: str) -> bool:
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), FILE_MODE)
+            os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -84,8 +88,9 @@ class FileSinks:
     def __init__(self, env_file: Path | None, state_file: Path | None,
                  model_var: str = "ANTHROPIC_MODEL", reload_command: Sequence[str] = (),
                  *, run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
-                 timeout_s: float = 30) -> None:
+                 timeout_s: float = 30, env_mode: int = ENV_MODE) -> None:
         self.env_file = env_file
+        self.env_mode = env_mode
         self.state_file = state_file
         self.model_var = model_var
         self.reload_command = tuple(reload_command)
@@ -97,12 +102,12 @@ class FileSinks:
 
         Both files are rendered before either is written, so a bad value writes nothing.
         """
-        outputs: list[tuple[Path, str]] = []
+        outputs: list[tuple[Path, str, int]] = []
         if self.env_file is not None:
-            outputs.append((self.env_file, render_env(state, self.model_var)))
+            outputs.append((self.env_file, render_env(state, self.model_var), self.env_mode))
         if self.state_file is not None:
-            outputs.append((self.state_file, render_state(state)))
-        return [path for path, text in outputs if atomic_write(path, text)]
+            outputs.append((self.state_file, render_state(state), STATE_MODE))
+        return [path for path, text, mode in outputs if atomic_write(path, text, mode)]
 
     def reload(self) -> ReloadResult:
         """Run the reload hook once (no shell, with a timeout); a failure is ``ok=False``."""

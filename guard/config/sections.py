@@ -12,8 +12,10 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     StringConstraints,
     field_validator,
@@ -29,12 +31,34 @@ Condition = Literal[
 NO_CEILING = "none"
 MASK = "**********"
 
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@]*):[^@/]*@")
-
-
 def mask_url_password(url: str) -> str:
-    """``url`` with any password (``user:password@``) replaced by the mask."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", url)
+    """``url`` with its password, if any, replaced by the mask.
+
+    The URL is parsed the way the store will parse it (SQLAlchemy), so a password holding
+    ``/``, ``:`` or ``#`` is masked whole; a URL that does not parse, or whose host still
+    holds an ``@``, is masked from the user name's ``:`` to the last ``@``.
+    """
+    from sqlalchemy.engine import make_url  # noqa: PLC0415  (only to parse the URL)
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _mask_userinfo(url)
+    if "@" in (parsed.host or "") or "@" in (parsed.database or ""):
+        return _mask_userinfo(url)
+    if parsed.password is None:
+        return url
+    return parsed.render_as_string(hide_password=True).replace(":***@", f":{MASK}@", 1)
+
+
+def _mask_userinfo(url: str) -> str:
+    """Everything between ``scheme://user:`` and the last ``@`` masked."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:{MASK}@{host}"
 
 
 def _problem(reason: str, *at: str | int) -> PydanticCustomError:
@@ -42,6 +66,21 @@ def _problem(reason: str, *at: str | int) -> PydanticCustomError:
     return PydanticCustomError("guard_config", "{reason}", {"reason": reason, "at": at})
 
 
+def _file_mode(raw: object) -> int:
+    """A file mode as octal text (``"0644"``, ``"640"``) or a TOML integer (``0o644``)."""
+    try:
+        mode = int(raw, 8) if isinstance(raw, str) else int(str(raw))
+    except ValueError:
+        raise _problem(f"{raw!r} is not an octal file mode like \"0644\"") from None
+    if isinstance(raw, bool) or not 0o600 <= mode <= 0o666 or mode & 0o600 != 0o600 or (
+            mode & 0o111):
+        raise _problem(f"{raw!r} must let the owner read and write, and nobody execute "
+                       "(0600 to 0666)")
+    return mode
+
+
+FileMode = Annotated[int, BeforeValidator(_file_mode),
+                     PlainSerializer(lambda mode: f"0{mode:o}", return_type=str)]
 Usd = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 PositiveUsd = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -204,6 +243,9 @@ class FallbackSettings(_Section):
     env_file: Path = Path("/run/budget-guard/model.env")
     state_file: Path = Path("/run/budget-guard/fallback.json")
     model_var: str = "ANTHROPIC_MODEL"
+    file_mode: FileMode = 0o644
+    """The env file's mode: readable by others because applications read it. The state
+    file and the state database are always 0600."""
     reload_command: list[str] = Field(default_factory=list)
     models: dict[Tier, ModelId] = Field(
         default_factory=lambda: {

@@ -48,6 +48,8 @@ WRITES_DISABLED = "writes are disabled: set http.admin_token"
 _FIELDS = {"TIER": "tier", "--for": "for", "--reason": "reason"}  # ops speaks CLI
 _PIN_FIELDS = ("tier", "for", "reason")
 _ERROR_CHARS = 300
+MAX_BODY = 16 * 1024
+"""The largest write body accepted (bytes); a longer one is refused before it is read."""
 T = TypeVar("T")
 
 
@@ -262,7 +264,7 @@ def _stored(document: bytes | None) -> Response:
 async def _body(request: Request, *, required: tuple[str, ...],
                 optional: tuple[str, ...]) -> dict[str, str]:
     """The JSON object of a write: known string fields only; problems name the field."""
-    raw = await request.body()
+    raw = await _bounded_body(request)
     try:
         body = json.loads(raw) if raw.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -276,6 +278,21 @@ async def _body(request: Request, *, required: tuple[str, ...],
     if problems:
         raise _Refused(400, "invalid request", problems)
     return body
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``MAX_BODY``: by its
+    Content-Length before a byte is read, or while streaming when there is none."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise _Refused(413, f"the body is larger than {MAX_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _Refused(413, f"the body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _ops_call(call: Callable[[], T]) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -24,7 +25,7 @@ from guard.entry.terminal import (
     now,
 )
 from guard.errors import ConfigError
-from guard.shell.ops import describe_status, parse_duration
+from guard.shell.ops import check_reason, describe_status, parse_duration
 
 fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
 keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
@@ -72,11 +73,18 @@ def check_pin(settings: Settings, tier: str, duration: str, reason: str) -> None
     if tier not in settings.fallback.chain:
         problems.append(("TIER", f"{tier!r} is not in fallback.chain "
                                  f"{list(settings.fallback.chain)}"))
-    if not reason.strip():
-        problems.append(("--reason", "must say why (it goes to the audit log)"))
+    problems += _problems(check_reason, reason) + _problems(parse_duration, duration)
     if problems:
         raise ConfigError(problems)
-    parse_duration(duration)
+
+
+def _problems(check: Callable[[str], object], value: str) -> list[tuple[str, str]]:
+    """What ``check`` finds wrong with ``value`` (none: it passed)."""
+    try:
+        check(value)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 @fallback_app.command("release")

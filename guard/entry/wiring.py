@@ -64,10 +64,24 @@ def connect_store(url: str) -> Store:
     except SQLAlchemyError as exc:
         raise unavailable(safe_url(url), exc) from None
     if engine.dialect.name == "sqlite":
+        private_database(engine.url.database)
         sa.event.listen(engine, "connect", sqlite_pragmas)
     store = Store(engine)
     store.create_schema()
     return store
+
+
+def private_database(database: str | None) -> None:
+    """Create a missing SQLite file 0600 (whatever the umask) before SQLite opens it; its WAL
+    and shared-memory files take the same mode. An existing file is left as it is."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory: SQLite says so when it opens, as a store error
 
 
 @contextmanager
@@ -213,7 +227,7 @@ def socket_mode_client(app_token: str,
 def file_sinks(fallback: FallbackSettings) -> FileSinks:
     """The sinks a ``[fallback]`` section describes."""
     return FileSinks(fallback.env_file, fallback.state_file, fallback.model_var,
-                     fallback.reload_command)
+                     fallback.reload_command, env_mode=fallback.file_mode)
 
 
 def tick_config(settings: Settings) -> TickConfig:

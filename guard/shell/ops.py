@@ -20,17 +20,22 @@ from guard.shell.ports import SilencePort, StatePort
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
 MAX_PIN = timedelta(days=31)
+MAX_REASON = 500
+"""The longest reason kept in the audit log (characters)."""
 
 
 def parse_duration(raw: str) -> timedelta:
     """``30m``, ``4h``, ``2d`` or ``1h30m`` as a positive timedelta of at most 31 days."""
     match = _DURATION.fullmatch(raw.strip())
     if not raw.strip() or match is None or not any(match.groups()):
-        raise ConfigError([("--for", f"not a duration like 30m, 4h or 2d: {raw!r}")])
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    length = timedelta(days=days, hours=hours, minutes=minutes)
+        raise ConfigError([("--for", f"not a duration like 30m, 4h or 2d: {_echo(raw)}")])
+    try:
+        days, hours, minutes = (int(g or 0) for g in match.groups())
+        length = timedelta(days=days, hours=hours, minutes=minutes)
+    except (OverflowError, ValueError):  # 10**30h, or more digits than int() reads
+        length = MAX_PIN * 2
     if not timedelta(0) < length <= MAX_PIN:
-        raise ConfigError([("--for", f"must be more than 0 and at most 31 days: {raw!r}")])
+        raise ConfigError([("--for", f"must be more than 0 and at most 31 days: {_echo(raw)}")])
     return length
 
 
@@ -51,7 +56,7 @@ class Ops:
         if tier not in self.chain:
             raise ConfigError([("TIER", f"{tier!r} is not in fallback.chain "
                                         f"{list(self.chain)}")])
-        why = _reason(reason)
+        why = check_reason(reason)
         override = Override(tier, now + parse_duration(duration), why, who)
         if not dry_run:
             before = self.records.override()
@@ -64,12 +69,13 @@ class Ops:
     def release(self, *, reason: str, who: str, now: datetime,
                 dry_run: bool = False) -> Override | None:
         """Remove the pin, if any; audited. Returns the pin that was released."""
+        why = check_reason(reason)
         current = self.records.override()
         if current is None or dry_run:
             return current
         self.records.clear_override()
         self.records.audit(AuditEntry(now, who, "release", "fallback", _describe(current, now),
-                                      None, reason))
+                                      None, why))
         return current
 
     def tier_in_force(self) -> str:
@@ -108,7 +114,7 @@ class Ops:
         if condition is not None and condition not in {c.value for c in Condition}:
             raise ConfigError([("--condition", f"{condition!r} is not one of "
                                                f"{[c.value for c in Condition]}")])
-        why, ends = _reason(reason), now + parse_duration(duration)
+        why, ends = check_reason(reason), now + parse_duration(duration)
         if dry_run:
             return Silence(0, budget, condition, now, ends, why, who)
         silence_id = self.silences.add_silence(budget, condition, ends, reason=why, who=who,
@@ -147,10 +153,19 @@ def describe_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _reason(reason: str) -> str:
-    if not reason.strip():
+def _echo(raw: str, limit: int = 40) -> str:
+    """``raw`` quoted for an error message, cut short: input is never echoed unbounded."""
+    return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}… ({len(raw)} characters)"
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` stripped; blank or longer than ``MAX_REASON`` is refused, naming the field."""
+    why = reason.strip()
+    if not why:
         raise ConfigError([("--reason", "required: say why, for the audit log")])
-    return reason.strip()
+    if len(why) > MAX_REASON:
+        raise ConfigError([("--reason", f"at most {MAX_REASON} characters (got {len(why)})")])
+    return why
 
 
 def _describe(override: Override | None, now: datetime) -> str | None:
