@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -245,6 +246,34 @@ def test_negative_token_count_is_malformed() -> None:
     client, _ = make_client(Recorder(ok(payload)))
     with pytest.raises(MalformedResponse,
                        match=r"usage_report bucket 0, result 1: `output_tokens` is negative"):
+        list(client.usage_pages(T0, T3, "1h"))
+
+
+@pytest.mark.parametrize(("amount", "why"), [
+    ("-5", "`amount` is negative"),
+    ("-0.000001", "`amount` is negative"),
+    ("1000000000000", "over $100,000,000 for one row"),
+    ("1e30", "over $100,000,000 for one row"),
+], ids=["negative", "tiny-negative", "ten-billion-dollars", "1e30"])
+def test_a_negative_or_absurd_cost_amount_is_malformed(amount: str, why: str) -> None:
+    """No documented cost amount is negative (it would lower spend and relax the fallback)
+    or past $100 million for one row (it would overflow the store)."""
+    payload = {"data": [bucket("2026-03-10T00:00:00Z", "2026-03-11T00:00:00Z",
+                               [{"amount": "1", "currency": "USD"},
+                                {"amount": amount, "currency": "USD"}])],
+               "has_more": False, "next_page": None}
+    client, _ = make_client(Recorder(ok(payload)))
+    with pytest.raises(MalformedResponse, match=rf"bucket 0, result 1: .*{re.escape(why)}"):
+        list(client.cost_pages(T0, datetime(2026, 3, 11, tzinfo=UTC)))
+
+
+def test_an_absurd_token_count_is_malformed() -> None:
+    """10**15 output tokens in one row is not a real count."""
+    payload = {"data": [bucket("2026-03-10T00:00:00Z", "2026-03-10T01:00:00Z",
+                               [usage_item(output_tokens=10**15)])],
+               "has_more": False, "next_page": None}
+    client, _ = make_client(Recorder(ok(payload)))
+    with pytest.raises(MalformedResponse, match=r"`output_tokens` is 1e\+15, over 1e\+12"):
         list(client.usage_pages(T0, T3, "1h"))
 
 

@@ -37,6 +37,7 @@ from guard.config.sections import FallbackSettings, SlackSettings
 from guard.core.decide import TickConfig
 from guard.core.keys import EnforcementConfig
 from guard.core.ledger import budget_workspaces
+from guard.core.plausible import bounds_of
 from guard.core.pricing import PriceTable
 from guard.errors import ConfigError, StoreError
 from guard.shell.enforce import Enforcer
@@ -263,7 +264,8 @@ def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: Pr
     """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
     records = Records(store)
     fetcher = Fetcher(admin, Caches(store), prices, source=source,
-                      workspaces=budget_workspaces(config.budgets))
+                      workspaces=budget_workspaces(config.budgets),
+                      bounds=bounds_of(config.budgets))
     return Tick(fetcher, records, Outbox(store), Silences(store), Lease(store), sinks, transport,
                 config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())

@@ -10,7 +10,7 @@ values, so a restart neither re-probes nor re-reads what is current.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,7 +19,8 @@ from guard.core import billed
 from guard.core.billed import ANALYTICS, AUTO, LEGACY, BilledPolicy, BilledRead
 from guard.core.model import BilledCost, CostDay
 from guard.core.period import DAY, day_start, floor_hour
-from guard.errors import UpstreamError
+from guard.core.plausible import Bounds, billed_rows, cost_rows
+from guard.errors import MalformedResponse, UpstreamError
 from guard.shell.ports import AdminReports, CachePort
 
 log = logging.getLogger("guard.sync")
@@ -72,8 +73,10 @@ class BilledSync:
 
     def __init__(self, client: AdminReports, caches: CachePort, configured: str = AUTO,
                  policy: BilledPolicy | None = None,
-                 listing: WorkspaceListing | None = None) -> None:
+                 *, listing: WorkspaceListing | None = None,
+                 bounds: Bounds | None = None) -> None:
         self.client = client
+        self.bounds = bounds or Bounds()
         self.caches = caches
         self.configured = configured
         self.policy = policy or BilledPolicy()
@@ -137,7 +140,9 @@ class BilledSync:
             page = self.client.analytics_cost(start, end, "1h")
             mark = billed.watermark_of(page.refreshed_at, start, end)
             named = self._workspaces(page.rows)
-            self.caches.replace_billed_hours(start, mark, billed.hours_of(page.rows, named, mark))
+            hours = billed.hours_of(page.rows, named, mark)
+            plausible(self.bounds, billed_rows(hours), "the analytics cost")
+            self.caches.replace_billed_hours(start, mark, hours)
             if mark < end:
                 through = min(through, mark)
         self._store_whole_days(plan.start, through, at)
@@ -182,9 +187,9 @@ class BilledSync:
             page = self.client.analytics_cost(cursor, stop, "1d", HISTORY_GROUP_BY)
             mark = billed.watermark_of(page.refreshed_at, cursor, stop)
             wanted = [cursor.date() + DAY * i for i in range((stop - cursor) // DAY)]
-            self.caches.replace_cost_days(
-                _with_empty(billed.cost_days(page.rows, self._workspaces(page.rows), mark),
-                            wanted, mark), at)
+            read = billed.cost_days(page.rows, self._workspaces(page.rows), mark)
+            plausible(self.bounds, cost_rows(read), "the analytics cost history")
+            self.caches.replace_cost_days(_with_empty(read, wanted, mark), at)
             cursor = stop
 
     def history(self, first: date, at: datetime) -> dict[date, CostDay]:
@@ -221,6 +226,13 @@ class BilledSync:
     def _time(self, name: str) -> datetime | None:
         value = self.caches.get_meta(name)
         return datetime.fromisoformat(value) if value else None
+
+
+def plausible(bounds: Bounds, rows: Iterable[tuple[date, Decimal]], what: str) -> None:
+    """Refuse a response with a row that cannot be true, before anything of it is stored."""
+    problem = bounds.check(rows, what)
+    if problem is not None:
+        raise MalformedResponse(f"malformed Admin API response: {problem}")
 
 
 def _with_empty(days: list[CostDay], wanted: list[date], through: datetime) -> list[CostDay]:

@@ -29,9 +29,10 @@ from guard.core.period import (
     floor_minute,
     month_start,
 )
+from guard.core.plausible import Bounds, cost_rows, usage_rows
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy, UsagePlan
-from guard.shell.billed import BilledSync, Source, WorkspaceListing
+from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
 from guard.shell.ports import AdminReports, CachePort
 
@@ -45,15 +46,19 @@ class Fetcher:
     def __init__(self, client: AdminReports, caches: CachePort, prices: PriceTable,
                  policy: FetchPolicy | None = None, *, source: str = LEGACY,
                  billed_policy: BilledPolicy | None = None,
-                 workspaces: Collection[str] | None = None) -> None:
+                 workspaces: Collection[str] | None = None,
+                 bounds: Bounds | None = None) -> None:
         self.workspaces = workspaces
         """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.client = client
         self.caches = caches
         self.prices = prices
         self.policy = policy or FetchPolicy()
+        self.bounds = bounds or Bounds()
+        """What one day may plausibly total: more is a malformed response, never stored."""
         self.listing = WorkspaceListing(client)
-        self.billed = BilledSync(client, caches, source, billed_policy, self.listing)
+        self.billed = BilledSync(client, caches, source, billed_policy, listing=self.listing,
+                                 bounds=self.bounds)
         self.directory = DirectorySync(client, caches, self.listing)
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
@@ -183,14 +188,16 @@ class Fetcher:
                                         page_buckets=self.policy.hourly_page_buckets)
         for buckets in pages:
             hours = [b.starting_at for b in buckets if b.ending_at - b.starting_at == HOUR]
-            self.caches.replace_usage_hours(hours, settle.price_buckets(buckets, self.prices),
-                                            at)
+            priced = settle.price_buckets(buckets, self.prices)
+            plausible(self.bounds, usage_rows(priced), "the usage report")
+            self.caches.replace_usage_hours(hours, priced, at)
 
     def _read_minutes(self, plan: UsagePlan, at: datetime) -> list[PricedUsage]:
         """Priced rows per minute of the window; its complete hours are also stored."""
         buckets = [b for page in self.client.usage_pages(plan.fresh_from, plan.through, "1m")
                    for b in page]
         priced = settle.price_buckets(buckets, self.prices, by_minute=True)
+        plausible(self.bounds, usage_rows(priced), "the usage report")
         complete = settle.complete_hours(buckets, at)
         stored = settle.by_hour(r for r in priced if floor_hour(r.start) in complete)
         self.caches.replace_usage_hours(complete, stored, at)
@@ -207,6 +214,7 @@ class Fetcher:
         due = settle.due_cost_days(closed, fetched, at, self.policy)
         if due:
             for days in self._read_cost(day_start(min(due)), day_start(at.date())):
+                plausible(self.bounds, cost_rows(days), "the cost report")
                 self.caches.replace_cost_days(days, at)
                 fetched.update({d.day: at for d in days})
         return self._stored_cost(settle.settled_days(closed, fetched, self.policy))

@@ -24,6 +24,11 @@ from guard.core.model import (
 from guard.errors import MalformedResponse
 
 T = TypeVar("T")
+MAX_CENTS = Decimal(10**10)
+"""The largest amount one row may hold ($100 million): more is not a real bill, and would
+overflow the store's integer units when summed."""
+MAX_COUNT = 10**12
+"""The largest token or request count one row may hold (a trillion)."""
 _DIMENSIONS = ("model", "workspace_id", "api_key_id", "service_tier", "context_window",
                "inference_geo", "speed")
 _COST_FIELDS = ("cost_type", "description", "model", "token_type", "service_tier",
@@ -103,10 +108,9 @@ def billed_row(payload: object, where: Where) -> BilledCost:
                       list_cents=_decimal(cost, "list_amount", where), **dims)
 
 
-def _decimal(obj: Mapping[str, Any], name: str, where: Where, *,
-             negative: bool = False) -> Decimal:
-    """A finite decimal string field; below zero only where ``negative`` allows it (the
-    legacy cost report's lines; the analytics API's amounts are never negative)."""
+def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
+    """A finite decimal string field of cents, from 0 to ``MAX_CENTS``: no documented amount
+    is negative, and a negative one would lower spend and so relax the fallback."""
     raw = _field(obj, name, str, where)
     try:
         value = Decimal(raw)
@@ -114,8 +118,11 @@ def _decimal(obj: Mapping[str, Any], name: str, where: Where, *,
         raise where.fail(f"`{name}` is not a decimal: {raw[:40]!r}") from None
     if not value.is_finite():
         raise where.fail(f"`{name}` is not a finite decimal: {raw[:40]!r}")
-    if value < 0 and not negative:
+    if value < 0:
         raise where.fail(f"`{name}` is negative: {raw[:40]!r}")
+    if value > MAX_CENTS:
+        raise where.fail(f"`{name}` is {raw[:40]!r} cents, over ${MAX_CENTS / 100:,.0f} "
+                         "for one row: not a real amount")
     return value
 
 
@@ -152,7 +159,7 @@ def usage_row(payload: object, where: Where) -> UsageRow:
 def cost_row(payload: object, where: Where) -> CostRow:
     """One cost result; ``amount`` stays in cents."""
     obj = _object(payload, where)
-    amount = _decimal(obj, "amount", where, negative=True)
+    amount = _decimal(obj, "amount", where)
     currency = _field(obj, "currency", str, where)
     if currency != "USD":
         raise where.fail(f"`currency` is {currency!r}; only USD is supported")
@@ -232,4 +239,7 @@ def _count(obj: Mapping[str, Any], name: str, where: Where, default: int | None 
     value = _field(obj, name, int, where)
     if value < 0:
         raise where.fail(f"`{name}` is negative: {value}")
+    if value > MAX_COUNT:
+        raise where.fail(f"`{name}` is {value:.3g}, over {MAX_COUNT:.0e} for one row: not a "
+                         "real count")
     return value
