@@ -277,6 +277,49 @@ def test_an_absurd_token_count_is_malformed() -> None:
         list(client.usage_pages(T0, T3, "1h"))
 
 
+def endless(cursor: Callable[[int], str], **extra: Any) -> Callable[[httpx.Request],
+                                                                    httpx.Response]:
+    """Pages that always say there is more, the n-th handing on ``cursor(n)``."""
+    served = [0]
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        served[0] += 1
+        return ok({"data": [], "has_more": True, "next_page": cursor(served[0]),
+                   "last_id": cursor(served[0]), **extra})
+    return answer
+
+
+def test_a_repeating_next_page_is_malformed_at_once() -> None:
+    """The same cursor twice (the fault campaign's 3,665 requests): stopped at page 2."""
+    pages = endless(lambda _: "page_same")
+    recorder = Recorder(*[pages] * 10)
+    client, _ = make_client(recorder)
+    with pytest.raises(MalformedResponse, match="usage_report page 2 repeats an earlier cursor"):
+        list(client.usage_pages(T0, T3, "1h"))
+    assert len(recorder.requests) == 2
+
+
+def test_more_pages_than_the_range_can_need_is_malformed() -> None:
+    """Three hourly buckets can never need more than four pages, however new the cursors."""
+    recorder = Recorder(*[endless(lambda n: f"page_{n}")] * 50)
+    client, _ = make_client(recorder)
+    with pytest.raises(MalformedResponse, match="usage_report wants more than 4 pages"):
+        list(client.usage_pages(T0, T3, "1h"))
+    assert len(recorder.requests) == 4
+
+
+def test_analytics_and_lists_stop_a_repeating_cursor_too() -> None:
+    """analytics/cost and the workspace list end on a repeated cursor the same way."""
+    recorder = Recorder(*[endless(lambda _: "same", data_refreshed_at=None)] * 10)
+    client, _ = make_client(recorder)
+    with pytest.raises(MalformedResponse, match="analytics/cost page 2 repeats"):
+        client.analytics_cost(T0, T3, "1h")
+    recorder = Recorder(*[endless(lambda _: "wrkspc_same")] * 10)
+    client, _ = make_client(recorder)
+    with pytest.raises(MalformedResponse, match="workspaces page 2 repeats"):
+        client.workspaces()
+
+
 def test_non_json_body_is_malformed() -> None:
     """An HTML error page with status 200 is a malformed response, not data."""
     client, _ = make_client(Recorder(httpx.Response(200, text="<html>oops</html>")))

@@ -7,6 +7,7 @@ All network I/O goes through one injected ``httpx.Client`` (tests swap its trans
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -56,6 +57,33 @@ FAST_MODE_BETA = "fast-mode-2026-02-01"
 """Grouping the usage report by ``speed`` needs this beta header (reference §2.1, §8.3)."""
 
 _RETRY_STATUSES = frozenset({408, 409, 500, 502, 503, 504, 529})
+ANALYTICS_MAX_PAGES = 10_000
+"""10 million rows for one range: past it paging is taken for a loop."""
+LIST_MAX_PAGES = 1_000
+"""A million workspaces or keys."""
+
+
+@dataclass
+class PageGuard:
+    """Ends paging that would never end: a cursor seen before, or more pages than the
+    range can need. Either is a malformed response, named."""
+
+    what: str
+    max_pages: int
+    seen: set[str] = field(default_factory=set)
+
+    def follow(self, number: int, cursor: str | None) -> None:
+        """Check the cursor page ``number`` handed on, before it is requested."""
+        if cursor is None:
+            return
+        if cursor in self.seen:
+            raise MalformedResponse(f"malformed Admin API response: {self.what} page {number} "
+                                    "repeats an earlier cursor; paging would never end")
+        if number >= self.max_pages:
+            raise MalformedResponse(f"malformed Admin API response: {self.what} wants more "
+                                    f"than {self.max_pages} pages for its range; paging would "
+                                    "never end")
+        self.seen.add(cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +118,8 @@ class AdminClient:
         params = _report_params(start, end, width, group_by, page_buckets)
         beta = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else None
         first = 0
-        for data in self._report_pages(USAGE_PATH, params, "usage_report", beta):
+        pages = _most_pages(start, end, width)
+        for data in self._report_pages(USAGE_PATH, params, "usage_report", pages, beta):
             buckets = parse.usage_buckets(data, parse.Where("usage_report"), first)
             first += len(buckets)
             yield buckets
@@ -100,7 +129,8 @@ class AdminClient:
         """Daily cost buckets in ``[start, end)``, amounts in cents, one page at a time."""
         params = _report_params(start, end, "1d", group_by, page_buckets)
         first = 0
-        for data in self._report_pages(COST_PATH, params, "cost_report"):
+        pages = _most_pages(start, end, "1d")
+        for data in self._report_pages(COST_PATH, params, "cost_report", pages):
             buckets = parse.cost_buckets(data, parse.Where("cost_report"), first)
             first += len(buckets)
             yield buckets
@@ -129,7 +159,8 @@ class AdminClient:
         refreshed: datetime | None = None
         headers = {"anthropic-beta": ANALYTICS_BETA}
         page: str | None = None
-        for number in range(1, 100_000):
+        guard = PageGuard("analytics/cost", ANALYTICS_MAX_PAGES)
+        for number in itertools.count(1):
             query = params + ([("page", page)] if page else [])
             payload = self._request("GET", ANALYTICS_COST_PATH, query, None, headers)
             where = parse.Where(f"analytics/cost page {number}")
@@ -137,8 +168,8 @@ class AdminClient:
             rows.extend(parse.billed_rows(data, where, len(rows)))
             if not has_more:
                 return BilledPage(tuple(rows), refreshed)
-        raise MalformedResponse("malformed Admin API response: analytics/cost never stopped "
-                                "paginating")
+            guard.follow(number, page)
+        raise AssertionError("unreachable: paging returns or raises")
 
     def workspaces(self, include_archived: bool = False) -> list[Workspace]:
         """Every workspace (the default workspace is not listed: it has no id)."""
@@ -169,9 +200,11 @@ class AdminClient:
         return response.status_code
 
     def _report_pages(self, path: str, params: list[tuple[str, str]], what: str,
+                      max_pages: int,
                       headers: dict[str, str] | None = None) -> Iterator[list[Any]]:
         page: str | None = None
-        for number in range(1, 100_000):
+        guard = PageGuard(what, max_pages)
+        for number in itertools.count(1):
             query = params + ([("page", page)] if page else [])
             payload = self._request("GET", path, query, None, headers)
             where = parse.Where(f"{what} page {number}")
@@ -179,17 +212,19 @@ class AdminClient:
             yield data
             if not has_more:
                 return
-        raise MalformedResponse(f"malformed Admin API response: {what} never stopped paginating")
+            guard.follow(number, page)
 
     def _list(self, path: str, params: dict[str, str], what: str) -> Iterator[Any]:
         after: str | None = None
-        while True:
+        guard = PageGuard(what, LIST_MAX_PAGES)
+        for number in itertools.count(1):
             query = [*params.items(), ("limit", "1000")] + ([("after_id", after)] if after else [])
             payload = self._request("GET", path, query, None)
             data, has_more, after = parse.envelope(payload, parse.Where(what), "last_id")
             yield from data
             if not has_more:
                 return
+            guard.follow(number, after)
 
     def _request(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
                  body: dict[str, str] | None, headers: dict[str, str] | None = None) -> object:
@@ -277,6 +312,11 @@ def _report_params(start: datetime, end: datetime, width: str, group_by: Sequenc
     params = [("starting_at", rfc3339(start)), ("ending_at", rfc3339(end)),
               ("bucket_width", width), ("limit", str(limit))]
     return params + [("group_by[]", name) for name in group_by]
+
+
+def _most_pages(start: datetime, end: datetime, width: str) -> int:
+    """The most pages a report of ``[start, end)`` can need: one bucket a page, and one more."""
+    return max(1, int((end - start) / WIDTHS[width])) + 1
 
 
 def rfc3339(moment: datetime) -> str:
