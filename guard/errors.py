@@ -83,6 +83,10 @@ class UpstreamUnavailable(UpstreamError):
     """Server errors, overload, timeouts or connection failures persisted through retries."""
 
 
+class DeadlineExceeded(UpstreamError):
+    """The tick's Admin API reads ran out of time; what was read so far is stored."""
+
+
 class MalformedResponse(UpstreamError):
     """A response did not match the documented schema; the message says where."""
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 from guard.adapters.admin.client import AdminClient, RetryPolicy
 from guard.errors import (
     AdminKeyRejected,
+    DeadlineExceeded,
     MalformedResponse,
     RateLimited,
     RequestRejected,
@@ -387,3 +391,65 @@ def test_usage_is_grouped_by_speed_with_the_fast_mode_beta_header() -> None:
     assert "speed" in speed.url.params.get_list("group_by[]")
     assert speed.headers["anthropic-beta"] == "fast-mode-2026-02-01"
     assert "anthropic-beta" not in plain.headers and "anthropic-beta" not in cost.headers
+
+
+def test_the_deadline_bounds_every_request_of_a_block() -> None:
+    """Inside within(10): each request costs 4 s of a fake clock, so the third is refused
+    with DeadlineExceeded naming the setting; outside the block nothing is bounded."""
+    now = [0.0]
+
+    def slow(_: httpx.Request) -> httpx.Response:
+        now[0] += 4
+        return ok({"data": [], "has_more": True, "next_page": f"page_{now[0]}"})
+
+    recorder = Recorder(*[slow] * 20)
+    client, _ = make_client(recorder)
+    client.clock = lambda: now[0]
+    with client.within(10), pytest.raises(DeadlineExceeded, match="tick_deadline_s"):
+        list(client.usage_pages(T0, T0 + timedelta(days=2), "1h"))
+    assert len(recorder.requests) == 3
+    assert client._until is None
+
+
+def test_a_retry_wait_past_the_deadline_is_not_slept() -> None:
+    """A 429 asking for 50 s with 20 s left ends the block instead of sleeping."""
+    recorder = Recorder(error(429, "rate_limit_error", **{"retry-after": "50"}))
+    client, sleeps = make_client(recorder)
+    client.clock = lambda: 0.0
+    with client.within(20), pytest.raises(DeadlineExceeded, match="would wait 50 s"):
+        list(client.usage_pages(T0, T3, "1h"))
+    assert sleeps == []
+
+
+def test_a_trickled_body_cannot_hold_the_tick_past_its_deadline() -> None:
+    """Over a real socket, a body sent a byte every 0.2 s (each read well inside httpx's
+    read timeout) is cut off by the deadline long before it is complete."""
+    body = json.dumps({"data": [], "has_more": False, "next_page": None}).encode() * 20
+    sent = [0]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            try:
+                for byte in body:
+                    conn.sendall(bytes([byte]))
+                    sent[0] += 1
+                    time.sleep(0.2)
+            except OSError:
+                return
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False)
+    client = AdminClient(http, retry=RetryPolicy(attempts=1), sleep=lambda _: None)
+    with client.within(1.0), pytest.raises(DeadlineExceeded):
+        list(client.usage_pages(T0, T3, "1h"))
+    http.close()
+    listener.close()
+    server.join(timeout=30)
+    assert sent[0] < len(body)

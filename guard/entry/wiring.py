@@ -260,12 +260,12 @@ def daemon_holder(settings: Settings) -> str:
 
 def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
              sinks: SinkPort, transport: SlackTransport, channel: str = "",
-             source: str = "auto") -> Tick:
+             source: str = "auto", deadline_s: float | None = None) -> Tick:
     """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
     records = Records(store)
     fetcher = Fetcher(admin, Caches(store), prices, source=source,
                       workspaces=budget_workspaces(config.budgets),
-                      bounds=bounds_of(config.budgets))
+                      bounds=bounds_of(config.budgets), deadline_s=deadline_s)
     return Tick(fetcher, records, Outbox(store), Silences(store), Lease(store), sinks, transport,
                 config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())
@@ -318,7 +318,8 @@ def build(settings: Settings, store: Store | None = None,
                     sinks=file_sinks(settings.fallback),
                     transport=transport or transport_for(settings),
                     channel=(settings.slack.channel or "") if channel is None else channel,
-                    source=settings.anthropic.source)
+                    source=settings.anthropic.source,
+                    deadline_s=settings.anthropic.tick_deadline_s)
     tick.clock = wall_clock
     return Guard(settings, store, admin, tick, owns_store=owned)
 

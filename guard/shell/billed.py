@@ -28,6 +28,8 @@ log = logging.getLogger("guard.sync")
 THROUGH = "billed_through"
 READ_AT = "billed_read_at"
 FULL_AT = "billed_full_at"
+FULL_NEXT = "billed_full_next"
+"""Where an unfinished full read goes on from: every hour before it was read completely."""
 SOURCE = "billed_source"
 SOURCE_AT = "billed_source_at"
 SOURCE_NOTE = "billed_source_note"
@@ -135,6 +137,7 @@ class BilledSync:
             plan = BilledRead(billed.billed_from(at), floor_hour(at), full=True)
         if plan is None or plan.end <= plan.start:
             return
+        first, plan = plan.start, self._resumed(plan)
         through = plan.end
         for start, end in plan.chunks():
             page = self.client.analytics_cost(start, end, "1h")
@@ -145,11 +148,22 @@ class BilledSync:
             self.caches.replace_billed_hours(start, mark, hours)
             if mark < end:
                 through = min(through, mark)
-        self._store_whole_days(plan.start, through, at)
+            elif plan.full and through == plan.end:  # a deadline may end the read here
+                self.caches.set_meta(FULL_NEXT, end.isoformat())
+        self._store_whole_days(first, through, at)
         self.caches.set_meta(THROUGH, through.isoformat())
         self.caches.set_meta(READ_AT, at.isoformat())
         if plan.full:
             self.caches.set_meta(FULL_AT, at.isoformat())
+            self.caches.set_meta(FULL_NEXT, "")
+
+    def _resumed(self, plan: BilledRead) -> BilledRead:
+        """A full read goes on where an unfinished one stopped (a tick's deadline), so a
+        first read longer than one tick still completes over a few."""
+        resume = self._time(FULL_NEXT) if plan.full else None
+        if resume is not None and plan.start < resume < plan.end:
+            return BilledRead(resume, plan.end, full=True)
+        return plan
 
     def _store_whole_days(self, start: datetime, through: datetime, at: datetime) -> None:
         """Keep the whole days a read covered as cost days too (the forecast's history, the

@@ -9,6 +9,7 @@ load no Slack client unless Slack is configured.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +44,10 @@ class AdminReports(Protocol):
     """The usage and cost reports of the Admin API; ``requests`` counts HTTP attempts."""
 
     requests: int
+
+    def within(self, seconds: float | None) -> AbstractContextManager[None]:
+        """A block whose Admin API use is bounded to ``seconds`` in all."""
+        ...
 
     def usage_pages(self, start: datetime, end: datetime, width: str,
                     group_by: Sequence[str] = ...,

@@ -47,8 +47,10 @@ class Fetcher:
                  policy: FetchPolicy | None = None, *, source: str = LEGACY,
                  billed_policy: BilledPolicy | None = None,
                  workspaces: Collection[str] | None = None,
-                 bounds: Bounds | None = None) -> None:
+                 bounds: Bounds | None = None, deadline_s: float | None = None) -> None:
         self.workspaces = workspaces
+        self.deadline_s = deadline_s
+        """All of one refresh's Admin API use (``None``: unbounded)."""
         """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.client = client
         self.caches = caches
@@ -65,8 +67,14 @@ class Fetcher:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
 
         With ``api_keys`` (the keys budgets name), stored usage of other keys comes back summed
-        under no key, which keeps every other total exact and the snapshot small.
+        under no key, which keeps every other total exact and the snapshot small. Everything
+        read counts against ``deadline_s``; past it ``DeadlineExceeded`` ends the refresh,
+        and what was stored by then stays.
         """
+        with self.client.within(self.deadline_s):
+            return self._refresh(at, api_keys)
+
+    def _refresh(self, at: datetime, api_keys: Collection[str] | None) -> Snapshot:
         before = self.client.requests
         self.listing.fresh = False
         read_through = self.watermark()

@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,7 @@ from guard.adapters.admin import parse
 from guard.core.model import ApiKey, BilledCost, BilledPage, CostBucket, UsageBucket, Workspace
 from guard.errors import (
     AdminKeyRejected,
+    DeadlineExceeded,
     MalformedResponse,
     RateLimited,
     RequestRejected,
@@ -101,15 +103,51 @@ class RetryPolicy:
         return float(ceiling * (0.5 + rng.random() / 2))
 
 
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+"""The largest response body read (a month of hours for a very large organization fits)."""
+
+
 @dataclass
 class AdminClient:
-    """Reads the Usage & Cost reports, workspaces and API keys of one organization."""
+    """Reads the Usage & Cost reports, workspaces and API keys of one organization.
+
+    Inside ``within(seconds)`` every request, retry wait and body read counts against one
+    deadline: bodies are read as a stream, so a server trickling a byte at a time cannot hold
+    the tick past it (httpx's read timeout is per read). Past the deadline a request raises
+    ``DeadlineExceeded``.
+    """
 
     http: httpx.Client
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     requests: int = 0
+    clock: Callable[[], float] = time.monotonic
+    _until: float | None = field(default=None, init=False, repr=False)
+    _budget_s: float = field(default=0.0, init=False, repr=False)
+
+    @contextmanager
+    def within(self, seconds: float | None) -> Iterator[None]:
+        """Bound every Admin API use inside the block to ``seconds`` in all (``None``: none)."""
+        if seconds is None:
+            yield
+            return
+        outer = self._until, self._budget_s
+        self._until, self._budget_s = self.clock() + seconds, seconds
+        try:
+            yield
+        finally:
+            self._until, self._budget_s = outer
+
+    def _check_deadline(self, path: str) -> None:
+        if self._until is not None and self.clock() >= self._until:
+            raise DeadlineExceeded(
+                f"Admin API reads passed the {self._budget_s:.0f} s deadline of one tick "
+                f"(anthropic.tick_deadline_s) at {path}; what was read so far is kept and the "
+                "next tick continues")
+
+    def _remaining(self) -> float | None:
+        return None if self._until is None else self._until - self.clock()
 
     def usage_pages(self, start: datetime, end: datetime, width: str,
                     group_by: Sequence[str] = USAGE_GROUP_BY,
@@ -230,22 +268,52 @@ class AdminClient:
                  body: dict[str, str] | None, headers: dict[str, str] | None = None) -> object:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
+            self._check_deadline(path)
             try:
                 self.requests += 1
-                response = self.http.request(method, path, params=list(query or ()), json=body,
-                                             headers=headers)
+                response = self._send(method, path, query, body, headers)
             except httpx.TransportError as exc:
                 if last:
                     raise UpstreamUnavailable(
                         f"Admin API unreachable after {attempt} attempts: {_describe(exc)}"
                     ) from None
-                self.sleep(self.retry.backoff(attempt, self.rng))
+                self._wait(self.retry.backoff(attempt, self.rng), path)
                 continue
             wait = self._retry_wait(response, attempt, last)
             if wait is None:
                 return _decode(response, path)
-            self.sleep(wait)
+            self._wait(wait, path)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _send(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
+              body: dict[str, str] | None, headers: dict[str, str] | None) -> httpx.Response:
+        """One request, its body read chunk by chunk against the deadline and the size cap."""
+        request = self.http.build_request(method, path, params=list(query or ()), json=body,
+                                          headers=headers)
+        response = self.http.send(request, stream=True)
+        try:
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise MalformedResponse(f"malformed Admin API response: {path} is larger "
+                                            f"than {MAX_RESPONSE_BYTES // 2**20} MiB")
+                chunks.append(chunk)
+                self._check_deadline(path)
+        finally:
+            response.close()
+        return httpx.Response(response.status_code, headers=response.headers,
+                              content=b"".join(chunks), request=request)
+
+    def _wait(self, seconds: float, path: str) -> None:
+        """Sleep before a retry, unless the wait would pass the deadline."""
+        remaining = self._remaining()
+        if remaining is not None and seconds >= remaining:
+            self._check_deadline(path)
+            raise DeadlineExceeded(
+                f"Admin API retry at {path} would wait {seconds:.0f} s, past the "
+                f"{self._budget_s:.0f} s deadline of one tick (anthropic.tick_deadline_s)")
+        self.sleep(seconds)
 
     def _retry_wait(self, response: httpx.Response, attempt: int, last: bool) -> float | None:
         """``None`` when ``response`` is final; else seconds to wait before trying again."""
