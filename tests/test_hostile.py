@@ -115,12 +115,12 @@ def test_a_negative_cost_line_is_refused_and_spend_is_unchanged(sim: SimServer,
 
 
 def test_bounds_come_from_the_organizations_hard_limit() -> None:
-    """10× the organization budget's hard limit; without one, 10× the sum of every hard limit;
-    without budgets, no bound."""
+    """10× the organization budget's hard limit; without one no bound: a workspace budget
+    says nothing of what the other workspaces spend."""
     org = Budget("org", Scope.ORGANIZATION, None, Decimal(50), Decimal(100))
     team = Budget("team", Scope.WORKSPACE, "wrkspc_a", Decimal(5), Decimal(30))
     assert bounds_of([org, team]) == Bounds(Decimal(1000))
-    assert bounds_of([team, team]) == Bounds(Decimal(600))
+    assert bounds_of([team, team]) == Bounds(None)
     assert bounds_of([]) == Bounds(None)
 
 

@@ -4,9 +4,10 @@ A hostile or broken response must never relax anything, and a figure so large th
 be true would otherwise be stored, fire every alert for the rest of the month, or overflow
 the store. The parser refuses negatives and absurd magnitudes per row; this module refuses a
 row (an hour of one key and model, a day of one workspace) of more than ``FACTOR`` × the
-organization's hard limit: the largest organization budget, or the sum of every budget's hard
-limit when none is organization-wide. A whole month's budget ten times over in one row is not
-a runaway but a broken or hostile answer. Such a response is an error for the tick, which then
+organization's hard limit (its largest organization budget). A whole month's budget ten times
+over in one row is not a runaway but a broken or hostile answer. Without an organization
+budget there is no such bound (budgets of some workspaces say nothing of the others' spend),
+and only the parser's per-row limits apply. Such a response is an error for the tick, which then
 decides on what is stored; nothing of it is stored.
 """
 
@@ -43,10 +44,9 @@ class Bounds:
 
 
 def bounds_of(budgets: Sequence[Budget]) -> Bounds:
-    """``FACTOR`` × the organization's hard limit, as the budgets tell it."""
+    """``FACTOR`` × the organization budget's hard limit (no bound without one)."""
     org = [b.hard_limit_usd for b in budgets if b.scope is Scope.ORGANIZATION]
-    limit = max(org) if org else sum((b.hard_limit_usd for b in budgets), Decimal(0))
-    return Bounds(limit * FACTOR if limit > 0 else None)
+    return Bounds(max(org) * FACTOR if org else None)
 
 
 def usage_rows(rows: Iterable[PricedUsage]) -> Iterator[tuple[date, Decimal]]:
