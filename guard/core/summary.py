@@ -120,41 +120,37 @@ def unmatched(budget: Budget, a: Assessment) -> str | None:
     to exist: not in the organization's lists (workspaces, keys) or the price table (models).
     Unconfirmed (lists unread), it is the usage alone, once a day of the month has passed."""
     scope, match = budget.scope, budget.match or ""
-    head = f"budget {budget.name} ({scope} {match}) matched no usage this month"
     if scope is Scope.ORGANIZATION or (scope is Scope.WORKSPACE and match == DEFAULT_WORKSPACE):
         return None
-    known = (_known_model(match, head, a.priced_models) if scope is Scope.MODEL
-             else _known_id(scope, match, head, a.directory))
-    if known is not None:
-        return known or None
+    head = f"budget {budget.name} ({scope} {match}) matched no usage this month"
+    exists = (_model_exists(match, a.priced_models) if scope is Scope.MODEL
+              else _id_exists(match, a.directory))
+    if exists is True:
+        return None
+    if exists is False and scope is Scope.MODEL:
+        return (f"{head}, and no model in the price table starts with {match!r}: if the "
+                "prefix is mistyped it can never alert")
+    if exists is False and a.directory is not None:
+        noun, listed = (("workspace", a.directory.workspaces_listed)
+                        if scope is Scope.WORKSPACE else ("API key", a.directory.api_keys_listed))
+        return (f"{head}, and the organization has no {noun} {match} ({listed} {noun}s "
+                "listed): it can never alert; check the id")
     if a.ledger.at - a.ledger.period_start < UNMATCHED_AFTER:
         return None
     return (f"{head}: if its match is mistyped it can never alert (`guard doctor` checks "
             "it against the organization)")
 
 
-def _known_model(prefix: str, head: str, priced: Sequence[str]) -> str | None:
-    """"" when a priced model starts with ``prefix``, a warning when none does, ``None``
-    when there is no table to tell."""
-    if not priced:
-        return None
-    if any(m.startswith(prefix) for m in priced):
-        return ""
-    return (f"{head}, and no model in the price table starts with {prefix!r}: if the prefix "
-            "is mistyped it can never alert")
+def _model_exists(prefix: str, priced: Sequence[str]) -> bool | None:
+    """Whether a priced model starts with ``prefix`` (``None``: no table to tell)."""
+    return any(m.startswith(prefix) for m in priced) if priced else None
 
 
-def _known_id(scope: Scope, match: str, head: str, directory: Directory | None) -> str | None:
-    """"" when the organization lists ``match``, a warning when it does not, ``None`` when
-    the lists were not read."""
+def _id_exists(match: str, directory: Directory | None) -> bool | None:
+    """Whether the organization lists ``match`` (``None``: it was not looked up)."""
     if directory is None or match not in directory.workspaces | directory.api_keys:
         return None
-    if match in directory.found:
-        return ""
-    noun, listed = (("workspace", directory.workspaces_listed) if scope is Scope.WORKSPACE
-                    else ("API key", directory.api_keys_listed))
-    return (f"{head}, and the organization has no {noun} {match} ({listed} {noun}s listed): "
-            "it can never alert; check the id")
+    return match in directory.found
 
 
 def drift_json(d: Drift) -> dict[str, Any]:
