@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from guard.adapters.admin.client import AdminClient
 from guard.adapters.store.caches import Caches
+from guard.core.period import floor_hour
 from guard.core.pricing import PriceTable
+from guard.core.settle import FetchPolicy
 from guard.entry import wiring
 from guard.errors import UpstreamUnavailable
 from guard.shell.sync import WATERMARK, Fetcher
@@ -55,24 +59,96 @@ def test_yesterday_turns_authoritative_only_after_it_settles(sim: SimServer,
 
 
 def test_settled_data_is_never_fetched_twice(sim: SimServer, fetcher: Fetcher) -> None:
-    """Later refreshes ask only for the unsettled hours and, hourly, the last three days."""
+    """Later refreshes ask only for the unsettled hours (11:00, read at 12:30, is read once
+    more for revisions) and, hourly, the last three days."""
     fetcher.refresh(at(sim, datetime(2026, 3, 20, 12, 30, tzinfo=UTC)))
     fetcher.refresh(at(sim, datetime(2026, 3, 20, 13, 45, tzinfo=UTC)))
     [usage, cost] = sim.requests
-    assert usage.query["starting_at"] == ["2026-03-20T12:00:00Z"]
+    assert usage.query["starting_at"] == ["2026-03-20T11:00:00Z"]
     assert usage.query["bucket_width"] == ["1m"]
     assert cost.query["starting_at"] == ["2026-03-17T00:00:00Z"]
     assert cost.query["ending_at"] == ["2026-03-20T00:00:00Z"]
 
 
 def test_the_previous_hour_is_reread_until_it_settles(sim: SimServer, fetcher: Fetcher) -> None:
-    """At 14:05 the 13:00 hour is still re-read (late rows); at 14:15 it no longer is."""
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 14, 5, tzinfo=UTC)))
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 14, 6, tzinfo=UTC)))
+    """An hour is re-read for late rows and revisions until an hour and ten minutes after
+    it ends: at 15:05 the 13:00 hour still is; at 15:15 it no longer is."""
+    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 5, tzinfo=UTC)))
+    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 6, tzinfo=UTC)))
     assert sim.requests[0].query["starting_at"] == ["2026-03-09T13:00:00Z"]
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 14, 15, tzinfo=UTC)))
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 14, 16, tzinfo=UTC)))
+    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 15, tzinfo=UTC)))
+    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 16, tzinfo=UTC)))
     assert sim.requests[0].query["starting_at"] == ["2026-03-09T14:00:00Z"]
+
+
+def test_a_late_revision_of_a_settled_hour_is_picked_up(sim: SimServer,
+                                                        fetcher: Fetcher) -> None:
+    """An hour whose usage changes 40 minutes after it was first settled (read at +15 min)
+    is read once more an hour later, and the stored figure follows the revision."""
+    hour = datetime(2026, 3, 9, 13, tzinfo=UTC)
+    fetcher.refresh(at(sim, hour + timedelta(hours=1, minutes=15)))
+    before = fetcher.caches.usage_by_hour(hour, hour + timedelta(hours=1))
+    sim.inject(Fault(count=1000, path="usage_report", corrupt=double_hour(hour)))
+    revised = fetcher.refresh(at(sim, hour + timedelta(hours=2, minutes=15)))
+    after = fetcher.caches.usage_by_hour(hour, hour + timedelta(hours=1))
+    assert sum(r.token_usd for r in after) == 2 * sum(r.token_usd for r in before) > 0
+    assert revised.data_through is not None
+
+
+def test_a_cost_day_restated_after_three_days_is_picked_up(sim: SimServer,
+                                                           fetcher: Fetcher) -> None:
+    """A closed day is read again once a day while it can be restated (until a week after
+    its month ends): a restatement five days later reaches the stored cost; after that week
+    the day is never read again."""
+    day = date(2026, 3, 10)
+    fetcher.refresh(at(sim, datetime(2026, 3, 15, 9, tzinfo=UTC)))
+    before = fetcher.caches.cost_days([day])[day].total_usd
+    sim.inject(Fault(count=1000, path="cost_report", corrupt=double_day(day)))
+    fetcher.refresh(at(sim, datetime(2026, 3, 16, 9, 1, tzinfo=UTC)))
+    assert fetcher.caches.cost_days([day])[day].total_usd == 2 * before > 0
+    sim.clear_faults()
+    fetcher.refresh(at(sim, datetime(2026, 4, 8, 1, tzinfo=UTC)))
+    sim.clear_requests()
+    fetcher.refresh(at(sim, datetime(2026, 4, 9, 2, tzinfo=UTC)))
+    starts = [r.query["starting_at"][0] for r in sim.requests if "cost_report" in r.path]
+    assert all(s >= "2026-04-01" for s in starts), starts
+
+
+def test_cost_days_are_due_daily_until_a_week_after_their_month() -> None:
+    """Hourly for three days, then daily, then never once the month is a week closed."""
+    policy = FetchPolicy()
+    day = date(2026, 3, 10)
+    read = datetime(2026, 3, 20, tzinfo=UTC)
+    assert not policy.cost_due(day, read, read + timedelta(hours=23))
+    assert policy.cost_due(day, read, read + timedelta(days=1))
+    late = datetime(2026, 4, 8, 0, 1, tzinfo=UTC)
+    assert not policy.cost_due(day, late, late + timedelta(days=30))
+
+
+def double_day(day: date) -> Callable[[Any], None]:
+    """A restatement: every amount of ``day``'s cost bucket doubled."""
+    def corrupt(payload: Any) -> None:
+        for bucket in payload["data"]:
+            if bucket["starting_at"].startswith(day.isoformat()):
+                for result in bucket["results"]:
+                    result["amount"] = str(2 * Decimal(result["amount"]))
+    return corrupt
+
+
+def double_hour(hour: datetime) -> Callable[[Any], None]:
+    """A revision: every count of ``hour``'s minute buckets doubled."""
+    def corrupt(payload: Any) -> None:
+        for bucket in payload["data"]:
+            if floor_hour(datetime.fromisoformat(bucket["starting_at"])) != hour:
+                continue
+            for result in bucket["results"]:
+                for name in ("uncached_input_tokens", "cache_read_input_tokens",
+                             "output_tokens"):
+                    result[name] *= 2
+                cache = result["cache_creation"]
+                for name in cache:
+                    cache[name] *= 2
+    return corrupt
 
 
 def test_a_failed_refresh_records_nothing_it_did_not_read(sim: SimServer,

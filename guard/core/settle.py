@@ -31,6 +31,7 @@ from guard.core.period import (
     floor_minute,
     hours_between,
     month_start,
+    next_month,
 )
 from guard.core.pricing import PriceTable
 
@@ -43,9 +44,15 @@ class FetchPolicy:
     """How long data takes to settle and how often unsettled data is re-read."""
 
     late_window: timedelta = timedelta(minutes=10)
+    usage_revision: timedelta = timedelta(hours=1)
+    """A complete hour is read once more this long after it settled: late revisions."""
     cost_settle: timedelta = timedelta(minutes=30)
     cost_final_after: timedelta = timedelta(days=3)
     cost_refresh: timedelta = timedelta(hours=1)
+    cost_restated_until: timedelta = timedelta(days=7)
+    """How long after its month ends a cost day can still be restated (reference §1.6)."""
+    cost_restate_refresh: timedelta = timedelta(days=1)
+    """How often a day past ``cost_final_after`` is read again while it can be restated."""
     minute_window_max: timedelta = timedelta(hours=2)
     hourly_page_buckets: int = 24
     cost_page_buckets: int = 3
@@ -62,8 +69,10 @@ class FetchPolicy:
         return min(month_start(at).date(), (at - self.cost_history).date())
 
     def hour_settled(self, hour: datetime, fetched_at: datetime | None) -> bool:
-        """Whether a stored usage hour was read late enough to be final."""
-        return fetched_at is not None and fetched_at >= hour + HOUR + self.late_window
+        """Whether a stored usage hour was read late enough to be final: after its late
+        rows, and once more an hour later for revisions."""
+        return fetched_at is not None and fetched_at >= (
+            hour + HOUR + self.late_window + self.usage_revision)
 
     def cost_settled(self, day: date, fetched_at: datetime | None) -> bool:
         """Whether a stored cost day was read late enough to count as billed."""
@@ -75,11 +84,18 @@ class FetchPolicy:
         end = day_start(day) + DAY
         if fetched_at is None:
             return True
-        if fetched_at >= end + self.cost_final_after:
+        if fetched_at >= month_end(day) + self.cost_restated_until:
             return False
+        if fetched_at >= end + self.cost_final_after:  # final, unless restated: daily
+            return at - fetched_at >= self.cost_restate_refresh
         if not self.cost_settled(day, fetched_at) and at >= end + self.cost_settle:
             return True
         return at - fetched_at >= self.cost_refresh
+
+
+def month_end(day: date) -> datetime:
+    """The end of the UTC month holding ``day``."""
+    return next_month(day_start(day))
 
 
 @dataclass(frozen=True, slots=True)
