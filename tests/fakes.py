@@ -9,6 +9,7 @@ adapters are tested against SQLite, PostgreSQL, the simulator and the Slack fake
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,9 @@ class MemoryState:
 
     def alert_states(self) -> dict[tuple[str, Condition], AlertState]:
         return dict(self.states)
+
+    def together(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def save_alert_states(self, states: dict[tuple[str, Condition], AlertState]) -> None:
         self.writes.append("alert_states")

@@ -77,14 +77,15 @@ def transport(tick: Tick) -> RecordingTransport:
 
 
 def test_a_tick_flips_the_fallback_notifies_and_records_after_the_effects() -> None:
-    """Sinks written, the reload run, Slack accepted; then fallback, audit and states kept."""
+    """Sinks written, the reload run, Slack accepted; the alert states are kept with the
+    notifications they decided (before delivery), the fallback and audit after the effects."""
     tick = make_tick()
     report = run_tick(tick, AT)
     assert report.fallback.tier == "sonnet" and report.changed
     assert sinks(tick).rewrites == 1 and sinks(tick).reloads == 1
     assert ("soft_reached", "firing", True) in [
         (s.notification.condition, s.notification.kind, s.delivered) for s in report.sent]
-    assert state(tick).writes == ["fallback", "audit", "alert_states"]
+    assert state(tick).writes == ["alert_states", "fallback", "audit"]
     assert state(tick).fallback() == report.fallback
     assert state(tick).states[("org-monthly", Condition.SOFT_REACHED)].last_notified == AT
 

@@ -7,22 +7,26 @@ a process restarted between ticks would: what it knows comes from the state stor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slackfake import SlackFake
 
 from guard.adapters.admin.client import AdminClient, RetryPolicy
 from guard.adapters.sinks import FileSinks, read_env
+from guard.adapters.slack import SlackWebApi
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.schema import incidents
+from guard.adapters.store.state import Records
 from guard.core.decide import TickConfig
 from guard.core.model import Budget, Scope
 from guard.core.policy import PolicyConfig
 from guard.core.pricing import PriceTable
+from guard.core.records import Posted
 from guard.core.summary import TickReport
 from guard.entry import wiring
 from guard.shell.tick import run_tick
@@ -51,8 +55,9 @@ def slack() -> Iterator[SlackFake]:
 
 
 def tick_once(sim: SimServer, slack: SlackFake, tmp_path: Path, at: datetime,
-              holder: str = "guard-1") -> TickReport:
-    """One tick by a freshly started process."""
+              holder: str = "guard-1", *,
+              wrap: Callable[[SlackWebApi], SlackWebApi] | None = None) -> TickReport:
+    """One tick by a freshly started process (``wrap`` may stand in for its Slack client)."""
     sim.clock.set(at)
     with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
             wiring.admin_http(sim.base_url, KEY) as http:
@@ -62,7 +67,8 @@ def tick_once(sim: SimServer, slack: SlackFake, tmp_path: Path, at: datetime,
         tick = wiring.tick_for(
             client, store, config, prices=PriceTable.load(),
             sinks=FileSinks(tmp_path / "model.env", tmp_path / "fallback.json"),
-            transport=wiring.slack_web_api(slack.token, base_url=slack.base_url, retries=0),
+            transport=(wrap or (lambda t: t))(
+                wiring.slack_web_api(slack.token, base_url=slack.base_url, retries=0)),
             channel=slack.channel)
         tick.holder = holder
         return run_tick(tick, at)
@@ -201,3 +207,40 @@ def test_a_month_of_restarts_and_a_slack_outage_loses_repeats_and_hides_nothing(
                      if status == "delivered" and k != "update"]
     assert reported == len(delivered)
     assert late >= 1, "what Slack missed during the outage was delivered, and said so"
+
+
+class Killed(BaseException):
+    """The process dies (SIGKILL) right after Slack accepted a post, before it knew."""
+
+
+class DiesAfterPosting(SlackWebApi):
+    """The real Slack client, killed once just after its first accepted post."""
+
+    def __init__(self, inner: SlackWebApi) -> None:
+        self.__dict__.update(inner.__dict__)
+
+    def post(self, channel: str, text: str, blocks: Any,
+             thread_ts: str | None = None) -> Posted:
+        super().post(channel, text, blocks, thread_ts)
+        raise Killed
+
+
+def test_a_crash_after_slack_accepted_never_decides_the_incident_twice(
+        sim: SimServer, slack: SlackFake, tmp_path: Path) -> None:
+    """Killed right after the first post of an incident: the decision, its alert state and
+    its outbox row were committed together before the post, so the restarted process finds
+    the same single row and decides nothing new for it."""
+    first = hard_crossing() - timedelta(days=8)
+    tick_once(sim, slack, tmp_path, first - timedelta(minutes=15))  # pending, the price notice
+    with pytest.raises(Killed):
+        tick_once(sim, slack, tmp_path, first, wrap=DiesAfterPosting)
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        rows_after_crash = [r for r in Outbox(store).history() if r[1] == "firing"]
+        states = Records(store).alert_states()
+    assert rows_after_crash and states, "the decision was recorded before the post"
+    for minutes in (5, 10, 60):
+        tick_once(sim, slack, tmp_path, first + timedelta(minutes=minutes))
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        firing = [r for r in Outbox(store).history() if r[1] == "firing"]
+    assert firing[:len(rows_after_crash)] == [(i, k, "delivered") for i, k, _ in rows_after_crash]
+    assert len(firing) == len(rows_after_crash)

@@ -207,3 +207,25 @@ def test_a_new_sqlite_store_is_0600_whatever_the_umask(tmp_path: Path) -> None:
     with wiring.opened_store(f"sqlite:///{existing}"):
         pass
     assert existing.stat().st_mode & 0o777 == 0o640
+
+
+def test_writes_inside_one_transaction_commit_together_or_not_at_all(tmp_path: Path) -> None:
+    """Writes of two adapters inside `together()` join one transaction: a failure before it
+    ends leaves neither; a clean end keeps both."""
+    from guard.adapters.store.outbox import Outbox  # noqa: PLC0415
+    from guard.core.records import Payload  # noqa: PLC0415
+
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        records, outbox = Records(store), Outbox(store)
+        at = datetime(2026, 3, 3, tzinfo=UTC)
+        with pytest.raises(RuntimeError), records.together():
+            outbox.enqueue("d1", "i1", "firing", Payload("text", ()), at)
+            Caches(store).set_meta("probe", "1")
+            raise RuntimeError("crash between the two writes")
+        assert outbox.owed() == [] and Caches(store).get_meta("probe") is None
+        with records.together():
+            outbox.enqueue("d1", "i1", "firing", Payload("text", ()), at)
+            assert [o.dedup for o in outbox.owed()] == ["d1"]  # reads see the open writes
+            Caches(store).set_meta("probe", "1")
+        assert [o.dedup for o in outbox.owed()] == ["d1"]
+        assert Caches(store).get_meta("probe") == "1"

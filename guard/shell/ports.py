@@ -185,6 +185,11 @@ class StatePort(Protocol):
         """Replace the remembered states."""
         ...
 
+    def together(self) -> AbstractContextManager[object]:
+        """One transaction that every write to the same store inside it joins (a decision's
+        alert states and its outbox rows commit together or not at all)."""
+        ...
+
     def fallback(self, target: str = ...) -> FallbackState | None:
         """The fallback last put in force."""
         ...

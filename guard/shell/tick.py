@@ -140,9 +140,11 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
     if tick.enforcer is not None:
         keys = tick.enforcer.apply(keys, at)
     announced = tuple(key_notices(keys, at))
-    for item in [*plan.notices, *announced]:
-        if item.muted is None:
-            tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
+    with tick.records.together():  # a crash can never leave a decision without its rows
+        for item in [*plan.notices, *announced]:
+            if item.muted is None:
+                tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
+        tick.records.save_alert_states(plan.states)
     results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
     decided = {i.dedup for i in (*plan.notices, *announced)}
     late = tuple(r.owed for r in results if r.ok and r.owed.dedup not in decided
@@ -153,12 +155,12 @@ def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
 
 
 def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:
-    """Remember the fallback in force, what changed, and the alert states."""
+    """Remember the fallback in force and what changed (the alert states were recorded with
+    the notifications they decided, before delivery)."""
     failed = acted.reload is not None and acted.reload.ran and not acted.reload.ok
     tick.records.save_fallback(plan.recorded(reload_failed=failed))
     for entry in plan.audit:
         tick.records.audit(entry)
-    tick.records.save_alert_states(plan.states)
 
 
 def _reload(tick: Tick) -> ReloadResult:

@@ -13,6 +13,7 @@ seconds in UTC.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -63,6 +64,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._open = threading.local()
+        """This thread's open transaction, which nested reads and writes join."""
 
     def create_schema(self) -> None:
         """Create missing tables, and add columns that later versions added to old tables."""
@@ -79,7 +82,12 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A connection for reads; SQLAlchemy errors become StoreError."""
+        """A connection for reads (this thread's open transaction, if any); SQLAlchemy
+        errors become StoreError."""
+        joined: Connection | None = getattr(self._open, "conn", None)
+        if joined is not None:
+            yield joined
+            return
         try:
             with self.engine.connect() as conn:
                 yield conn
@@ -89,10 +97,23 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A transaction; SQLAlchemy errors become StoreError."""
+        """A transaction; SQLAlchemy errors become StoreError.
+
+        Inside another ``writing()`` of the same thread it joins that transaction, so several
+        adapters' writes (a decision's alert states and its outbox rows) commit together or
+        not at all.
+        """
+        joined: Connection | None = getattr(self._open, "conn", None)
+        if joined is not None:
+            yield joined
+            return
         try:
             with self.engine.begin() as conn:
-                yield conn
+                self._open.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._open.conn = None
         except SQLAlchemyError as exc:
             raise StoreError(f"state store write failed: {type(exc).__name__}: "
                              f"{_reason(exc)}") from None

@@ -8,6 +8,7 @@ and why.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -40,6 +41,10 @@ class Records:
         with self.store.reading() as conn:
             rows = conn.execute(sa.select(alert_states)).all()
         return {(r.budget, Condition(r.condition)): _state(r) for r in rows}
+
+    def together(self) -> AbstractContextManager[object]:
+        """One transaction that every write to this store inside it joins."""
+        return self.store.writing()
 
     def save_alert_states(self, states: dict[tuple[str, Condition], AlertState]) -> None:
         """Replace the remembered states with ``states``."""
