@@ -215,11 +215,17 @@ class RecordingTransport:
     posts: list[tuple[str, str | None]] = field(default_factory=list)
     updates: list[str] = field(default_factory=list)
 
+    supports_lookup: bool = False
+
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         self._check()
         self.posts.append((text, thread_ts))
         return Posted(channel or "C1", f"{len(self.posts)}.0")
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        return None
 
     def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
         self._check()

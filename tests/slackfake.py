@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class SlackFake:
         self._calls: list[Call] = []
         self._faults: deque[_Fault] = deque()
         self._messages: set[tuple[str, str]] = set()
+        self._history: list[dict[str, Any]] = []
+        """Every accepted post: channel, ts, thread_ts, text, metadata (oldest first)."""
         self._archived: set[str] = set()
         self._next_ts = _FIRST_TS
         self._server: _Server | None = None
@@ -225,7 +228,9 @@ class SlackFake:
         if authorization != f"Bearer {self.token}":
             return _not_ok("invalid_auth" if authorization else "not_authed")
         route = {"auth.test": _auth_test, "conversations.info": self._info,
-                 "chat.postMessage": self._post, "chat.update": self._update}.get(method)
+                 "chat.postMessage": self._post, "chat.update": self._update,
+                 "conversations.history": self._conversation,
+                 "conversations.replies": self._conversation}.get(method)
         return route(params) if route else _not_ok("unknown_method")
 
     def _info(self, params: Mapping[str, Any]) -> _Answer:
@@ -244,10 +249,32 @@ class SlackFake:
             return _not_ok("is_archived")
         if not params.get("text") and not params.get("blocks"):
             return _not_ok("no_text")
+        self._next_ts = max(self._next_ts + 100, time.time_ns() // 1000)  # Slack's ts: its clock
         ts = f"{self._next_ts // 10**6}.{self._next_ts % 10**6:06d}"
-        self._next_ts += 100
         self._messages.add((channel, ts))
+        metadata = params.get("metadata")
+        self._history.append({"channel": channel, "ts": ts, "thread_ts": params.get("thread_ts"),
+                              "text": params.get("text"),
+                              "metadata": json.loads(metadata) if isinstance(metadata, str)
+                              else metadata})
         return _ok(channel=channel, ts=ts, message={"text": params.get("text"), "ts": ts})
+
+    def _conversation(self, params: Mapping[str, Any]) -> _Answer:
+        """conversations.history (top-level messages) or .replies (a thread, ``ts``): newest
+        first, after ``oldest``; metadata only with ``include_all_metadata``; ids only."""
+        channel = params.get("channel")
+        if channel not in self.channels:
+            return _not_ok("channel_not_found")
+        oldest = float(params.get("oldest") or 0)
+        thread = params.get("ts")
+        found = [m for m in self._history if m["channel"] == channel
+                 and float(m["ts"]) > oldest
+                 and (m["thread_ts"] == thread if thread else m["thread_ts"] is None)]
+        wanted = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        messages = [{"ts": m["ts"], "text": m["text"], "type": "message",
+                     **({"metadata": m["metadata"]} if wanted and m["metadata"] else {})}
+                    for m in reversed(found)]
+        return _ok(messages=messages, has_more=False)
 
     def _update(self, params: Mapping[str, Any]) -> _Answer:
         channel = self._resolve(params.get("channel"))

@@ -102,7 +102,7 @@ class RecordingTransport:
     events: list[str] = field(default_factory=list)
 
     def post(self, channel: str, text: str, blocks: Sequence[Any],
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         if self.down:
             raise SlackUnavailable("Slack chat.postMessage unreachable: timed out")
         self.posts.append((channel, text, blocks, thread_ts))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -41,7 +43,7 @@ def test_post_then_update_same_ts(fake: SlackFake, api: SlackWebApi) -> None:
     """A post returns the channel id and ts, and the update addresses that same message."""
     posted = api.post(fake.channel, "soft limit reached", BLOCKS)
     updated = api.update(posted.channel, posted.ts, "resolved", [])
-    assert posted == Posted(fake.channel, "1700000000.000100")
+    assert posted.channel == fake.channel and re.fullmatch(r"\d{10}\.\d{6}", posted.ts)
     assert updated == posted
     assert [(c.text, c.blocks) for c in fake.posts()] == [("soft limit reached", BLOCKS)]
     assert [(c.ts, c.text) for c in fake.updates()] == [(posted.ts, "resolved")]
@@ -244,7 +246,7 @@ def test_paced_transport_keeps_one_message_per_second_per_channel() -> None:
             self.sent: list[str] = []
 
         def post(self, channel: str, text: str, blocks: object,
-                 thread_ts: str | None = None) -> Posted:
+                 thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
             self.sent.append(channel)
             return Posted(channel, "1.0")
 
@@ -264,3 +266,18 @@ def test_paced_transport_keeps_one_message_per_second_per_channel() -> None:
     paced.post("C1", "b", [])
     paced.post("C2", "c", [])
     assert waits == [0.75]
+
+
+def test_a_post_is_found_again_by_its_dedup_key(fake: SlackFake, api: SlackWebApi) -> None:
+    """A post carries its dedup key as metadata; find() reads the channel's history (or a
+    thread's replies) for it, and finds nothing for another key or a channel by name."""
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    parent = api.post(fake.channel, "hard limit reached", BLOCKS, dedup="2026-03:org:hard:1")
+    reply = api.post(fake.channel, "escalated", [], parent.ts, dedup="2026-03:org:hard:1:esc")
+    assert api.find(fake.channel, "2026-03:org:hard:1", since) == parent
+    assert api.find(fake.channel, "2026-03:org:hard:1:esc", since, parent.ts) == reply
+    assert api.find(fake.channel, "2026-03:org:hard:1:esc", since) is None  # not top-level
+    assert api.find(fake.channel, "2026-03:org:soft:1", since) is None
+    assert api.find("#budget-alerts", "2026-03:org:hard:1", since) is None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert api.find(fake.channel, "2026-03:org:hard:1", later) is None

@@ -220,16 +220,17 @@ class DiesAfterPosting(SlackWebApi):
         self.__dict__.update(inner.__dict__)
 
     def post(self, channel: str, text: str, blocks: Any,
-             thread_ts: str | None = None) -> Posted:
-        super().post(channel, text, blocks, thread_ts)
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
+        super().post(channel, text, blocks, thread_ts, dedup=dedup)
         raise Killed
 
 
-def test_a_crash_after_slack_accepted_never_decides_the_incident_twice(
+def test_a_crash_after_slack_accepted_posts_the_incident_exactly_once(
         sim: SimServer, slack: SlackFake, tmp_path: Path) -> None:
-    """Killed right after the first post of an incident: the decision, its alert state and
-    its outbox row were committed together before the post, so the restarted process finds
-    the same single row and decides nothing new for it."""
+    """Killed right after Slack accepted an incident's first post: the decision, its alert
+    state and its outbox row were committed together before the post, so the restarted
+    process finds the same single row; the post carried the row's dedup key as metadata, so
+    the restart finds it in the channel's history, adopts its ts and never posts it again."""
     first = hard_crossing() - timedelta(days=8)
     tick_once(sim, slack, tmp_path, first - timedelta(minutes=15))  # pending, the price notice
     with pytest.raises(Killed):
@@ -244,3 +245,9 @@ def test_a_crash_after_slack_accepted_never_decides_the_incident_twice(
         firing = [r for r in Outbox(store).history() if r[1] == "firing"]
     assert firing[:len(rows_after_crash)] == [(i, k, "delivered") for i, k, _ in rows_after_crash]
     assert len(firing) == len(rows_after_crash)
+    messages = incident_messages(tmp_path)
+    top = [c for c in slack.posts()
+           if c.thread_ts is None and not (c.text or "").startswith("Price table")]
+    assert sorted(c.ts for c in top) == sorted(messages.values()), [c.text for c in top]
+    assert len(messages) >= 1
+    assert slack.updates(), "the adopted message is updated in place"

@@ -9,12 +9,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from guard.core.records import Blocks, Posted
 from guard.shell.ports import SlackTransport
 
 
-class LogTransport:
+class NoLookup:
+    """A transport that cannot read back what it sent: its posts are at-least-once."""
+
+    supports_lookup = False
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """Nothing can be looked up."""
+        return None
+
+
+class LogTransport(NoLookup):
     """The transport when Slack is not configured: every message becomes a log line."""
 
     supports_updates = True
@@ -24,7 +36,7 @@ class LogTransport:
         self.count = 0
 
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         """Log the text; a reply is indented under its parent."""
         self.count += 1
         self.logger.warning("%s%s", "  ↳ " if thread_ts else "", text)
@@ -53,11 +65,21 @@ class PacedTransport:
         """As the wrapped transport."""
         return self.inner.supports_updates
 
+    @property
+    def supports_lookup(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_lookup
+
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         """Post after the channel's last message is at least ``min_interval`` old."""
         self._wait(channel)
-        return self.inner.post(channel, text, blocks, thread_ts)
+        return self.inner.post(channel, text, blocks, thread_ts, dedup=dedup)
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """Look up through the wrapped transport (reads are not paced)."""
+        return self.inner.find(channel, dedup, oldest, thread_ts)
 
     def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
         """Update, paced like posts."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from http.client import HTTPException
 from typing import Any, TypeVar
 from urllib.error import URLError
@@ -66,22 +67,67 @@ SDK_LOG = logging.getLogger("guard.adapters.slack.sdk")
 SDK_LOG.setLevel(logging.WARNING)  # at INFO and below slack-sdk logs the (webhook) URL
 
 
+METADATA_EVENT = "budget_guard_notification"
+"""The ``metadata.event_type`` of every message the guard posts, with the row's dedup key."""
+LOOKUP_PAGES = 5
+"""How many pages of 200 messages a lookup reads at most."""
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+
+
 class SlackWebApi:
-    """Bot-token mode (scope ``chat:write``): post, update and thread through the Web API."""
+    """Bot-token mode (scope ``chat:write``): post, update and thread through the Web API.
+
+    Every post carries its outbox dedup key as message metadata, so a post whose outcome is
+    unknown (the process died, the answer timed out) is looked up in the channel's history
+    (scope ``channels:history``) before it is ever posted again.
+    """
 
     supports_updates = True
+    supports_lookup = True
 
     def __init__(self, token: str, client: WebClient) -> None:
         self._token = token
         self._client = client
 
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         """``chat.postMessage``; the answer carries Slack's channel id and the new ``ts``."""
         _require_text("chat.postMessage", text)
+        metadata = ({"event_type": METADATA_EVENT, "event_payload": {"dedup": dedup}}
+                    if dedup else None)
         response = self._call("chat.postMessage", lambda: self._client.chat_postMessage(
-            channel=channel, text=text, blocks=_json_blocks(blocks), thread_ts=thread_ts))
+            channel=channel, text=text, blocks=_json_blocks(blocks), thread_ts=thread_ts,
+            metadata=metadata))
         return _posted("chat.postMessage", response, channel)
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """The message posted with ``dedup`` since ``oldest`` (in the thread of ``thread_ts``
+        if given), if any. ``None`` too for a channel given by name: history takes ids."""
+        if not _CHANNEL_ID.fullmatch(channel):
+            return None
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            data = _data(self._history(channel, oldest, thread_ts, cursor))
+            for message in data.get("messages") or []:
+                if _carries(message, dedup):
+                    return Posted(channel, str(message["ts"]))
+            cursor = ((data.get("response_metadata") or {}).get("next_cursor")
+                      if data.get("has_more") else None)
+            if not cursor:
+                return None
+        return None
+
+    def _history(self, channel: str, oldest: datetime, thread_ts: str | None,
+                 cursor: str | None) -> SlackResponse:
+        since = f"{oldest.timestamp():.6f}"
+        if thread_ts is not None:
+            return self._call("conversations.replies", lambda: self._client.conversations_replies(
+                channel=channel, ts=thread_ts, oldest=since, limit=200,
+                include_all_metadata=True, cursor=cursor))
+        return self._call("conversations.history", lambda: self._client.conversations_history(
+            channel=channel, oldest=since, limit=200, include_all_metadata=True,
+            cursor=cursor))
 
     def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
         """``chat.update`` of a message this bot posted."""
@@ -125,13 +171,20 @@ class SlackWebhook:
     """
 
     supports_updates = False
+    supports_lookup = False
+    """A webhook cannot read history: its posts are at-least-once."""
 
     def __init__(self, url: str, client: WebhookClient) -> None:
         self._url = url
         self._client = client
 
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """A webhook cannot look anything up: always ``None``."""
+        return None
+
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         """Post to the webhook's own channel; returns ``Posted("webhook", "")``."""
         _require_text("webhook", text)
         response = _guarded("webhook", self._url, lambda: self._client.send(
@@ -234,6 +287,17 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
             first = value[0] if isinstance(value, list) and value else value
             return first if isinstance(first, str) else None
     return None
+
+
+def _carries(message: object, dedup: str) -> bool:
+    """Whether a history ``message`` is the guard's post of ``dedup``."""
+    if not isinstance(message, dict) or "ts" not in message:
+        return False
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT:
+        return False
+    payload = metadata.get("event_payload")
+    return isinstance(payload, dict) and payload.get("dedup") == dedup
 
 
 def _require_text(method: str, text: str) -> None:

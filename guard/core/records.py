@@ -84,6 +84,9 @@ class Owed:
     created_at: datetime
     payload: Payload
     attempts: int
+    sending_since: datetime | None = None
+    """When a sender first took the row: set, an earlier send may have reached Slack (its
+    process died, or the answer was lost), so Slack is asked before it is posted again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from guard.adapters.chat import NoLookup
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.state import Records
@@ -71,7 +72,7 @@ class Check:
 
 
 @dataclass
-class TerminalTransport:
+class TerminalTransport(NoLookup):
     """Notifications printed in the terminal, one line each, as Slack would show them."""
 
     console: Console
@@ -79,7 +80,7 @@ class TerminalTransport:
     sent: list[str] = field(default_factory=list)
 
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
         """Print the message (a thread reply indented)."""
         first = text.splitlines()[0] if text else ""
         self.sent.append(first)

@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from guard.core.records import COLLAPSIBLE, THREADED, NotificationKind, Owed
+from guard.core.records import COLLAPSIBLE, THREADED, Blocks, NotificationKind, Owed, Posted
 from guard.errors import SlackRejected, SlackUnavailable
 from guard.shell.ports import OutboxPort, SlackTransport
 
 log = logging.getLogger(__name__)
 CLAIM_TTL = timedelta(minutes=2)
+LOOKUP_SLACK = timedelta(minutes=1)
+"""How far before a row's first send its lookup starts (clock skew with Slack)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +83,29 @@ def _send(outbox: OutboxPort, transport: SlackTransport, channel: str, row: Owed
     p = row.payload
     where = outbox.message_of(row.incident)
     if row.kind == NotificationKind.FIRING and where is None:
-        posted = transport.post(channel, p.text, p.blocks)
+        posted = _post_once(transport, channel, row, p.text, p.blocks)
         if transport.supports_updates:
             outbox.remember_message(row.incident, posted.channel, posted.ts, now)
         return
     if where is not None and transport.supports_updates:
-        transport.update(where[0], where[1], p.text, p.blocks)
+        transport.update(where[0], where[1], p.text, p.blocks)  # idempotent
         if row.kind in THREADED:
-            transport.post(where[0], p.reply_text or p.text, p.reply_blocks, thread_ts=where[1])
+            _post_once(transport, where[0], row, p.reply_text or p.text, p.reply_blocks,
+                       thread_ts=where[1])
         return
     if row.kind != NotificationKind.UPDATE:
-        transport.post(channel, p.reply_text or p.text, p.blocks)
+        _post_once(transport, channel, row, p.reply_text or p.text, p.blocks)
+
+
+def _post_once(transport: SlackTransport, channel: str, row: Owed, text: str,
+               blocks: Blocks, *, thread_ts: str | None = None) -> Posted:
+    """Post ``row`` tagged with its dedup key; a row an earlier sender took is first looked
+    up in Slack (from a minute before that send), and adopted if it is there."""
+    if row.sending_since is not None and transport.supports_lookup:
+        found = transport.find(channel, row.dedup, row.sending_since - LOOKUP_SLACK,
+                               thread_ts)
+        if found is not None:
+            log.info("notification %s was already in Slack (%s); not posted again",
+                     row.dedup, found.ts)
+            return found
+    return transport.post(channel, text, blocks, thread_ts, dedup=row.dedup)

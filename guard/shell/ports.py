@@ -317,9 +317,19 @@ class SlackTransport(Protocol):
         """Whether ``update`` and ``thread_ts`` work (a bot token) or not (a webhook)."""
         ...
 
+    @property
+    def supports_lookup(self) -> bool:
+        """Whether ``find`` can read the channel's history (a bot token) or not."""
+        ...
+
     def post(self, channel: str, text: str, blocks: Blocks,
-             thread_ts: str | None = None) -> Posted:
-        """Post a message, or a reply in the thread of ``thread_ts``."""
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
+        """Post a message, or a reply in the thread of ``thread_ts``, tagged with ``dedup``."""
+        ...
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """The message posted with ``dedup`` since ``oldest``, if Slack has it."""
         ...
 
     def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:

@@ -43,7 +43,9 @@ class Outbox:
             rows = conn.execute(sa.select(outbox).where(outbox.c.status == OWED)
                                 .order_by(outbox.c.id)).all()
         return [Owed(r.id, r.dedup, r.incident, r.kind, at_epoch(r.created_at),
-                     Payload.loads(r.text, r.blocks), r.attempts) for r in rows]
+                     Payload.loads(r.text, r.blocks), r.attempts,
+                     at_epoch(r.sending_since) if r.sending_since is not None else None)
+                for r in rows]
 
     def supersede(self, ids: list[int]) -> None:
         """Mark rows overtaken by a later notification of the same incident."""
@@ -61,7 +63,8 @@ class Outbox:
                        sa.or_(outbox.c.claimed_until.is_(None),
                               outbox.c.claimed_until < epoch(now),
                               outbox.c.claimed_by == holder))
-                .values(claimed_by=holder, claimed_until=epoch(now + ttl)))
+                .values(claimed_by=holder, claimed_until=epoch(now + ttl),
+                        sending_since=sa.func.coalesce(outbox.c.sending_since, epoch(now))))
         return done.rowcount == 1
 
     def delivered(self, row_id: int, now: datetime) -> None:

@@ -142,6 +142,7 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("sending_since", sa.BigInteger),  # first claim: a post may have reached Slack
 )
 
 incidents = sa.Table(
@@ -171,7 +172,8 @@ leases = sa.Table(
 )
 
 
-ADDED_COLUMNS: tuple[tuple[sa.Table, sa.Column[object]], ...] = tuple(
+ADDED_COLUMNS: tuple[tuple[sa.Table, sa.Column[object]], ...] = (*(
     (fallback_state, fallback_state.c[name])
-    for name in ("chain", "override_expires_at", "override_by", "override_reason"))
+    for name in ("chain", "override_expires_at", "override_by", "override_reason")),
+    (outbox, outbox.c.sending_since))
 """Nullable columns added after 0.1: a store created by 0.1 gains them at start."""
