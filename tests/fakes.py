@@ -124,6 +124,7 @@ class MemoryOutbox:
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)
     silenced: list[Silence] = field(default_factory=list)
     holders: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)
 
     # --- owed notifications -------------------------------------------------------------------
 
@@ -190,12 +191,19 @@ class MemoryOutbox:
 
     # --- the leader lease ---------------------------------------------------------------------
 
-    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> int | None:
         current = self.holders.get(name)
         if current is not None and current[0] != holder and current[1] > now:
-            return False
+            return None
+        renewing = current is not None and current[0] == holder and current[1] > now
+        self.epochs[name] = self.epochs.get(name, 0) + (0 if renewing else 1)
         self.holders[name] = (holder, now + ttl)
-        return True
+        return self.epochs[name]
+
+    def current(self, name: str, holder: str, token: int, now: datetime) -> bool:
+        held = self.holders.get(name)
+        return (held is not None and held[0] == holder and held[1] > now
+                and self.epochs.get(name) == token)
 
     def release(self, name: str, holder: str) -> bool:
         current = self.holders.get(name)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -38,9 +40,11 @@ def sim() -> Iterator[SimServer]:
 
 
 def lease_rows(state: Path) -> list[tuple[str, str, int]]:
+    """The live leases (a released lease stays as an expired row, keeping its epoch)."""
     with wiring.opened_store(f"sqlite:///{state}") as store, store.reading() as conn:
         return [tuple(r) for r in conn.execute(sa.select(leases.c.name, leases.c.holder,
-                                                         leases.c.expires_at))]
+                                                         leases.c.expires_at))
+                if r.expires_at > datetime.now(UTC).timestamp()]
 
 
 def guard_process(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -208,3 +212,56 @@ def test_guard_check_names_the_keys_it_deactivated_and_tells_slack(sim: SimServe
         assert f"keys: deactivated {key} (budget first-ws)" in result.stdout
         assert key in posted
     assert "guard enforcement restore" in result.stdout and "guard enforcement restore" in posted
+
+
+class PausedAfterFirstPost:
+    """Slack as configured, but the process pauses right after its first post, long enough
+    for another replica to take the lease over (SIGSTOP past the TTL, then SIGCONT)."""
+
+    def __init__(self, inner: Any, take_over: Callable[[], None]) -> None:
+        self.inner, self.take_over, self.posts = inner, take_over, 0
+        self.supports_updates = inner.supports_updates
+        self.supports_lookup = inner.supports_lookup
+
+    def post(self, channel: str, text: str, blocks: Any, thread_ts: str | None = None, *,
+             dedup: str | None = None) -> Any:
+        self.posts += 1
+        posted = self.inner.post(channel, text, blocks, thread_ts, dedup=dedup)
+        if self.posts == 1:
+            self.take_over()
+        return posted
+
+    def update(self, channel: str, ts: str, text: str, blocks: Any) -> Any:
+        return self.inner.update(channel, ts, text, blocks)
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.find(*args, **kwargs)
+
+
+def test_a_leader_resumed_after_a_takeover_performs_no_further_effect(
+        sim: SimServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The lease's epoch is checked before every effect: once another replica took the lease
+    over mid-tick, the resumed leader posts nothing more, records nothing, says "fenced" in
+    its log, and reports standby; the new holder's epoch is higher."""
+    cfg = config_file(tmp_path, sim.base_url)
+    settings = load_settings(cfg)
+    with wiring.opened(settings) as guard:
+        run_tick(guard.tick, AT - timedelta(minutes=15))  # conditions pending; one notice
+        store = guard.store
+
+        def take_over() -> None:
+            later = datetime.now(UTC) + timedelta(minutes=4)
+            assert Lease(store).hold(LEADER, "replica-b", later, timedelta(minutes=3))
+
+        paused = PausedAfterFirstPost(guard.tick.transport, take_over)
+        guard.tick.transport = paused
+        before = guard.tick.records.fallback()
+        with caplog.at_level(logging.ERROR):
+            report = run_tick(guard.tick, AT)
+        after = guard.tick.records.fallback()
+        owed = guard.tick.outbox.owed()
+    assert report.standby and paused.posts == 1
+    assert len(owed) >= 1, "what the fenced leader did not send stays owed for the new one"
+    assert after == before, "the fenced leader recorded nothing"
+    assert "fenced: the leader lease is no longer" in caplog.text
+    assert [r[1] for r in lease_rows(tmp_path / "state.db")] == ["replica-b"]

@@ -229,3 +229,23 @@ def test_writes_inside_one_transaction_commit_together_or_not_at_all(tmp_path: P
             Caches(store).set_meta("probe", "1")
         assert [o.dedup for o in outbox.owed()] == ["d1"]
         assert Caches(store).get_meta("probe") == "1"
+
+
+def test_the_lease_epoch_rises_with_every_change_of_holder(tmp_path: Path) -> None:
+    """Renewing keeps the epoch; a takeover, or taking a released lease again, raises it;
+    `current` holds only for the holder at its epoch before expiry."""
+    from guard.adapters.store.lease import Lease  # noqa: PLC0415
+
+    t0, ttl = datetime(2026, 3, 3, tzinfo=UTC), timedelta(seconds=15)
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        lease = Lease(store)
+        assert lease.hold("leader", "a", t0, ttl) == 1
+        assert lease.hold("leader", "a", t0 + timedelta(seconds=5), ttl) == 1
+        assert lease.hold("leader", "b", t0 + timedelta(seconds=10), ttl) is None
+        assert lease.current("leader", "a", 1, t0 + timedelta(seconds=19))
+        assert lease.hold("leader", "b", t0 + timedelta(seconds=21), ttl) == 2
+        assert not lease.current("leader", "a", 1, t0 + timedelta(seconds=22))
+        assert lease.current("leader", "b", 2, t0 + timedelta(seconds=22))
+        assert lease.release("leader", "b")
+        assert not lease.current("leader", "b", 2, t0 + timedelta(seconds=23))
+        assert lease.hold("leader", "b", t0 + timedelta(seconds=24), ttl) == 3

@@ -11,7 +11,7 @@ a message Slack rejects holds back only its own incident.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,13 +50,16 @@ def collapse(rows: Sequence[Owed]) -> tuple[list[Owed], list[int]]:
 
 
 def deliver(outbox: OutboxPort, transport: SlackTransport, channel: str, holder: str,
-            now: datetime) -> list[Delivery]:
-    """Send every owed notification that can be sent now, oldest first."""
+            now: datetime, *, before: Callable[[], None] | None = None) -> list[Delivery]:
+    """Send every owed notification that can be sent now, oldest first; ``before`` runs
+    before each one (the leader fence, which raises to stop the round)."""
     keep, dropped = collapse(outbox.owed())
     outbox.supersede(dropped)
     results: list[Delivery] = []
     held: set[str] = set()
     for row in keep:
+        if before is not None:
+            before()
         if row.incident in held or not outbox.claim(row.id, holder, now, CLAIM_TTL):
             continue
         try:

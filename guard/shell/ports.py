@@ -288,8 +288,12 @@ class SilencePort(Protocol):
 class LeasePort(Protocol):
     """The leader lease: only its holder acts."""
 
-    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-        """Hold (or renew) the lease; False while another live holder has it."""
+    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> int | None:
+        """Hold (or renew) the lease: its epoch, or ``None`` while another holder has it."""
+        ...
+
+    def current(self, name: str, holder: str, token: int, now: datetime) -> bool:
+        """Whether ``holder`` still holds the lease at epoch ``token`` (the fence)."""
         ...
 
     def release(self, name: str, holder: str) -> bool:

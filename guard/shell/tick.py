@@ -27,7 +27,7 @@ from guard.core.model import Snapshot
 from guard.core.notices import Planned, key_notices
 from guard.core.records import NotificationKind, Owed, ReloadResult
 from guard.core.summary import TickReport, tick_report
-from guard.errors import UpstreamError
+from guard.errors import GuardError, UpstreamError
 from guard.shell.deliver import deliver
 from guard.shell.enforce import Enforcer, preview_keys
 from guard.shell.ports import (
@@ -97,10 +97,17 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
         keys = [k.rehearsed() for k in preview_keys(tick.enforcer, plan.keys)]
         return tick_report(plan, keys=tuple(keys), upstream_error=upstream, what_if=what_if)
     lease_now = tick.clock() if tick.clock is not None else at
-    if not tick.lease.hold(LEADER, tick.holder, lease_now, tick.config.lease_ttl):
+    token = tick.lease.hold(LEADER, tick.holder, lease_now, tick.config.lease_ttl)
+    if token is None:
         return tick_report(plan, standby=True, upstream_error=upstream)
-    acted = act(tick, plan, at)
-    record(tick, plan, acted)
+    fence = Fence(tick, token, at)
+    try:
+        acted = act(tick, plan, at, fence)
+        fence.check("recording the tick")
+        record(tick, plan, acted)
+    except Fenced as exc:
+        log.error("%s", exc)
+        return tick_report(plan, standby=True, upstream_error=upstream)
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
                        announced=acted.announced, late=acted.late)
@@ -130,22 +137,50 @@ def remember(tick: Tick, at: datetime) -> Remembered:
                       tick.silences.silences(at), records.key_actions())
 
 
-def act(tick: Tick, plan: TickPlan, at: datetime) -> Acted:
-    """Apply the plan: fallback files and reload, notifications, the hard stop."""
+class Fenced(GuardError):
+    """Another replica took the leader lease while this one acted: it must stop at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The leader lease's epoch this tick acts under, checked before every effect."""
+
+    tick: Tick
+    token: int
+    at: datetime
+
+    def check(self, effect: str) -> None:
+        """Raise ``Fenced`` unless this tick's holder still has the lease at its epoch."""
+        now = self.tick.clock() if self.tick.clock is not None else self.at
+        if not self.tick.lease.current(LEADER, self.tick.holder, self.token, now):
+            raise Fenced(f"fenced: the leader lease is no longer {self.tick.holder}'s at epoch "
+                         f"{self.token} (paused past it, or taken over); not {effect}, and "
+                         "nothing more this tick")
+
+
+def act(tick: Tick, plan: TickPlan, at: datetime, fence: Fence | None = None) -> Acted:
+    """Apply the plan: fallback files and reload, notifications, the hard stop; each effect
+    only after ``fence`` says this replica still leads."""
+    check = fence.check if fence is not None else (lambda _: None)
+    check("writing the fallback files")
     tick.sinks.write(plan.fallback)
+    check("running the reload hook")
     reload = _reload(tick) if plan.reload else None
     for _, why in plan.keys.held:
         log.warning("hard stop held: %s", why)
     keys = preview_keys(tick.enforcer, plan.keys)
     if tick.enforcer is not None:
+        check("changing API keys")
         keys = tick.enforcer.apply(keys, at)
     announced = tuple(key_notices(keys, at))
     with tick.records.together():  # a crash can never leave a decision without its rows
+        check("recording the decision")
         for item in [*plan.notices, *announced]:
             if item.muted is None:
                 tick.outbox.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
         tick.records.save_alert_states(plan.states)
-    results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at)
+    results = deliver(tick.outbox, tick.transport, tick.channel, tick.holder, at,
+                      before=lambda: check("sending to Slack"))
     decided = {i.dedup for i in (*plan.notices, *announced)}
     late = tuple(r.owed for r in results if r.ok and r.owed.dedup not in decided
                  and r.owed.kind != NotificationKind.UPDATE)

@@ -1,4 +1,9 @@
-"""The leader lease: one replica acts, the others stand by (DESIGN §6)."""
+"""The leader lease: one replica acts, the others stand by (DESIGN §6).
+
+Every change of holder raises the lease's ``epoch``, a fencing token: a holder checks its
+epoch before each effect (``current``), so a leader that was paused past its lease and
+resumed finds a newer epoch and does nothing more.
+"""
 
 from __future__ import annotations
 
@@ -16,22 +21,40 @@ class Lease:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-        """Hold (or renew) the lease ``name``; False while another live holder has it."""
+    def hold(self, name: str, holder: str, now: datetime, ttl: timedelta) -> int | None:
+        """Hold (or renew) the lease ``name``: its epoch, or ``None`` while another live
+        holder has it. Renewing keeps the epoch; taking it over raises it."""
+        until = epoch(now + ttl)
         with self.store.writing() as conn:
-            renewed = conn.execute(leases.update().where(
-                leases.c.name == name,
-                sa.or_(leases.c.holder == holder, leases.c.expires_at <= epoch(now)))
-                .values(holder=holder, expires_at=epoch(now + ttl)))
-            if renewed.rowcount == 1:
-                return True
-        with self.store.writing() as conn:
-            return insert_new(conn, leases, {"name": name, "holder": holder,
-                                              "expires_at": epoch(now + ttl)}, "name")
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+            if row is None:
+                if insert_new(conn, leases, {"name": name, "holder": holder,
+                                              "expires_at": until, "epoch": 1}, "name"):
+                    return 1
+                return None
+            live = row.expires_at > epoch(now)
+            if row.holder != holder and live:
+                return None
+            renewing = row.holder == holder and live
+            token = (row.epoch or 0) + (0 if renewing else 1) or 1
+            changed = conn.execute(leases.update().where(
+                leases.c.name == name, leases.c.holder == row.holder,
+                leases.c.expires_at == row.expires_at)
+                .values(holder=holder, expires_at=until, epoch=token))
+        return token if changed.rowcount == 1 else None
+
+    def current(self, name: str, holder: str, token: int, now: datetime) -> bool:
+        """Whether ``holder`` still holds ``name`` at epoch ``token``, unexpired at ``now``."""
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+        return (row is not None and row.holder == holder and (row.epoch or 0) == token
+                and row.expires_at > epoch(now))
 
     def release(self, name: str, holder: str) -> bool:
-        """Give the lease ``name`` up if ``holder`` has it (a clean exit); True if it did."""
+        """Give the lease ``name`` up if ``holder`` has it (a clean exit); True if it did.
+        The row stays, expired, so the next holder's epoch is higher still."""
         with self.store.writing() as conn:
-            gone = conn.execute(leases.delete().where(leases.c.name == name,
-                                                      leases.c.holder == holder))
+            gone = conn.execute(leases.update().where(leases.c.name == name,
+                                                      leases.c.holder == holder)
+                                .values(expires_at=0))
         return gone.rowcount == 1

@@ -169,11 +169,12 @@ leases = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("epoch", sa.BigInteger),  # the fencing token: +1 at every change of holder
 )
 
 
 ADDED_COLUMNS: tuple[tuple[sa.Table, sa.Column[object]], ...] = (*(
     (fallback_state, fallback_state.c[name])
     for name in ("chain", "override_expires_at", "override_by", "override_reason")),
-    (outbox, outbox.c.sending_since))
+    (outbox, outbox.c.sending_since), (leases, leases.c.epoch))
 """Nullable columns added after 0.1: a store created by 0.1 gains them at start."""
