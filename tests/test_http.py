@@ -151,6 +151,14 @@ def test_readyz_is_503_before_any_tick_then_200_after_one(guard: Guard) -> None:
     assert after.text.startswith("ok")
 
 
+def test_readyz_says_standby_on_a_standby_replica(guard: Guard) -> None:
+    """A standby replica is ready (it serves reads and takes pins) and says it is standby."""
+    guard.tick(make_report(standby=True))
+    answer = guard.client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.text.startswith("ok: standby, another replica holds the leader lease")
+
+
 @pytest.mark.parametrize(("report", "reason"), [
     (make_report(stale=True), "data is stale: complete through 2026-03-12T12:05:00Z"),
     (make_report(upstream_error="Admin API unavailable: 529 overloaded"),

@@ -71,12 +71,15 @@ def test_check_pin_check_acts_on_the_pin_at_once(sim: SimServer, tmp_path: Path)
 
 
 def test_a_check_on_standby_says_so_and_exits_4(sim: SimServer, tmp_path: Path) -> None:
-    """Another live holder: the check decides, writes nothing, and says why with exit 4."""
+    """Another live holder: the check makes no Admin API request (it decides on what the
+    leader stored), writes nothing, and says why with exit 4."""
     cfg = config_file(tmp_path, sim.base_url)
     with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
         assert Lease(store).hold(LEADER, "other-host:daemon:x", datetime.now(UTC),
                                  timedelta(minutes=3))
+    sim.clear_requests()
     result = CliRunner().invoke(app, ["--config", str(cfg), "check", "--at", STAMP])
+    assert sim.requests == [], "a standby does not fetch"
     assert result.exit_code == 4
     assert "standby" in result.stderr and "wrote nothing" in result.stderr
     assert not (tmp_path / "model.env").exists()

@@ -71,6 +71,7 @@ class _Seen:
     data_through: datetime | None
     upstream_error: str | None
     notification_errors: tuple[str, ...] = ()
+    standby: bool = False
 
 
 class HttpState:
@@ -95,7 +96,7 @@ class HttpState:
             return
         seen = _Seen(_json(report.as_json()), _json(state_document(report.fallback)), now,
                      report.assessment.stale, report.assessment.ledger.data_through,
-                     report.upstream_error, report.notification_errors)
+                     report.upstream_error, report.notification_errors, report.standby)
         with self._lock:
             self._seen, self._failures, self._last_error = seen, 0, None
 
@@ -139,6 +140,9 @@ class HttpState:
         failed = f", {failures} failed since" if failures else ""
         slack = (f"; SLACK REJECTED NOTIFICATIONS: {seen.notification_errors[0]}"
                  if seen.notification_errors else "")
+        if seen.standby:
+            return True, (f"ok: standby, another replica holds the leader lease; last tick "
+                          f"{ago} s ago read the shared store{failed}")
         return True, f"ok: last tick succeeded {ago} s ago{failed}{slack}"
 
 

@@ -88,18 +88,23 @@ class Acted:
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     """One full tick as of ``at``; with ``dry_run``, or as a what-if (``at`` before the data
-    already read), it stops after deciding."""
+    already read), it stops after deciding. A replica on standby does not fetch: it decides
+    on what the leader stored, to report, and acts on nothing."""
     what_if = is_what_if(tick, at)
-    snapshot, error = gather(tick, at)
-    plan = decide(snapshot, remember(tick, at), tick.config, at)
-    upstream = str(error) if error else None
     if dry_run or what_if:
+        snapshot, error = gather(tick, at)
+        plan = decide(snapshot, remember(tick, at), tick.config, at)
         keys = [k.rehearsed() for k in preview_keys(tick.enforcer, plan.keys)]
-        return tick_report(plan, keys=tuple(keys), upstream_error=upstream, what_if=what_if)
+        return tick_report(plan, keys=tuple(keys), upstream_error=_text(error),
+                           what_if=what_if)
     lease_now = tick.clock() if tick.clock is not None else at
     token = tick.lease.hold(LEADER, tick.holder, lease_now, tick.config.lease_ttl)
     if token is None:
-        return tick_report(plan, standby=True, upstream_error=upstream)
+        stored = tick.fetcher.cached(at, budget_api_keys(tick.config.budgets))
+        return tick_report(decide(stored, remember(tick, at), tick.config, at), standby=True)
+    snapshot, error = gather(tick, at)
+    plan = decide(snapshot, remember(tick, at), tick.config, at)
+    upstream = _text(error)
     fence = Fence(tick, token, at)
     try:
         acted = act(tick, plan, at, fence)
@@ -111,6 +116,10 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
                        announced=acted.announced, late=acted.late)
+
+
+def _text(error: UpstreamError | None) -> str | None:
+    return str(error) if error else None
 
 
 def is_what_if(tick: Tick, at: datetime) -> bool:
