@@ -194,6 +194,9 @@ class StateSettings(_Section):
     """Where the state store lives (SQLAlchemy URL)."""
 
     url: NonBlank = "sqlite:////var/lib/budget-guard/state.db"
+    lease_ttl_s: int = Field(15, ge=5, le=600)
+    """The leader lease's life; a heartbeat renews it every third of it, and a standby takes
+    over within about one TTL of the leader's death or pause."""
 
     @field_validator("url")
     @classmethod

@@ -166,6 +166,10 @@ def doctor(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
+CHECK_LEASE = timedelta(minutes=3)
+"""How long ``guard check`` holds the leader lease at most (it releases it when it ends)."""
+
+
 @app.command()
 def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False,
           as_json: JsonOption = False) -> None:
@@ -176,6 +180,8 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
 
     def one() -> TickReport:
         with wiring.opened(settings) as guard:
+            # no heartbeat here: one tick holds the lease long enough, and frees it at exit
+            guard.tick.config = replace(guard.tick.config, lease_ttl=CHECK_LEASE)
             try:
                 return run_tick(guard.tick, moment, dry_run=dry_run)
             finally:

@@ -14,6 +14,7 @@ up to one interval still run (``misfire_grace_time``), and the first tick at sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -28,12 +29,15 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from guard import __version__
 from guard.config import Settings, load_settings, render_settings
 from guard.core.summary import TickReport
+from guard.entry.heartbeat import Heartbeat
 from guard.entry.wiring import Guard, daemon_holder
 from guard.errors import ConfigError, GuardError
 from guard.shell.tick import run_tick
@@ -85,6 +89,7 @@ class Daemon:
                                            executors={"default": ThreadPoolExecutor(1)})
         self.ticks = 0
         self._guard: Guard | None = None
+        self._heartbeat: Heartbeat | None = None
 
     def run(self) -> int:
         """Schedule, block until a signal stops the scheduler, and return the exit code."""
@@ -95,6 +100,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._reload)
         self.scheduler.start()
+        self._stop_heartbeat()
         self._release()
         self._retire()
         log.info("stopped after %d ticks", self.ticks)
@@ -124,7 +130,21 @@ class Daemon:
         if current is None:
             current = self._guard = self.build(self.settings)
             current.tick.holder = daemon_holder(self.settings)
+            self._heartbeat = Heartbeat(current.tick.lease, current.tick.holder,
+                                        current.tick.config.lease_ttl, self.clock,
+                                        on_gain=self._tick_soon).start()
         return current
+
+    def _tick_soon(self) -> None:
+        """The heartbeat just took the lease (the leader died or paused): tick now."""
+        if self.ticks:
+            with contextlib.suppress(JobLookupError, SchedulerNotRunningError):  # stopping
+                self.scheduler.modify_job("tick", next_run_time=self.clock())
+
+    def _stop_heartbeat(self) -> None:
+        beating, self._heartbeat = self._heartbeat, None
+        if beating is not None:
+            beating.stop()
 
     def tick(self) -> TickReport | None:
         """One tick; a failure is logged with its reason and survived."""
@@ -172,7 +192,8 @@ class Daemon:
         log.info("SIGHUP: config reloaded from %s", self.config_path)
 
     def _retire(self) -> None:
-        """Close the current generation's parts."""
+        """Close the current generation's parts (its heartbeat first)."""
+        self._stop_heartbeat()
         old, self._guard = self._guard, None
         if old is not None:
             old.close()

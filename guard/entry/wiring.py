@@ -237,6 +237,7 @@ def tick_config(settings: Settings) -> TickConfig:
     return TickConfig(settings.budget_models(), settings.policy_config(),
                       timedelta(minutes=settings.policy.usage_lag_minutes),
                       dict(settings.fallback.models), digest_hour=settings.slack.digest_hour_utc,
+                      lease_ttl=timedelta(seconds=settings.state.lease_ttl_s),
                       enforcement=EnforcementConfig(e.enabled, e.dry_run,
                                                     e.deactivate_keys_at_pct,
                                                     frozenset(e.never_deactivate)))
