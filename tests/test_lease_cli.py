@@ -25,6 +25,7 @@ from guard.adapters.store.schema import leases
 from guard.config import load_settings
 from guard.entry import wiring
 from guard.entry.cli import app, key_lines
+from guard.errors import ConfigError
 from guard.shell.tick import LEADER, run_tick
 from guard.sim import SimClock, SimServer
 from tests.test_tick import KEY, MARCH, ORG, config_file
@@ -269,3 +270,21 @@ def test_a_leader_resumed_after_a_takeover_performs_no_further_effect(
     assert after == before, "the fenced leader recorded nothing"
     assert "fenced: the leader lease is no longer" in caplog.text
     assert [r[1] for r in lease_rows(tmp_path / "state.db")] == ["replica-b"]
+
+
+def test_replicas_on_one_host_are_told_apart_by_their_instance(tmp_path: Path) -> None:
+    """Same host, same store: the same holder (a restart is its own predecessor) unless
+    `state.instance` differs; a bad instance name is a config error naming the field."""
+    def settings_with(instance: str | None) -> Any:
+        path = tmp_path / f"guard-{instance}.toml"
+        extra = f'instance = "{instance}"\n' if instance is not None else ""
+        path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n{extra}')
+        return load_settings(path)
+
+    one, again = settings_with(None), settings_with("")
+    assert wiring.daemon_holder(one) == wiring.daemon_holder(again)
+    a, b = wiring.daemon_holder(settings_with("a")), wiring.daemon_holder(settings_with("b"))
+    assert len({a, b, wiring.daemon_holder(one)}) == 3 and a.endswith(":a")
+    with pytest.raises(ConfigError) as caught:
+        settings_with("x y")
+    assert [p for p, _ in caught.value.problems] == ["state.instance"]

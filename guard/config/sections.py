@@ -194,6 +194,8 @@ class StateSettings(_Section):
     """Where the state store lives (SQLAlchemy URL)."""
 
     url: NonBlank = "sqlite:////var/lib/budget-guard/state.db"
+    instance: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{0,32}$")] = ""
+    """Tells replicas on one host over one store apart (e.g. systemd ``%i``); empty for one."""
     lease_ttl_s: int = Field(15, ge=5, le=600)
     """The leader lease's life; a heartbeat renews it every third of it, and a standby takes
     over within about one TTL of the leader's death or pause."""

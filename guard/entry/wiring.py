@@ -253,10 +253,12 @@ def daemon_holder(settings: Settings) -> str:
 
     A daemon restarted on the same host over the same state store (a crash, a deploy) is the
     holder its predecessor was, so it acts on its first tick instead of standing by until
-    the dead process's lease expires.
+    the dead process's lease expires. ``state.instance`` tells replicas on one host apart
+    (``host:daemon:<state>:<instance>``).
     """
     state = hashlib.sha256(settings.state.url.encode()).hexdigest()[:10]
-    return f"{socket.gethostname()}:daemon:{state}"
+    instance = f":{settings.state.instance}" if settings.state.instance else ""
+    return f"{socket.gethostname()}:daemon:{state}{instance}"
 
 
 def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
