@@ -49,15 +49,15 @@ class Fetcher:
                  workspaces: Collection[str] | None = None,
                  bounds: Bounds | None = None, deadline_s: float | None = None) -> None:
         self.workspaces = workspaces
+        """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.deadline_s = deadline_s
         """All of one refresh's Admin API use (``None``: unbounded)."""
-        """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.client = client
         self.caches = caches
         self.prices = prices
         self.policy = policy or FetchPolicy()
         self.bounds = bounds or Bounds()
-        """What one day may plausibly total: more is a malformed response, never stored."""
+        """What one row may plausibly hold: more is a malformed response, never stored."""
         self.listing = WorkspaceListing(client)
         self.billed = BilledSync(client, caches, source, billed_policy, listing=self.listing,
                                  bounds=self.bounds)
@@ -87,14 +87,13 @@ class Fetcher:
         else:
             settled = self._refresh_cost(self.policy.cost_from(at), at)
         self._advance_watermark(floor_minute(at))
-        snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                                  minutes=minutes, api_keys=api_keys, through=floor_minute(at),
-                                  requests=0)
         directory = self.directory.refresh(
             at, self.workspaces or (), api_keys or (),
             keep=read_through is None or at >= read_through)
-        snapshot = replace(snapshot, directory=directory,
-                           api_requests=self.client.requests - before)
+        snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
+                                  minutes=minutes, api_keys=api_keys, through=floor_minute(at),
+                                  requests=self.client.requests - before)
+        snapshot = replace(snapshot, directory=directory)
         return self._with_source(snapshot, source, fresh_from, minutes, api_keys)
 
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
