@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/daemon.py
+
+faults: $(VENV)/.installed-test
+	rm -rf .faults
+	GUARD_FAULTS=full $(BIN)/pytest tests/faults
+	$(BIN)/python tests/faults/report.py --json .faults/summary.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
