@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table import Row, load  # noqa: E402
+from table import Row, load
 
 
 def render(rows: list[Row]) -> str:
