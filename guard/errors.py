@@ -9,6 +9,8 @@ bug in a request the guard built).
     GuardError
     ├── ConfigError                 bad configuration (exit 2)
     ├── StoreError                  the state store failed
+    ├── SinkError                   a fallback file could not be written (disk full, a
+    │                               directory replaced or read-only)
     ├── UpstreamError               the Admin API could not give an answer (exit 3)
     │   ├── AdminKeyRejected        401/403: not a valid admin key
     │   ├── RequestRejected         400/404/other 4xx: the guard built a bad request
@@ -46,6 +48,12 @@ class ConfigError(GuardError):
 
 class StoreError(GuardError):
     """The state store could not be read or written."""
+
+    recoverable = True
+
+
+class SinkError(GuardError):
+    """A fallback file (env or state file) could not be written; the old one stays."""
 
     recoverable = True
 

@@ -267,6 +267,9 @@ class RecordingSinks:
         self.rewrites += 1
         return [Path("model.env")]
 
+    def last(self) -> FallbackState | None:
+        return self.writes[-1] if self.writes and self.env is not None else None
+
     def reload(self) -> ReloadResult:
         self.reloads += 1
         if self.reload_ok:

@@ -18,14 +18,24 @@ a missing executable, a non-zero exit or a timeout come back as ``ok=False`` wit
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from guard.core.fallback import ENV_NAME, FallbackState, render_env, render_state
+from guard.core.fallback import (
+    ENV_NAME,
+    FallbackState,
+    from_env,
+    from_state_document,
+    render_env,
+    render_state,
+)
 from guard.core.records import ReloadResult
+from guard.errors import SinkError
 
 __all__ = ["FileSinks", "atomic_write", "read_env"]
 
@@ -45,7 +55,12 @@ def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
             return False
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or not path.is_file():
+            raise
+        return _in_place(path, data)
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), mode)
@@ -53,10 +68,29 @@ def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC or not path.is_file():
+            raise
+        return _in_place(path, data)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+    return True
+
+
+def _in_place(path: Path, data: bytes) -> bool:
+    """A full disk leaves no room for a temporary copy: rewrite the file where it is, in
+    one write of its blocks (a reader may see it change mid-read, where a rename never
+    would, but the fallback still tightens). No room even for that raises ``OSError``."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return True
 
 
@@ -107,7 +141,30 @@ class FileSinks:
             outputs.append((self.env_file, render_env(state, self.model_var), self.env_mode))
         if self.state_file is not None:
             outputs.append((self.state_file, render_state(state), STATE_MODE))
-        return [path for path, text, mode in outputs if atomic_write(path, text, mode)]
+        written = []
+        for path, text, mode in outputs:
+            try:
+                if atomic_write(path, text, mode):
+                    written.append(path)
+            except OSError as exc:
+                raise SinkError(f"fallback file {path} not written, the old one stays: "
+                                f"{exc.strerror or type(exc).__name__}") from None
+        return written
+
+    def last(self) -> FallbackState | None:
+        """The fallback the files on disk say is in force (the state file, else the env
+        file), or ``None`` if neither can be read: what a tick without its store starts from."""
+        if self.state_file is not None:
+            try:
+                return from_state_document(json.loads(self.state_file.read_text("utf-8")))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass
+        if self.env_file is not None:
+            try:
+                return from_env(read_env(self.env_file), self.model_var)
+            except (OSError, ValueError, KeyError):
+                pass
+        return None
 
     def reload(self) -> ReloadResult:
         """Run the reload hook once (no shell, with a timeout); a failure is ``ok=False``."""

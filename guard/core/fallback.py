@@ -138,3 +138,34 @@ def _override_document(state: FallbackState) -> dict[str, str | None] | None:
 def render_state(state: FallbackState) -> str:
     """The state file: ``state_document`` as indented JSON with a trailing newline."""
     return json.dumps(state_document(state), indent=2, ensure_ascii=False) + "\n"
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 UTC time as ``utc_text`` writes it; ``ValueError`` otherwise."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.utcoffset() is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment.astimezone(UTC)
+
+
+def from_state_document(document: Mapping[str, Any]) -> FallbackState:
+    """The fallback a state file says is in force (``state_document``'s inverse);
+    ``ValueError`` (or ``KeyError``/``TypeError``) for anything else."""
+    override = document.get("override") or {}
+    expires = override.get("expires_at") if isinstance(override, Mapping) else None
+    return FallbackState(
+        str(document["tier"]), int(document["level"]), str(document["model"]),
+        tuple(str(m) for m in document["chain"]), str(document["source"]),
+        parse_time(str(document["updated_at"])), str(document.get("reason") or ""),
+        tuple(str(f) for f in document.get("firing") or ()),
+        override_expires_at=parse_time(str(expires)) if expires else None,
+        override_by=override.get("by") if isinstance(override, Mapping) else None,
+        override_reason=override.get("reason") if isinstance(override, Mapping) else None)
+
+
+def from_env(values: Mapping[str, str], model_var: str = "ANTHROPIC_MODEL") -> FallbackState:
+    """The fallback an env file says is in force (tier, level, models; no reasons)."""
+    return FallbackState(
+        values["GUARD_TIER"], int(values["GUARD_LEVEL"]), values[model_var],
+        tuple(values["GUARD_MODEL_CHAIN"].split(",")), values["GUARD_SOURCE"],
+        parse_time(values["GUARD_UPDATED_AT"]), "read from the env file", ())
