@@ -199,6 +199,10 @@ class StateSettings(_Section):
     lease_ttl_s: int = Field(15, ge=5, le=600)
     """The leader lease's life; a heartbeat renews it every third of it, and a standby takes
     over within about one TTL of the leader's death or pause."""
+    journal_file: Path | None = None
+    """Where ticks without the store journal critical alerts until it returns (``None``:
+    next to a SQLite file, else in the temporary directory); a second copy goes to the
+    temporary directory when this one cannot be written."""
 
     @field_validator("url")
     @classmethod

@@ -268,6 +268,34 @@ class OutboxPort(Protocol):
         ...
 
 
+class JournalPort(OutboxPort, Protocol):
+    """An outbox that also keeps alert states, in a local file (``guard.adapters.journal``)."""
+
+    def empty(self) -> bool:
+        """Whether there is nothing to merge."""
+        ...
+
+    def states(self) -> dict[tuple[str, Condition], AlertState]:
+        """The alert states the last tick without the store decided."""
+        ...
+
+    def save_states(self, states: dict[tuple[str, Condition], AlertState]) -> None:
+        """Remember the alert states for the next tick without the store."""
+        ...
+
+    def rows(self) -> list[tuple[Owed, datetime | None]]:
+        """Every journaled notification not overtaken, with when Slack accepted it."""
+        ...
+
+    def messages(self) -> dict[str, tuple[str, str]]:
+        """Where each incident posted from the journal lives in Slack."""
+        ...
+
+    def clear(self) -> None:
+        """Forget everything (merged)."""
+        ...
+
+
 class SilencePort(Protocol):
     """Silences of a budget's notifications."""
 
@@ -305,7 +333,12 @@ class SinkPort(Protocol):
     """Where the fallback goes: the env and state files, and the reload hook."""
 
     def write(self, state: FallbackState) -> list[Path]:
-        """Bring the outputs to ``state``; return what was actually rewritten."""
+        """Bring the outputs to ``state``; return what was actually rewritten. Raises
+        ``SinkError`` when a file cannot be written (the old one stays)."""
+        ...
+
+    def last(self) -> FallbackState | None:
+        """The fallback the outputs show now, if they can be read."""
         ...
 
     def reload(self) -> ReloadResult:
