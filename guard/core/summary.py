@@ -201,6 +201,10 @@ class TickReport:
     what_if: bool = False
     late: tuple[Owed, ...] = ()
     """Notifications owed by earlier ticks (a Slack outage) that this tick delivered."""
+    store_error: str | None = None
+    """Why the state store could not be used: the tick only tightened (DESIGN §6)."""
+    sink_error: str | None = None
+    """Why the fallback files could not be written (the old ones stay)."""
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object."""
@@ -222,6 +226,8 @@ class TickReport:
                         "dry_run": k.dry_run, "done": k.done, "error": k.error}
                        for k in self.keys]
         out["upstream_error"] = self.upstream_error
+        out["store_error"] = self.store_error
+        out["fallback"]["error"] = self.sink_error
         out["what_if"] = self.what_if
         out["warnings"] = out["warnings"] + list(self.warnings)
         return out
@@ -231,19 +237,22 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                 delivered: frozenset[str] = frozenset(), keys: tuple[KeyDecision, ...] = (),
                 owed: int = 0, rejected: tuple[str, ...] = (), upstream_error: str | None = None,
                 standby: bool = False, what_if: bool = False,
-                announced: Sequence[Planned] = (), late: Sequence[Owed] = ()) -> TickReport:
+                announced: Sequence[Planned] = (), late: Sequence[Owed] = (),
+                store_error: str | None = None, sink_error: str | None = None,
+                extra_warnings: Sequence[str] = ()) -> TickReport:
     """The report of a tick that decided ``plan`` and did what the other arguments say.
 
     A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
     """
     if standby:
         return TickReport(plan.assessment, plan.fallback, False, None, (), (), upstream_error,
-                          standby=True)
+                          standby=True, store_error=store_error)
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
                       sent(plan, delivered, announced), keys, upstream_error, owed=owed,
                       notification_errors=rejected,
-                      warnings=tuple(why for _, why in plan.keys.held), what_if=what_if,
-                      late=tuple(late))
+                      warnings=(*(why for _, why in plan.keys.held), *extra_warnings),
+                      what_if=what_if, late=tuple(late), store_error=store_error,
+                      sink_error=sink_error)
 
 
 def late_json(owed: Owed) -> dict[str, Any]:

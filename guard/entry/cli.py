@@ -41,7 +41,7 @@ from guard.entry.terminal import (
     now,
     parse_at,
 )
-from guard.errors import GuardError
+from guard.errors import GuardError, StoreError
 from guard.shell.ops import Ops
 from guard.shell.tick import run_tick
 
@@ -109,7 +109,8 @@ def run(ctx: typer.Context) -> None:
 
     stores = wiring.Stores()
     daemon = guarded(lambda: Daemon(ctx.obj.config_path,
-                                    lambda s: wiring.build(s, stores.get(s.state.url)), observe))
+                                    lambda s: wiring.build(s, stores.get(s.state.url)), observe,
+                                    degrade=lambda s: wiring.degraded(s, wiring.admin_client(s))))
 
     def on_call() -> Ops:
         return wiring.ops(daemon.settings, stores.get(daemon.settings.state.url))
@@ -179,13 +180,19 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
     settings = guarded(lambda: load_settings(options.config_path))
 
     def one() -> TickReport:
-        with wiring.opened(settings) as guard:
+        try:
+            guard = wiring.build(settings)
+        except StoreError as exc:  # the store cannot even be opened: tighten only
+            return wiring.without_store(settings, moment, exc, dry_run)
+        try:
             # no heartbeat here: one tick holds the lease long enough, and frees it at exit
             guard.tick.config = replace(guard.tick.config, lease_ttl=CHECK_LEASE)
             try:
                 return run_tick(guard.tick, moment, dry_run=dry_run)
             finally:
                 guard.tick.release()  # one tick, then the lease is free for the next
+        finally:
+            guard.close()
 
     result = guarded(one)
     if as_json:
@@ -205,6 +212,11 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         if result.what_if:
             typer.echo("what-if: --at is before the data already read, so this shows what "
                        "would have been decided and wrote nothing but the caches")
+    if result.sink_error:
+        fail(f"error: {result.sink_error}", EXIT_UPSTREAM)
+    if result.store_error:
+        fail(f"error: {result.store_error} (decided without the store: only a more "
+             "restrictive tier and critical alerts)", EXIT_UPSTREAM)
     if result.upstream_error:
         fail(f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM)
     if result.standby:

@@ -39,11 +39,13 @@ from guard.config import Settings, load_settings, render_settings
 from guard.core.summary import TickReport
 from guard.entry.heartbeat import Heartbeat
 from guard.entry.wiring import Guard, daemon_holder
-from guard.errors import ConfigError, GuardError
+from guard.errors import ConfigError, GuardError, StoreError
+from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.tick import run_tick
 
 log = logging.getLogger("guard.daemon")
 Builder = Callable[[Settings], Guard]
+DegradedBuilder = Callable[[Settings], Degraded]
 Observer = Callable[[TickReport | None, float, datetime, Exception | None], None]
 
 
@@ -82,6 +84,8 @@ class Daemon:
     build: Builder
     observe: Observer | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    degrade: DegradedBuilder | None = None
+    """The parts of ticks while the store cannot even be opened (``None``: they fail)."""
 
     def __post_init__(self) -> None:
         self.settings = load_settings(self.config_path)
@@ -90,6 +94,7 @@ class Daemon:
         self.ticks = 0
         self._guard: Guard | None = None
         self._heartbeat: Heartbeat | None = None
+        self._degraded: tuple[Settings, Degraded] | None = None
 
     def run(self) -> int:
         """Schedule, block until a signal stops the scheduler, and return the exit code."""
@@ -130,6 +135,9 @@ class Daemon:
         if current is None:
             current = self._guard = self.build(self.settings)
             current.tick.holder = daemon_holder(self.settings)
+            if self._degraded is not None and self._degraded[0] is self.settings:
+                current.tick.degraded = self._degraded[1]  # its journal, in memory too
+            self._degraded = None
             self._heartbeat = Heartbeat(current.tick.lease, current.tick.holder,
                                         current.tick.config.lease_ttl, self.clock,
                                         on_gain=self._tick_soon).start()
@@ -152,7 +160,7 @@ class Daemon:
         report: TickReport | None = None
         error: Exception | None = None
         try:
-            report = run_tick(self.guard().tick, at)
+            report = self._run(at)
             self._log(report, time.monotonic() - started)
         except (GuardError, OSError) as exc:
             error = exc
@@ -165,6 +173,18 @@ class Daemon:
         if self.observe is not None:
             self.observe(report, time.monotonic() - started, at, error)
         return report
+
+    def _run(self, at: datetime) -> TickReport:
+        """A tick with the store, or without it when it cannot even be opened."""
+        try:
+            guard = self.guard()
+        except StoreError as exc:
+            if self.degrade is None:
+                raise
+            if self._degraded is None or self._degraded[0] is not self.settings:
+                self._degraded = (self.settings, self.degrade(self.settings))
+            return run_degraded(self._degraded[1], at, exc)
+        return run_tick(guard.tick, at)
 
     def _schedule(self, first_at: datetime | None = None) -> None:
         interval = self.settings.anthropic.poll_interval_s
@@ -204,7 +224,8 @@ class Daemon:
                  "%d Admin API requests%s", seconds, body["fallback"]["tier"],
                  body["fallback"]["source"], " changed" if body["fallback"]["changed"] else "",
                  len(body["notifications"]), body["notifications_owed"],
-                 body["api_requests"], " [standby]" if report.standby else "")
+                 body["api_requests"], " [standby]" if report.standby else
+                 " [without the state store]" if report.store_error else "")
         if report.upstream_error:
             log.warning("Admin API unavailable; decided on stored data: %s",
                         report.upstream_error)

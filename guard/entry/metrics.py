@@ -29,7 +29,7 @@ from guard.core.assess import Assessment
 from guard.core.fallback import FallbackState
 from guard.core.policy import BudgetInput, Condition
 from guard.core.summary import TickReport
-from guard.errors import UpstreamError
+from guard.errors import StoreError, UpstreamError
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TICK_RESULTS = ("ok", "failed", "standby")
@@ -82,6 +82,12 @@ class Metrics:
         self.api_errors = Counter("budget_guard_admin_api_errors",
                                   "Ticks on which the Admin API gave no usable answer",
                                   registry=r)
+        self.store_errors = Counter("budget_guard_store_errors",
+                                    "Ticks on which the state store could not be used",
+                                    registry=r)
+        self.sink_errors = Counter("budget_guard_fallback_write_errors",
+                                   "Ticks on which a fallback file could not be written",
+                                   registry=r)
         self.ticks = Counter("budget_guard_ticks", "Ticks by result", ["result"], registry=r)
         for result in TICK_RESULTS:
             self.ticks.labels(result=result)
@@ -115,6 +121,8 @@ class Metrics:
                 self.ticks.labels(result="failed").inc()
                 if isinstance(error, UpstreamError):
                     self.api_errors.inc()
+                if isinstance(error, StoreError):
+                    self.store_errors.inc()
             else:
                 self._observe_report(report, now)
             self._set_data_age(now)
@@ -129,6 +137,10 @@ class Metrics:
         self.api_requests.inc(report.assessment.api_requests)
         if report.upstream_error is not None:
             self.api_errors.inc()
+        if report.store_error is not None:
+            self.store_errors.inc()
+        if report.sink_error is not None:
+            self.sink_errors.inc()
         if not report.standby:  # a standby does not read the outbox: its ``owed`` is no fact
             self.owed.set(report.owed)
         self.last_success.set(now.timestamp())

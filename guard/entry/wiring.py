@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -25,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from guard import __version__
 from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
 from guard.adapters.chat import LogTransport, PacedTransport
+from guard.adapters.journal import Journal
 from guard.adapters.sinks import FileSinks
 from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store, safe_url, sqlite_pragmas, unavailable
@@ -39,10 +42,12 @@ from guard.core.keys import EnforcementConfig
 from guard.core.ledger import budget_workspaces
 from guard.core.plausible import bounds_of
 from guard.core.pricing import PriceTable
+from guard.core.summary import TickReport
 from guard.errors import ConfigError, StoreError
+from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.enforce import Enforcer
 from guard.shell.ops import Ops
-from guard.shell.ports import SinkPort, SlackTransport
+from guard.shell.ports import Fetch, SinkPort, SlackTransport
 from guard.shell.sync import Fetcher
 from guard.shell.tick import Tick
 
@@ -83,6 +88,30 @@ def private_database(database: str | None) -> None:
         return
     except OSError:
         return  # a missing directory: SQLite says so when it opens, as a store error
+
+
+def memory_store() -> Store:
+    """A private store in memory: the caches of ticks whose own store is unavailable."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
+                              connect_args={"check_same_thread": False})
+    store = Store(engine)
+    store.create_schema()
+    return store
+
+
+def journal_paths(settings: Settings) -> tuple[Path, ...]:
+    """Where the journal of ticks without the store goes: ``state.journal_file``, else next
+    to a SQLite file; then, in case that directory is the one failing, the temporary one."""
+    key = hashlib.sha256(f"{settings.state.url}|{settings.state.instance}".encode())
+    spare = Path(tempfile.gettempdir()) / f"budget-guard-{key.hexdigest()[:10]}.journal"
+    first = settings.state.journal_file
+    if first is None:
+        url = sa.engine.make_url(settings.state.url)
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database and database != ":memory:" \
+                and not database.startswith("file:"):
+            first = Path(f"{database}.journal")
+    return (first, spare) if first is not None and first != spare else (spare,)
 
 
 @contextmanager
@@ -324,7 +353,37 @@ def build(settings: Settings, store: Store | None = None,
                     source=settings.anthropic.source,
                     deadline_s=settings.anthropic.tick_deadline_s)
     tick.clock = wall_clock
+    tick.degraded = degraded(settings, admin, tick.sinks, tick.transport, tick.channel)
     return Guard(settings, store, admin, tick, owns_store=owned)
+
+
+def without_store(settings: Settings, at: datetime, cause: StoreError,
+                  dry_run: bool = False) -> TickReport:
+    """One tick of ``guard check`` whose store cannot be opened (``run_degraded``)."""
+    admin = admin_client(settings)
+    try:
+        return run_degraded(degraded(settings, admin), at, cause, dry_run)
+    finally:
+        admin.http.close()
+
+
+def degraded(settings: Settings, admin: AdminClient, sinks: SinkPort | None = None,
+             transport: SlackTransport | None = None, channel: str | None = None) -> Degraded:
+    """The parts of a tick without its store: the Admin API into caches in memory, the
+    sinks, Slack and the local journal."""
+    config = tick_config(settings)
+    prices = PriceTable.load(settings.pricing)
+
+    def fetcher() -> Fetch:
+        return Fetcher(admin, Caches(memory_store()), prices, source=settings.anthropic.source,
+                       workspaces=budget_workspaces(config.budgets),
+                       bounds=bounds_of(config.budgets),
+                       deadline_s=settings.anthropic.tick_deadline_s)
+
+    return Degraded(fetcher, sinks or file_sinks(settings.fallback),
+                    transport or transport_for(settings), Journal(journal_paths(settings)),
+                    config, (settings.slack.channel or "") if channel is None else channel,
+                    holder())
 
 
 def wall_clock() -> datetime:

@@ -11,6 +11,13 @@
 - **record**: the fallback in force, the audit entries and the alert states, after the
   effects. An alert state advances when its notification is owed: the outbox keeps it until
   Slack accepts it, so a crash or an outage never loses or repeats it.
+
+A state store that fails anywhere in this makes the tick start again without it
+(``guard.shell.degraded``): it can only tighten and send critical alerts, journaled until
+the store returns, when the next leader tick merges them before it decides. A fallback file
+that cannot be written (disk full, directory replaced) is an error of the tick's report; the
+notifications still go out, and the fallback is not recorded as in force, so the next tick
+writes it again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from guard.core.model import Snapshot
 from guard.core.notices import Planned, key_notices
 from guard.core.records import NotificationKind, Owed, ReloadResult
 from guard.core.summary import TickReport, tick_report
-from guard.errors import GuardError, UpstreamError
+from guard.errors import GuardError, SinkError, StoreError, UpstreamError
+from guard.shell.degraded import Degraded, merge, run_degraded, states_from
 from guard.shell.deliver import deliver
 from guard.shell.enforce import Enforcer, preview_keys
 from guard.shell.ports import (
@@ -65,10 +73,17 @@ class Tick:
     clock: Callable[[], datetime] | None = None
     """The wall clock the leader lease is kept by (``None``: the tick's ``at``, for simulated
     months). ``--at`` never moves a lease into the past or the future."""
+    degraded: Degraded | None = None
+    """The parts of a tick without the store (``None``: a store failure fails the tick)."""
 
     def release(self) -> bool:
-        """Give up the leader lease if this tick's holder has it (a clean exit)."""
-        return self.lease.release(LEADER, self.holder)
+        """Give up the leader lease if this tick's holder has it (a clean exit); a store
+        that cannot be reached keeps it until it lapses."""
+        try:
+            return self.lease.release(LEADER, self.holder)
+        except StoreError as exc:
+            log.warning("leader lease not released (it lapses on its own): %s", exc)
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +99,24 @@ class Acted:
     """Notices the effects themselves called for (the hard stop's ``keys``)."""
     late: tuple[Owed, ...] = ()
     """Notifications owed by earlier ticks that this tick delivered."""
+    sink_error: str | None = None
+    """Why the fallback files could not be written."""
 
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     """One full tick as of ``at``; with ``dry_run``, or as a what-if (``at`` before the data
     already read), it stops after deciding. A replica on standby does not fetch: it decides
-    on what the leader stored, to report, and acts on nothing."""
+    on what the leader stored, to report, and acts on nothing. Without its store, the tick
+    runs degraded (tighten only)."""
+    try:
+        return _with_store(tick, at, dry_run)
+    except StoreError as exc:
+        if tick.degraded is None:
+            raise
+        return run_degraded(tick.degraded, at, exc, dry_run)
+
+
+def _with_store(tick: Tick, at: datetime, dry_run: bool) -> TickReport:
     what_if = is_what_if(tick, at)
     if dry_run or what_if:
         snapshot, error = gather(tick, at)
@@ -102,6 +129,9 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
     if token is None:
         stored = tick.fetcher.cached(at, budget_api_keys(tick.config.budgets))
         return tick_report(decide(stored, remember(tick, at), tick.config, at), standby=True)
+    if tick.degraded is not None:
+        tick.degraded.store_back()
+        merge(tick.degraded.journal, tick.records, tick.outbox, tick.holder, at)
     snapshot, error = gather(tick, at)
     plan = decide(snapshot, remember(tick, at), tick.config, at)
     upstream = _text(error)
@@ -115,7 +145,8 @@ def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
         return tick_report(plan, standby=True, upstream_error=upstream)
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
-                       announced=acted.announced, late=acted.late)
+                       announced=acted.announced, late=acted.late,
+                       sink_error=acted.sink_error)
 
 
 def _text(error: UpstreamError | None) -> str | None:
@@ -140,10 +171,17 @@ def gather(tick: Tick, at: datetime) -> tuple[Snapshot, UpstreamError | None]:
 
 
 def remember(tick: Tick, at: datetime) -> Remembered:
-    """What the store remembers that this tick decides with."""
+    """What the store remembers that this tick decides with. A store that remembers no
+    fallback at all (new, or deleted and made again) starts from the files on disk: the
+    fallback they show, and the conditions they list as firing, so nothing is relaxed or
+    announced again."""
     records = tick.records
-    return Remembered(records.alert_states(), records.fallback(), records.override(),
-                      tick.silences.silences(at), records.key_actions())
+    states, fallback = records.alert_states(), records.fallback()
+    if fallback is None and not states:
+        fallback = tick.sinks.last()
+        states = states_from(fallback)
+    return Remembered(states, fallback, records.override(), tick.silences.silences(at),
+                      records.key_actions())
 
 
 class Fenced(GuardError):
@@ -172,9 +210,9 @@ def act(tick: Tick, plan: TickPlan, at: datetime, fence: Fence | None = None) ->
     only after ``fence`` says this replica still leads."""
     check = fence.check if fence is not None else (lambda _: None)
     check("writing the fallback files")
-    tick.sinks.write(plan.fallback)
+    sink_error = _write(tick, plan)
     check("running the reload hook")
-    reload = _reload(tick) if plan.reload else None
+    reload = _reload(tick) if plan.reload and sink_error is None else None
     for _, why in plan.keys.held:
         log.warning("hard stop held: %s", why)
     keys = preview_keys(tick.enforcer, plan.keys)
@@ -195,16 +233,28 @@ def act(tick: Tick, plan: TickPlan, at: datetime, fence: Fence | None = None) ->
                  and r.owed.kind != NotificationKind.UPDATE)
     return Acted(reload, frozenset(r.owed.dedup for r in results if r.ok),
                  tuple(r.error for r in results if r.final and r.error),
-                 len(tick.outbox.owed()), tuple(keys), announced, late)
+                 len(tick.outbox.owed()), tuple(keys), announced, late, sink_error)
 
 
 def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:
     """Remember the fallback in force and what changed (the alert states were recorded with
     the notifications they decided, before delivery)."""
+    if acted.sink_error is not None:
+        return  # not in force: the next tick writes it again, and audits it then
     failed = acted.reload is not None and acted.reload.ran and not acted.reload.ok
     tick.records.save_fallback(plan.recorded(reload_failed=failed))
     for entry in plan.audit:
         tick.records.audit(entry)
+
+
+def _write(tick: Tick, plan: TickPlan) -> str | None:
+    """Write the fallback files; why they could not be written, or ``None``."""
+    try:
+        tick.sinks.write(plan.fallback)
+    except SinkError as exc:
+        log.error("%s", exc)
+        return str(exc)
+    return None
 
 
 def _reload(tick: Tick) -> ReloadResult:
