@@ -20,6 +20,7 @@ round and exits 0 if the files are current, 1 if budget-guard could not be read.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -97,7 +98,12 @@ def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
             return False
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or not path.is_file():
+            raise
+        return _in_place(path, data)
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), mode)
@@ -105,10 +111,29 @@ def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC or not path.is_file():
+            raise
+        return _in_place(path, data)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+    return True
+
+
+def _in_place(path: Path, data: bytes) -> bool:
+    """A full disk leaves no room for a temporary copy: rewrite the file where it is, in
+    one write of its blocks (a reader may see it change mid-read, where a rename never
+    would, but the fallback still tightens). No room even for that raises ``OSError``."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return True
 
 
