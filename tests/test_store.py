@@ -231,21 +231,45 @@ def test_writes_inside_one_transaction_commit_together_or_not_at_all(tmp_path: P
         assert Caches(store).get_meta("probe") == "1"
 
 
-def test_the_lease_epoch_rises_with_every_change_of_holder(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on each backend (PostgreSQL's database is shared by the session)."""
+    return (f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite"
+            else request.getfixturevalue("pg_url"))
+
+
+def test_the_lease_epoch_rises_with_every_change_of_holder(fresh_url: str) -> None:
     """Renewing keeps the epoch; a takeover, or taking a released lease again, raises it;
-    `current` holds only for the holder at its epoch before expiry."""
+    `current` holds only for the holder at its epoch before expiry. The very first hold of
+    a fresh lease takes it, on PostgreSQL too (SQLAlchemy 2.1 on psycopg reports no row count
+    for an INSERT, which once left a fresh PostgreSQL store without a leader)."""
     from guard.adapters.store.lease import Lease  # noqa: PLC0415
 
     t0, ttl = datetime(2026, 3, 3, tzinfo=UTC), timedelta(seconds=15)
-    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+    name = f"leader-{os.urandom(4).hex()}"
+    with wiring.opened_store(fresh_url) as store:
         lease = Lease(store)
-        assert lease.hold("leader", "a", t0, ttl) == 1
-        assert lease.hold("leader", "a", t0 + timedelta(seconds=5), ttl) == 1
-        assert lease.hold("leader", "b", t0 + timedelta(seconds=10), ttl) is None
-        assert lease.current("leader", "a", 1, t0 + timedelta(seconds=19))
-        assert lease.hold("leader", "b", t0 + timedelta(seconds=21), ttl) == 2
-        assert not lease.current("leader", "a", 1, t0 + timedelta(seconds=22))
-        assert lease.current("leader", "b", 2, t0 + timedelta(seconds=22))
-        assert lease.release("leader", "b")
-        assert not lease.current("leader", "b", 2, t0 + timedelta(seconds=23))
-        assert lease.hold("leader", "b", t0 + timedelta(seconds=24), ttl) == 3
+        assert lease.hold(name, "a", t0, ttl) == 1
+        assert lease.hold(name, "a", t0 + timedelta(seconds=5), ttl) == 1
+        assert lease.hold(name, "b", t0 + timedelta(seconds=10), ttl) is None
+        assert lease.current(name, "a", 1, t0 + timedelta(seconds=19))
+        assert lease.hold(name, "b", t0 + timedelta(seconds=21), ttl) == 2
+        assert not lease.current(name, "a", 1, t0 + timedelta(seconds=22))
+        assert lease.current(name, "b", 2, t0 + timedelta(seconds=22))
+        assert lease.release(name, "b")
+        assert not lease.current(name, "b", 2, t0 + timedelta(seconds=23))
+        assert lease.hold(name, "b", t0 + timedelta(seconds=24), ttl) == 3
+
+
+def test_an_outbox_row_is_recorded_once_on_each_backend(fresh_url: str) -> None:
+    """`enqueue` says True for a new decision and False for the same one again."""
+    from guard.adapters.store.outbox import Outbox  # noqa: PLC0415
+    from guard.core.records import Payload  # noqa: PLC0415
+
+    dedup = f"2026-03:org:hard_reached:{os.urandom(4).hex()}:firing"
+    with wiring.opened_store(fresh_url) as store:
+        outbox = Outbox(store)
+        payload = Payload("Hard limit reached", ())
+        assert outbox.enqueue(dedup, "org:hard", "firing", payload, H10)
+        assert not outbox.enqueue(dedup, "org:hard", "firing", payload, H11)
+        assert [o.dedup for o in outbox.owed()].count(dedup) == 1

@@ -133,10 +133,15 @@ def safe_url(url: str) -> str:
 
 
 def insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str) -> bool:
-    """INSERT unless a row with the same ``key`` exists; True if this call inserted it."""
+    """INSERT unless a row with the same ``key`` exists; True if this call inserted it.
+
+    Told by ``RETURNING``, not by the row count: SQLAlchemy 2.1 on psycopg reports -1 for
+    every INSERT, which made a fresh PostgreSQL store's first lease and outbox rows look
+    taken by someone else."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
-    return conn.execute(statement).rowcount == 1
+    statement = (insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
+                 .returning(table.c[key]))
+    return conn.execute(statement).first() is not None
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
