@@ -395,6 +395,8 @@ class Repetition:
     signalled: float
     gained: float | None
     takeover: Tick
+    in_flight: tuple[float, float] | None = None
+    """A killed tick in flight: from the leader's last tick's end to the kill, at most."""
     fenced: str | None = None
     after_resume: dict[str, int] = field(default_factory=dict)
     """What the resumed leader did from SIGCONT on (Slack calls, file changes, writes)."""
@@ -466,24 +468,29 @@ def run_campaign(c: Campaign, fault: str) -> None:
     start_pair(c)
     leader, standby = c.a, c.b
     standby_since = c.b.started_at
-    for _ in range(REPETITIONS):
+    for index in range(REPETITIONS):
         check_roles(c, leader, standby, standby_since)
-        if fault == "kill":
-            signalled = leader.signal(signal.SIGKILL)
-        else:
+        in_flight: tuple[float, float] | None = None
+        if fault == "stop" or index % 2 == 0:  # inside a tick; a kill every other time
             leader.sim.arrived.clear()
             leader.sim.delay = SLOW_S
             if not leader.sim.arrived.wait(WAIT_S):
                 raise AssertionError(f"leader {leader.name} made no Admin API request")
             time.sleep(SLOW_S / 3)  # it waits for the answer, inside its tick
+        if fault == "kill":
+            signalled = leader.signal(signal.SIGKILL)
+            if leader.sim.delay:  # the tick it was in began after its last one ended
+                ended = [t.end for t in leader.ticks() if t.run == leader.runs]
+                in_flight = (max(ended, default=leader.started_at), signalled)
+        else:
             signalled = leader.signal(signal.SIGSTOP)
-            leader.sim.delay = 0.0
+        leader.sim.delay = 0.0
         takeover = standby.wait_tick(signalled, lambda t: not t.standby)
         gain = standby.first_line("leader lease held by", signalled)
         gained = stamp(gain) if gain is not None else None
         c.standbys.append(Standby(standby.name, standby_since,
                                   gained if gained is not None else takeover.start))
-        rep = Repetition(leader.name, signalled, gained, takeover)
+        rep = Repetition(leader.name, signalled, gained, takeover, in_flight=in_flight)
         c.repetitions.append(rep)
         if fault == "kill":
             leader.start()  # the same instance: it comes back as the standby
@@ -517,8 +524,10 @@ def run_campaign(c: Campaign, fault: str) -> None:
 
 
 def acting_windows(c: Campaign) -> list[Tick]:
-    """Every acting tick of both replicas; a fenced tick acts until it was paused."""
-    out: list[Tick] = []
+    """Every acting tick of both replicas; a fenced tick acts until it was paused, a tick
+    killed in flight until the kill."""
+    out = [Tick(r.leader, 0, r.in_flight[0], r.in_flight[1], False, "killed in flight")
+           for r in c.repetitions if r.in_flight is not None]
     for replica in c.replicas():
         for tick in replica.ticks():
             if tick.fenced is not None:
