@@ -1,0 +1,540 @@
+"""The hostile-input table (issue 12, item 4): negative, huge and absurd amounts, a repeating
+cursor, endless paging, a slowloris body, a restated cost day and a late usage revision.
+
+Every case is the same story told by real `guard check --json --at` processes: a clean check
+on day 21 of March, the organization's hard limit passed days ago, so the env file says haiku;
+then one tick that meets the hostile answer. The guard's Admin API is a loopback proxy in
+front of a ``SimServer``; the proxy counts requests and, for the hostile tick only, rewrites
+pages (cursors) or trickles bodies a byte at a time (slowloris); amounts are mutated by the
+simulator's own ``Fault(corrupt=...)``.
+
+Per hostile case: the tick ends within the bound (≤ 60 s, the issue's; a slowloris within
+its tick deadline and one trickle interval), exits 3 with the error named (the field, the
+page or the endpoint) in the JSON's ``upstream_error`` and on stderr, the env file stays
+haiku, the store holds nothing of the hostile answer and spend does not fall, no traceback;
+the cursor cases also count their requests. The restated day and the late revision are not
+errors: spend follows them (exit 0), still never relaxing the fallback on the way up.
+
+``make test`` runs a representative subset; ``make faults`` (``GUARD_FAULTS=full``) runs
+every case, both billing sources where they differ, and slowloris at the default deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from conftest import FULL
+from table import Row, record
+
+from guard.adapters.sinks import read_env
+from guard.core.period import floor_hour
+from guard.sim import SimClock, SimOrg, SimServer
+from guard.sim.faults import Fault
+
+KEY = "sk-ant-admin-hostile-table"
+ORG = SimOrg.generate(3)
+MARCH = datetime(2026, 3, 1, tzinfo=UTC)
+CLEAN = MARCH + timedelta(days=20, hours=12)
+"""The clean check: month-to-date is twice the hard limit, so the fallback is haiku."""
+SPENT_USD = ORG.truth_cents(MARCH, CLEAN, "organization") / 100
+HARD_USD = (SPENT_USD / 2).quantize(Decimal(1))
+SOFT_USD = HARD_USD / 2
+TIER = "haiku"
+ISSUE_BOUND_S = 60.0
+"""The issue's bound on one tick's wall time."""
+START_UP_S = 15.0
+"""Generous room for a Python process to start, open its store and decide (not a speed
+claim: the bounds themselves come from the issue and `anthropic.tick_deadline_s`)."""
+TABLES = ("usage_hours", "cost_days", "billed_hours")
+
+Json = Any
+
+
+# --- the proxy in front of the simulator ----------------------------------------------------
+
+@dataclass
+class Mode:
+    """How the proxy treats the requests whose path contains ``path`` (``None``: all)."""
+
+    path: str | None = None
+    rewrite: Callable[[Json, int], None] | None = None
+    """Mutates a JSON page; the int counts the matching requests (1 = the first)."""
+    trickle_s: float | None = None
+    """Send the body one byte every this many seconds."""
+
+    def matches(self, path: str) -> bool:
+        return self.path is None or self.path in path
+
+
+HOSTILE_CURSOR = "page_hostile"
+
+
+class Proxy:
+    """A loopback HTTP proxy to ``upstream`` that records paths and can misbehave."""
+
+    def __init__(self, upstream: str) -> None:
+        split = urlsplit(upstream)
+        self.upstream = (split.hostname or "127.0.0.1", split.port or 80)
+        self.mode = Mode()
+        self.paths: list[tuple[str, dict[str, str]]] = []
+        self.matched = 0
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy.serve(self, "GET")
+
+            def do_POST(self) -> None:
+                proxy.serve(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Proxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def set(self, mode: Mode) -> None:
+        with self.lock:
+            self.mode, self.matched = mode, 0
+
+    def clear(self) -> None:
+        with self.lock:
+            self.paths.clear()
+
+    def requests(self, part: str = "") -> int:
+        with self.lock:
+            return sum(1 for p, _ in self.paths if part in p)
+
+    def queries(self, part: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [q for p, q in self.paths if part in p]
+
+    def serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(handler.path)
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        query = parse_qsl(url.query, keep_blank_values=True)
+        with self.lock:
+            mode = self.mode
+            self.paths.append((url.path, dict(query)))
+            hit = mode.matches(url.path)
+            if hit:
+                self.matched += 1
+            number = self.matched
+        if hit and mode.rewrite is not None:
+            # a hostile cursor means nothing to the simulator: it serves page 1 again
+            query = [(k, v) for k, v in query if not v.startswith(HOSTILE_CURSOR)]
+        target = url.path + ("?" + urlencode(query) if query else "")
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() not in ("host", "content-length", "connection")}
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            conn.request(method, target, body=body or None, headers=headers)
+            answer = conn.getresponse()
+            status, data = answer.status, answer.read()
+            request_id = answer.getheader("request-id") or ""
+        finally:
+            conn.close()
+        if hit and mode.rewrite is not None and status == 200:
+            payload = json.loads(data)
+            mode.rewrite(payload, number)
+            data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(data)))
+        handler.send_header("request-id", request_id)
+        handler.end_headers()
+        if not (hit and mode.trickle_s):
+            handler.wfile.write(data)
+            return
+        handler.wfile.flush()
+        for byte in data:
+            if self.stopping.wait(mode.trickle_s):
+                return
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                return
+
+
+def repeating(payload: Json, number: int) -> None:
+    """Every page says there is more, at the same cursor."""
+    payload["has_more"] = True
+    payload["next_page"] = HOSTILE_CURSOR
+
+
+def endless(payload: Json, number: int) -> None:
+    """Every page says there is more, at a cursor never seen before."""
+    payload["has_more"] = True
+    payload["next_page"] = f"{HOSTILE_CURSOR}_{number}"
+
+
+# --- one scenario's month ---------------------------------------------------------------------
+
+@dataclass
+class Checked:
+    """One `guard check` process."""
+
+    at: datetime
+    code: int
+    body: dict[str, Any]
+    stderr: str
+    wall_s: float
+
+    @property
+    def tier(self) -> str | None:
+        return cast(str | None, (self.body.get("fallback") or {}).get("tier"))
+
+    @property
+    def spend(self) -> float:
+        return float(self.body["budgets"][0]["spend_usd"]) if self.body.get("budgets") else -1.0
+
+    @property
+    def error(self) -> str:
+        return str(self.body.get("upstream_error") or "")
+
+
+@dataclass
+class Month:
+    """Directories, the simulator, the proxy and the checks of one case."""
+
+    root: Path
+    sim: SimServer
+    proxy: Proxy
+    source: str
+    deadline_s: float | None = None
+    checks: list[Checked] = field(default_factory=list)
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "model.env"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "state.db"
+
+    def config(self) -> Path:
+        deadline = f"tick_deadline_s = {self.deadline_s}\n" if self.deadline_s else ""
+        path = self.root / "guard.toml"
+        path.write_text(
+            f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{self.proxy.base_url}"\n'
+            f'max_retries = 0\nsource = "{self.source}"\n{deadline}'
+            f'[state]\nurl = "sqlite:///{self.database}"\n'
+            f'[fallback]\nenv_file = "{self.env_file}"\n'
+            f'state_file = "{self.root / "fallback.json"}"\n'
+            '[[budgets]]\nname = "org"\nscope = "organization"\n'
+            f"soft_limit_usd = {SOFT_USD}\nhard_limit_usd = {HARD_USD}\n")
+        return path
+
+    def check(self, at: datetime) -> Checked:
+        self.sim.clock.set(at)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "guard", "--config", str(self.config()), "check", "--json",
+             "--at", at.strftime("%Y-%m-%dT%H:%M:%SZ")],
+            capture_output=True, text=True, timeout=600, check=False,
+            env={**os.environ, "TMPDIR": str(self.root)})
+        wall = time.monotonic() - started
+        body = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+        checked = Checked(at, done.returncode, body, done.stderr, wall)
+        self.checks.append(checked)
+        return checked
+
+    def env_tier(self) -> str | None:
+        try:
+            return read_env(self.env_file).get("GUARD_TIER")
+        except OSError:
+            return None
+
+    def digest(self, table: str) -> str:
+        """The rows of one cache table, hashed (order-independent)."""
+        with sqlite3.connect(self.database) as conn:
+            rows = sorted(repr(r) for r in conn.execute(f"SELECT * FROM {table}"))
+        return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:12]
+
+    def total(self, table: str, column: str, where: str = "1 = 1") -> int:
+        with sqlite3.connect(self.database) as conn:
+            value = conn.execute(f"SELECT COALESCE(SUM({column}), 0) FROM {table} "
+                                 f"WHERE {where}").fetchone()[0]
+        return int(value)
+
+
+@pytest.fixture
+def month(tmp_path: Path) -> Iterator[Callable[[str, float | None], Month]]:
+    made: list[tuple[SimServer, Proxy]] = []
+
+    def make(source: str, deadline_s: float | None = None) -> Month:
+        root = tmp_path / f"m{len(made)}"
+        root.mkdir()
+        sim = SimServer(ORG, SimClock(CLEAN), admin_key=KEY).start()
+        proxy = Proxy(sim.base_url).start()
+        made.append((sim, proxy))
+        return Month(root, sim, proxy, source, deadline_s)
+
+    yield make
+    for sim, proxy in made:
+        proxy.stop()
+        sim.stop()
+
+
+# --- the hostile answers ----------------------------------------------------------------------
+
+def each_usage_result(fields: dict[str, Any]) -> Callable[[Json], None]:
+    """The first result of every usage bucket carries ``fields``."""
+    def corrupt(payload: Json) -> None:
+        for bucket in payload["data"]:
+            for result in bucket["results"][:1]:
+                result.update(fields)
+    return corrupt
+
+
+def each_cost_result(amount: str) -> Callable[[Json], None]:
+    """The first result of every cost-report bucket (a closed day) says ``amount`` cents."""
+    def corrupt(payload: Json) -> None:
+        for bucket in payload["data"]:
+            for result in bucket["results"][:1]:
+                result["amount"] = amount
+    return corrupt
+
+
+def each_billed_row(amount: str) -> Callable[[Json], None]:
+    """The first analytics/cost row of every page says ``amount`` cents."""
+    def corrupt(payload: Json) -> None:
+        for row in payload["data"][:1]:
+            row["cost"]["amount"] = amount
+    return corrupt
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile answer, the tick that meets it, and what the error must name."""
+
+    name: str
+    source: str
+    at: datetime
+    named: tuple[str, ...]
+    """Substrings of ``upstream_error`` (and stderr) naming the error."""
+    fault: Fault | None = None
+    mode: Mode | None = None
+    tables: tuple[str, ...] = TABLES
+    """Cache tables the hostile tick must leave exactly as they were."""
+    deadline_s: float | None = None
+    bound_s: float = ISSUE_BOUND_S
+    requests_part: str | None = None
+    """Count requests to this endpoint (cursor cases) against the range's most pages."""
+    bounded: bool = False
+
+
+LATER = CLEAN + timedelta(minutes=10)
+NEXT_DAY = CLEAN + timedelta(days=1)
+"""A new closed day is due: the cost report (or analytics/cost history) is read."""
+TEN_BN_CENTS = str(10**12)
+OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
+"""One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
+SLOW_S = 2.0 if not FULL else 5.0
+
+HOSTILE = [
+    Hostile("negative cost on a closed day (cost_report)", "legacy", NEXT_DAY,
+            ("cost_report", "`amount` is negative"),
+            Fault(count=1000, path="cost_report", corrupt=each_cost_result("-99999999")),
+            tables=("cost_days",), bounded=True),
+    Hostile("negative cost on a closed day (analytics/cost)", "analytics", NEXT_DAY,
+            ("analytics/cost", "`amount` is negative"),
+            Fault(count=1000, path="analytics/cost", corrupt=each_billed_row("-99999999")),
+            tables=("billed_hours", "cost_days")),
+    Hostile("negative tokens", "legacy", LATER, ("usage_report", "`output_tokens` is negative"),
+            Fault(count=1000, path="usage_report",
+                  corrupt=each_usage_result({"output_tokens": -5})), bounded=True),
+    Hostile("$10 bn cost row (cost_report)", "legacy", NEXT_DAY,
+            ("cost_report", "`amount`", "not a real amount"),
+            Fault(count=1000, path="cost_report", corrupt=each_cost_result(TEN_BN_CENTS)),
+            tables=("cost_days",), bounded=True),
+    Hostile("$10 bn cost row (analytics/cost)", "analytics", NEXT_DAY,
+            ("analytics/cost", "`amount`", "not a real amount"),
+            Fault(count=1000, path="analytics/cost", corrupt=each_billed_row(TEN_BN_CENTS)),
+            tables=("billed_hours", "cost_days")),
+    Hostile("1e15 tokens", "legacy", LATER, ("usage_report", "`output_tokens`", "over 1e+12"),
+            Fault(count=1000, path="usage_report",
+                  corrupt=each_usage_result({"output_tokens": 10**15}))),
+    Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
+            ("the cost report has a row of", "more than 10× the organization's hard limit"),
+            Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
+            tables=("cost_days",), bounded=True),
+    Hostile("cost row over 10x the org's hard limit (analytics/cost)", "analytics", NEXT_DAY,
+            ("analytics/cost", "more than 10× the organization's hard limit"),
+            Fault(count=1000, path="analytics/cost",
+                  corrupt=each_billed_row(OVER_BOUND_CENTS)),
+            tables=("billed_hours", "cost_days")),
+    Hostile("usage row over 10x the org's hard limit", "legacy", LATER,
+            ("usage_report", "more than 10× the organization's hard limit"),
+            Fault(count=1000, path="usage_report",
+                  corrupt=each_usage_result({"output_tokens": 10**11,
+                                             "model": "claude-opus-4-7"}))),
+    Hostile("repeating cursor (usage_report)", "legacy", LATER,
+            ("usage_report page 2 repeats an earlier cursor",),
+            mode=Mode("usage_report", repeating), requests_part="usage_report", bounded=True),
+    Hostile("repeating cursor (cost_report)", "legacy", NEXT_DAY,
+            ("cost_report page 2 repeats an earlier cursor",),
+            mode=Mode("cost_report", repeating), requests_part="cost_report"),
+    Hostile("repeating cursor (analytics/cost)", "analytics", LATER,
+            ("analytics/cost page 2 repeats an earlier cursor",),
+            mode=Mode("analytics/cost", repeating), requests_part="analytics/cost"),
+    Hostile("more pages than the range can need (usage_report)", "legacy", LATER,
+            ("usage_report wants more than", "pages for its range"),
+            mode=Mode("usage_report", endless), requests_part="usage_report", bounded=True),
+    Hostile("more pages than the range can need (cost_report)", "legacy", NEXT_DAY,
+            ("cost_report wants more than", "pages for its range"),
+            mode=Mode("cost_report", endless), requests_part="cost_report"),
+    Hostile(f"slowloris body, 1 byte / {SLOW_S:g} s, deadline 6 s", "legacy", LATER,
+            ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=SLOW_S),
+            deadline_s=6.0, bound_s=6.0 + SLOW_S + START_UP_S, bounded=True),
+]
+if FULL:
+    HOSTILE += [
+        Hostile("slowloris body, 1 byte / 5 s, default deadline (60 s)", "legacy", LATER,
+                ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
+                bound_s=ISSUE_BOUND_S + 5.0 + START_UP_S),
+        Hostile("slowloris body (analytics), 1 byte / 5 s, deadline 20 s", "analytics", LATER,
+                ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
+                deadline_s=20.0, bound_s=20.0 + 5.0 + START_UP_S),
+    ]
+
+SELECTED = [h for h in HOSTILE if FULL or h.bounded]
+
+
+@pytest.mark.parametrize("case", SELECTED, ids=[h.name for h in SELECTED])
+def test_a_hostile_answer_is_a_named_error_in_bounded_time_and_never_relaxes(
+        month: Callable[[str, float | None], Month], case: Hostile) -> None:
+    """Haiku after a clean check; the hostile tick exits 3 naming the error, within its
+    bound, with the env file still haiku and nothing of the answer stored."""
+    m = month(case.source, case.deadline_s)
+    clean = m.check(CLEAN)
+    assert clean.code == 0 and clean.tier == TIER, (clean.code, clean.tier, clean.stderr)
+    assert m.env_tier() == TIER
+    before = {t: m.digest(t) for t in case.tables}
+    if case.fault is not None:
+        m.sim.inject(case.fault)
+    m.proxy.clear()
+    m.proxy.set(case.mode or Mode(path="\0never"))
+    hostile = m.check(case.at)
+    _judge(case, m, clean, hostile, before)
+
+
+def _most_pages(queries: list[dict[str, str]]) -> int:
+    """The most pages the first request's range can need: a bucket a page, and one more."""
+    if not queries:
+        return 0
+    first = queries[0]
+    width = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1),
+             "1d": timedelta(days=1)}[first.get("bucket_width") or first.get(
+                 "time_bucket_width") or "1d"]
+    start = datetime.fromisoformat(first["starting_at"])
+    end = datetime.fromisoformat(first["ending_at"])
+    return max(1, int((end - start) / width)) + 1
+
+
+def _judge(case: Hostile, m: Month, clean: Checked, hostile: Checked,
+           before: dict[str, str]) -> None:
+    """Record every invariant as a row, then assert them all."""
+    requests = m.proxy.requests()
+    m.proxy.set(Mode(path="\0never"))
+    after = {t: m.digest(t) for t in case.tables}
+    named = [part for part in case.named if part not in hostile.error
+             or part not in hostile.stderr]
+    checks: dict[str, tuple[bool, str]] = {
+        f"the tick ends within {case.bound_s:.0f} s":
+            (hostile.wall_s <= case.bound_s, f"{hostile.wall_s:.1f} s, {requests} requests"),
+        "exit 3, the error named in upstream_error and on stderr":
+            (hostile.code == 3 and not named,
+             f"exit {hostile.code}; {hostile.error[:160]!r}"
+             + (f"; missing {named}" if named else "")),
+        "the env file stays haiku (never relaxed)":
+            (m.env_tier() == TIER and hostile.tier == TIER,
+             f"env {m.env_tier()}, JSON {hostile.tier}"),
+        "nothing of the answer is stored; spend does not fall":
+            (after == before and hostile.spend >= clean.spend,
+             f"spend {clean.spend:,.2f} -> {hostile.spend:,.2f}; "
+             + ", ".join(f"{t} {'same' if before[t] == after[t] else 'CHANGED'}"
+                         for t in case.tables)),
+        "no traceback, the JSON printed":
+            ("Traceback" not in hostile.stderr and bool(hostile.body),
+             hostile.stderr.strip().splitlines()[-1][:160] if "Traceback" in hostile.stderr
+             else ""),
+    }
+    if case.requests_part is not None:
+        queries = m.proxy.queries(case.requests_part)
+        most = _most_pages(queries)
+        checks["requests bounded by the pages the range can need"] = (
+            0 < len(queries) <= most + 3,
+            f"{len(queries)} requests to {case.requests_part}, the range can need {most}")
+    record(*(Row("hostile", case.name, invariant, ok, points=1, detail=detail)
+             for invariant, (ok, detail) in checks.items()))
+    failed = {k: d for k, (ok, d) in checks.items() if not ok}
+    assert not failed, (failed, hostile.stderr[-2000:])
+
+
+# --- restatements and revisions: spend follows them ------------------------------------------
+
+def scale_day(day: date, factor: Decimal) -> Callable[[Json], None]:
+    """A restatement: every amount of ``day``'s cost bucket times ``factor``."""
+    def corrupt(payload: Json) -> None:
+        for bucket in payload["data"]:
+            if bucket["starting_at"].startswith(day.isoformat()):
+                for result in bucket["results"]:
+                    result["amount"] = str(factor * Decimal(result["amount"]))
+    return corrupt
+
+
+def double_hour(hour: datetime) -> Callable[[Json], None]:
+    """A revision: every count of ``hour``'s minute buckets doubled."""
+    def corrupt(payload: Json) -> None:
+        for bucket in payload["data"]:
+            if floor_hour(datetime.fromisoformat(bucket["starting_at"])) != hour:
+                continue
+            for result in bucket["results"]:
+                for name in ("uncached_input_tokens", "cache_read_input_tokens",
+                             "output_tokens"):
+                    result[name] *= 2
+                cache = result["cache_creation"]
+                for name in cache:
+                    cache[name] *= 2
+    return corrupt
