@@ -25,6 +25,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -298,17 +299,49 @@ class Month:
         return int(value)
 
 
+Maker = Callable[[str, float | None], Month]
+
+
+@pytest.fixture(scope="module")
+def clean_state(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path,
+                                                                                    Checked]]:
+    """The state after the clean check at ``CLEAN``, one per billing source, made once: every
+    case starts from a copy (the simulator keeps no state a check changes)."""
+    made: dict[str, tuple[Path, Checked]] = {}
+
+    def get(source: str) -> tuple[Path, Checked]:
+        if source not in made:
+            root = tmp_path_factory.mktemp(f"clean-{source}")
+            with SimServer(ORG, SimClock(CLEAN), admin_key=KEY) as sim:
+                proxy = Proxy(sim.base_url).start()
+                try:
+                    clean = Month(root, sim, proxy, source).check(CLEAN)
+                finally:
+                    proxy.stop()
+            ok = clean.code == 0 and clean.tier == TIER and "Traceback" not in clean.stderr
+            record(Row("hostile", f"clean check ({source})", "exit 0, haiku: hard limit passed",
+                       ok, points=0, detail=f"exit {clean.code}, {clean.tier}, spend "
+                       f"{clean.spend:,.2f} > hard {HARD_USD}, {clean.wall_s:.1f} s"))
+            assert ok, (clean.code, clean.tier, clean.stderr[-2000:])
+            made[source] = root, clean
+        return made[source]
+    return get
+
+
 @pytest.fixture
-def month(tmp_path: Path) -> Iterator[Callable[[str, float | None], Month]]:
+def month(tmp_path: Path, clean_state: Callable[[str], tuple[Path, Checked]]
+          ) -> Iterator[Maker]:
+    """Months that start from the clean check's state: the env file says haiku."""
     made: list[tuple[SimServer, Proxy]] = []
 
     def make(source: str, deadline_s: float | None = None) -> Month:
+        template, clean = clean_state(source)
         root = tmp_path / f"m{len(made)}"
-        root.mkdir()
+        shutil.copytree(template, root, ignore=shutil.ignore_patterns("guard.toml"))
         sim = SimServer(ORG, SimClock(CLEAN), admin_key=KEY).start()
         proxy = Proxy(sim.base_url).start()
         made.append((sim, proxy))
-        return Month(root, sim, proxy, source, deadline_s)
+        return Month(root, sim, proxy, source, deadline_s, checks=[clean])
 
     yield make
     for sim, proxy in made:
@@ -443,12 +476,11 @@ SELECTED = [h for h in HOSTILE if FULL or h.bounded]
 
 @pytest.mark.parametrize("case", SELECTED, ids=[h.name for h in SELECTED])
 def test_a_hostile_answer_is_a_named_error_in_bounded_time_and_never_relaxes(
-        month: Callable[[str, float | None], Month], case: Hostile) -> None:
+        month: Maker, case: Hostile) -> None:
     """Haiku after a clean check; the hostile tick exits 3 naming the error, within its
     bound, with the env file still haiku and nothing of the answer stored."""
     m = month(case.source, case.deadline_s)
-    clean = m.check(CLEAN)
-    assert clean.code == 0 and clean.tier == TIER, (clean.code, clean.tier, clean.stderr)
+    clean = m.checks[0]
     assert m.env_tier() == TIER
     before = {t: m.digest(t) for t in case.tables}
     if case.fault is not None:
@@ -514,16 +546,6 @@ def _judge(case: Hostile, m: Month, clean: Checked, hostile: Checked,
 
 # --- restatements and revisions: spend follows them ------------------------------------------
 
-def scale_day(day: date, factor: Decimal) -> Callable[[Json], None]:
-    """A restatement: every amount of ``day``'s cost bucket times ``factor``."""
-    def corrupt(payload: Json) -> None:
-        for bucket in payload["data"]:
-            if bucket["starting_at"].startswith(day.isoformat()):
-                for result in bucket["results"]:
-                    result["amount"] = str(factor * Decimal(result["amount"]))
-    return corrupt
-
-
 def double_hour(hour: datetime) -> Callable[[Json], None]:
     """A revision: every count of ``hour``'s minute buckets doubled."""
     def corrupt(payload: Json) -> None:
@@ -538,3 +560,172 @@ def double_hour(hour: datetime) -> Callable[[Json], None]:
                 for name in cache:
                     cache[name] *= 2
     return corrupt
+
+
+def _day_epoch(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def _truth_usd(start: datetime, end: datetime) -> Decimal:
+    return Decimal(ORG.truth_cents(start, end, "organization")) / 100
+
+
+def _close(spend: float, expected: Decimal) -> bool:
+    """The guard's month-to-date against the simulator's truth: within $2 or 0.1 %
+    (usage lags a few minutes behind ``at``)."""
+    return abs(Decimal(str(spend)) - expected) <= max(Decimal(2), expected / 1000)
+
+
+@dataclass(frozen=True)
+class Restatement:
+    """Closed cost days restated by ``factor`` (``days`` empty: every closed day)."""
+
+    name: str
+    factor: Decimal
+    days: tuple[date, ...] = ()
+    below_limits: bool = False
+    """The restated month-to-date falls under both limits: follow the hysteresis on."""
+    bounded: bool = False
+
+    def restates(self, day: date) -> bool:
+        return not self.days or day in self.days
+
+
+MID_MONTH = date(2026, 3, 15)
+RESTATEMENTS = [
+    Restatement("restated cost day, upward (Mar 15 x2, a week later, past its 3-day final read)",
+                Decimal(2), (MID_MONTH,), bounded=True),
+    Restatement("restated cost day, downward (Mar 15 x0.5), still over the hard limit",
+                Decimal("0.5"), (MID_MONTH,)),
+    Restatement("restated cost days, downward below both limits (every day x0.2)",
+                Decimal("0.2"), below_limits=True),
+]
+SELECTED_RESTATEMENTS = [r for r in RESTATEMENTS if FULL or r.bounded]
+
+
+def scale_days(restatement: Restatement) -> Callable[[Json], None]:
+    """The cost report as restated: the amounts of the restated days times the factor."""
+    def corrupt(payload: Json) -> None:
+        for bucket in payload["data"]:
+            if restatement.restates(date.fromisoformat(bucket["starting_at"][:10])):
+                for result in bucket["results"]:
+                    result["amount"] = str(restatement.factor * Decimal(result["amount"]))
+    return corrupt
+
+
+@pytest.mark.parametrize("case", SELECTED_RESTATEMENTS,
+                         ids=[r.name for r in SELECTED_RESTATEMENTS])
+def test_a_restated_cost_day_is_followed_and_relaxes_only_through_the_hysteresis(
+        month: Maker, case: Restatement) -> None:
+    """A closed day's cost restated a week later (the legacy source re-reads closed days
+    daily until a week after their month): the stored day and month-to-date follow it, exit
+    0. Downward below the limits, the product's contract: spend follows at once, the ceiling
+    does not move on that tick nor while `clear_after_minutes` (60) have not passed below
+    95 % of the limits; then hard_reached resolves (notified) and the ceiling follows."""
+    m = month("legacy", None)
+    clean = m.checks[0]
+    closed = [MARCH.date() + timedelta(days=i) for i in range(20)]
+    stored = {d: m.total("cost_days", "amount_units",
+                         f"day = {_day_epoch(d)} AND grouping = 'workspace'") for d in closed}
+    m.sim.inject(Fault(count=10**6, path="cost_report", corrupt=scale_days(case)))
+    restated = m.check(NEXT_DAY)
+    today = NEXT_DAY.replace(hour=0)
+    expected = sum((_truth_usd(MARCH + timedelta(days=i), MARCH + timedelta(days=i + 1))
+                    * (case.factor if case.restates(MARCH.date() + timedelta(days=i))
+                       else 1) for i in range(21)), Decimal(0)) + _truth_usd(today, NEXT_DAY)
+    ratios = {d: Decimal(m.total("cost_days", "amount_units",
+                                 f"day = {_day_epoch(d)} AND grouping = 'workspace'"))
+              / stored[d] for d in closed if case.restates(d)}
+    wrong = {str(d): f"{r:.4f}" for d, r in ratios.items()
+             if abs(r - case.factor) > Decimal("0.000001")}
+    checks: dict[str, tuple[bool, str]] = {
+        "the tick ends within 60 s, exit 0, no traceback":
+            (restated.wall_s <= ISSUE_BOUND_S and restated.code == 0
+             and "Traceback" not in restated.stderr and bool(restated.body),
+             f"{restated.wall_s:.1f} s, exit {restated.code}, {restated.body.get('api_requests')}"
+             " requests"),
+        "the stored day follows the restatement":
+            (bool(ratios) and not wrong,
+             f"{len(ratios)} day(s) x{case.factor}" + (f"; wrong {wrong}" if wrong else "")),
+        "month-to-date follows the restatement":
+            (_close(restated.spend, expected),
+             f"spend {clean.spend:,.2f} -> {restated.spend:,.2f}, expected {expected:,.2f}"),
+        "the restated tick keeps haiku":
+            (restated.tier == TIER and m.env_tier() == TIER,
+             f"JSON {restated.tier}, env {m.env_tier()}"),
+    }
+    if case.below_limits:
+        within = m.check(NEXT_DAY + timedelta(minutes=30))
+        cleared = m.check(NEXT_DAY + timedelta(hours=2))
+        firing = cleared.body["budgets"][0]["firing"] if cleared.body.get("budgets") else None
+        resolved = [n for n in cleared.body.get("notifications", [])
+                    if n.get("condition") == "hard_reached" and n.get("kind") == "resolved"]
+        checks["within clear_after_minutes (30 min later) still haiku"] = (
+            within.code == 0 and within.tier == TIER,
+            f"exit {within.code}, {within.tier}, firing "
+            f"{(within.body.get('budgets') or [{}])[0].get('firing')}")
+        checks["after clear_after_minutes (2 h later) hard_reached resolves, notified"] = (
+            cleared.code == 0 and firing is not None and "hard_reached" not in firing
+            and bool(resolved),
+            f"exit {cleared.code}, firing {firing}, {len(resolved)} resolved notice(s)")
+        checks["...and only then the ceiling follows the restated spend"] = (
+            cleared.tier in ("opus", "sonnet") and m.env_tier() == cleared.tier,
+            f"{cleared.tier} ({(cleared.body.get('fallback') or {}).get('reason')})")
+    record(*(Row("hostile", case.name, invariant, ok, points=1, detail=detail)
+             for invariant, (ok, detail) in checks.items()))
+    failed = {k: d for k, (ok, d) in checks.items() if not ok}
+    assert not failed, (failed, [c.stderr[-1500:] for c in m.checks[1:]])
+
+
+REVISED = CLEAN - timedelta(hours=2)
+"""10:00, first read at 12:00 by the clean check (settled: 1 h 10 min after its end), so
+read once more from 12:10 on for late revisions."""
+
+
+@pytest.mark.parametrize("final", [False, True] if FULL else [False],
+                         ids=["picked up at the hour's second read",
+                              "after the second read the hour is final"][:2 if FULL else 1])
+def test_a_late_revision_of_a_settled_usage_hour_is_picked_up(month: Maker,
+                                                              final: bool) -> None:
+    """The 10:00 hour, settled when the clean check read it at 12:00, doubles 20 minutes
+    later: the tick at 12:20 reads it once more, the stored hour and month-to-date follow
+    (exit 0, still haiku). With ``final``, a revision after that second read (13:30) is not
+    read: the documented contract is once more, about an hour after settling."""
+    m = month("legacy", None)
+    clean = m.checks[0]
+    where = f"hour = {int(REVISED.timestamp())}"
+    before = m.total("usage_hours", "token_units", where)
+    at = CLEAN + timedelta(minutes=20)
+    if final:
+        second = m.check(at)
+        assert second.code == 0, second.stderr[-1500:]
+        at = CLEAN + timedelta(hours=1, minutes=30)
+    m.proxy.clear()
+    m.sim.inject(Fault(count=10**6, path="usage_report", corrupt=double_hour(REVISED)))
+    revised = m.check(at)
+    after = m.total("usage_hours", "token_units", where)
+    starts = [q.get("starting_at", "") for q in m.proxy.queries("usage_report")]
+    hour_usd = _truth_usd(REVISED, REVISED + timedelta(hours=1))
+    expected = _truth_usd(MARCH, at) + (0 if final else hour_usd)
+    name = ("late revision of a settled usage hour" if not final
+            else "late revision after the hour's second read")
+    checks: dict[str, tuple[bool, str]] = {
+        "the tick ends within 60 s, exit 0, no traceback":
+            (revised.wall_s <= ISSUE_BOUND_S and revised.code == 0
+             and "Traceback" not in revised.stderr and bool(revised.body),
+             f"{revised.wall_s:.1f} s, exit {revised.code}, {len(starts)} usage request(s) "
+             f"from {starts[:1]}"),
+        ("the stored hour is final: unchanged" if final
+         else "the hour is read again and the stored hour doubles"):
+            ((after == before) if final else (after == 2 * before > 0),
+             f"token units {before} -> {after}"),
+        "month-to-date " + ("unchanged by it" if final else "follows the revision"):
+            (_close(revised.spend, expected),
+             f"spend {clean.spend:,.2f} -> {revised.spend:,.2f}, expected {expected:,.2f}"),
+        "still haiku":
+            (revised.tier == TIER and m.env_tier() == TIER, f"{revised.tier}"),
+    }
+    record(*(Row("hostile", name, invariant, ok, points=1, detail=detail)
+             for invariant, (ok, detail) in checks.items()))
+    failed = {k: d for k, (ok, d) in checks.items() if not ok}
+    assert not failed, (failed, revised.stderr[-1500:])
