@@ -392,6 +392,8 @@ class Hostile:
     """Cache tables the hostile tick must leave exactly as they were."""
     deadline_s: float | None = None
     bound_s: float = ISSUE_BOUND_S
+    finding: str | None = None
+    """Why the product fails this case (an xfail, strict: it passes the day it is fixed)."""
     requests_part: str | None = None
     """Count requests to this endpoint (cursor cases) against the range's most pages."""
     bounded: bool = False
@@ -404,6 +406,11 @@ TEN_BN_CENTS = str(10**12)
 OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
 """One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
 SLOW_S = 2.0 if not FULL else 5.0
+SLOW_READ_FINDING = (
+    "finding: the tick deadline is checked only when a body chunk arrives; a read blocked "
+    "inside httpx's per-read timeout (anthropic.timeout_s, 30 s) is not cut at the deadline, "
+    "so a server sending 1 byte every 28 s holds a tick with the default 60 s deadline for "
+    "about 85 s, past the issue's 60 s")
 
 HOSTILE = [
     Hostile("negative cost on a closed day (cost_report)", "legacy", NEXT_DAY,
@@ -433,12 +440,12 @@ HOSTILE = [
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
             tables=("cost_days",), bounded=True),
     Hostile("cost row over 10x the org's hard limit (analytics/cost)", "analytics", NEXT_DAY,
-            ("analytics/cost", "more than 10× the organization's hard limit"),
+            ("the analytics cost has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="analytics/cost",
                   corrupt=each_billed_row(OVER_BOUND_CENTS)),
             tables=("billed_hours", "cost_days")),
     Hostile("usage row over 10x the org's hard limit", "legacy", LATER,
-            ("usage_report", "more than 10× the organization's hard limit"),
+            ("the usage report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="usage_report",
                   corrupt=each_usage_result({"output_tokens": 10**11,
                                              "model": "claude-opus-4-7"}))),
@@ -447,34 +454,43 @@ HOSTILE = [
             mode=Mode("usage_report", repeating), requests_part="usage_report", bounded=True),
     Hostile("repeating cursor (cost_report)", "legacy", NEXT_DAY,
             ("cost_report page 2 repeats an earlier cursor",),
-            mode=Mode("cost_report", repeating), requests_part="cost_report"),
-    Hostile("repeating cursor (analytics/cost)", "analytics", LATER,
+            mode=Mode("cost_report", repeating), tables=("cost_days",),
+            requests_part="cost_report"),
+    Hostile("repeating cursor (analytics/cost)", "analytics", NEXT_DAY,
             ("analytics/cost page 2 repeats an earlier cursor",),
-            mode=Mode("analytics/cost", repeating), requests_part="analytics/cost"),
+            mode=Mode("analytics/cost", repeating), tables=("billed_hours", "cost_days"),
+            requests_part="analytics/cost"),
     Hostile("more pages than the range can need (usage_report)", "legacy", LATER,
             ("usage_report wants more than", "pages for its range"),
             mode=Mode("usage_report", endless), requests_part="usage_report", bounded=True),
     Hostile("more pages than the range can need (cost_report)", "legacy", NEXT_DAY,
             ("cost_report wants more than", "pages for its range"),
-            mode=Mode("cost_report", endless), requests_part="cost_report"),
+            mode=Mode("cost_report", endless), tables=("cost_days",),
+            requests_part="cost_report"),
     Hostile(f"slowloris body, 1 byte / {SLOW_S:g} s, deadline 6 s", "legacy", LATER,
-            ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=SLOW_S),
-            deadline_s=6.0, bound_s=6.0 + SLOW_S + START_UP_S, bounded=True),
+            ("deadline", "tick_deadline_s", "usage_report"), mode=Mode(None, trickle_s=SLOW_S),
+            deadline_s=6.0, bound_s=6.0 + START_UP_S, bounded=True),
 ]
 if FULL:
     HOSTILE += [
         Hostile("slowloris body, 1 byte / 5 s, default deadline (60 s)", "legacy", LATER,
-                ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
-                bound_s=ISSUE_BOUND_S + 5.0 + START_UP_S),
-        Hostile("slowloris body (analytics), 1 byte / 5 s, deadline 20 s", "analytics", LATER,
-                ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
-                deadline_s=20.0, bound_s=20.0 + 5.0 + START_UP_S),
+                ("deadline", "tick_deadline_s", "usage_report"), mode=Mode(None, trickle_s=5.0),
+                bound_s=ISSUE_BOUND_S + START_UP_S),
+        Hostile("slowloris body (analytics source), 1 byte / 5 s, deadline 20 s", "analytics",
+                LATER, ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
+                deadline_s=20.0, bound_s=20.0 + START_UP_S),
+        Hostile("slowloris body, 1 byte / 28 s, default deadline (60 s)", "legacy", LATER,
+                ("deadline", "tick_deadline_s", "usage_report"),
+                mode=Mode(None, trickle_s=28.0), bound_s=ISSUE_BOUND_S + START_UP_S,
+                finding=SLOW_READ_FINDING),
     ]
 
 SELECTED = [h for h in HOSTILE if FULL or h.bounded]
+PARAMS = [pytest.param(h, id=h.name, marks=[pytest.mark.xfail(strict=True, reason=h.finding)]
+                       if h.finding else []) for h in SELECTED]
 
 
-@pytest.mark.parametrize("case", SELECTED, ids=[h.name for h in SELECTED])
+@pytest.mark.parametrize("case", PARAMS)
 def test_a_hostile_answer_is_a_named_error_in_bounded_time_and_never_relaxes(
         month: Maker, case: Hostile) -> None:
     """Haiku after a clean check; the hostile tick exits 3 naming the error, within its
@@ -538,7 +554,9 @@ def _judge(case: Hostile, m: Month, clean: Checked, hostile: Checked,
         checks["requests bounded by the pages the range can need"] = (
             0 < len(queries) <= most + 3,
             f"{len(queries)} requests to {case.requests_part}, the range can need {most}")
-    record(*(Row("hostile", case.name, invariant, ok, points=1, detail=detail)
+    known = "known finding (xfail): " if case.finding else ""
+    record(*(Row("hostile", case.name, invariant, ok, points=1,
+                 detail=detail if ok else known + detail)
              for invariant, (ok, detail) in checks.items()))
     failed = {k: d for k, (ok, d) in checks.items() if not ok}
     assert not failed, (failed, hostile.stderr[-2000:])
