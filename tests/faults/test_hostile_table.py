@@ -747,3 +747,194 @@ def test_a_late_revision_of_a_settled_usage_hour_is_picked_up(month: Maker,
              for invariant, (ok, detail) in checks.items()))
     failed = {k: d for k, (ok, d) in checks.items() if not ok}
     assert not failed, (failed, revised.stderr[-1500:])
+
+
+# --- the HTTP and on-call bounds (issue 12, item 5): a real `guard run` ---------------------
+
+TOKEN = "hostile-table-admin-token"
+MiB = 2**20
+
+
+@dataclass
+class Running:
+    """A `guard run` daemon with its HTTP endpoint on loopback."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    config: Path
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return -1
+
+    def stderr(self) -> str:
+        return (self.root / "daemon.err").read_text(errors="replace")
+
+    def pins(self) -> int:
+        with sqlite3.connect(self.root / "state.db") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM overrides").fetchone()[0])
+
+    def post(self, path: str, body: object) -> tuple[int, dict[str, Any]]:
+        data = json.dumps(body).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("POST", path, body=data, headers={
+                "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+            answer = conn.getresponse()
+            text = answer.read()
+        finally:
+            conn.close()
+        return answer.status, json.loads(text) if text.startswith(b"{") else {}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guard", "--config", str(self.config),
+                               *args], capture_output=True, text=True, timeout=120,
+                              check=False)
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """`guard run` against the simulator (its clock the wall clock), writes unlocked by a
+    bearer token, until the module's last on-call case."""
+    root = tmp_path_factory.mktemp("daemon")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    port = _free_port()
+    with SimServer(ORG, SimClock(now), admin_key=KEY) as sim:
+        config = root / "guard.toml"
+        config.write_text(
+            f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{sim.base_url}"\n'
+            'max_retries = 0\nsource = "legacy"\npoll_interval_s = 600\n'
+            f'[state]\nurl = "sqlite:///{root / "state.db"}"\n'
+            f'[fallback]\nenv_file = "{root / "model.env"}"\n'
+            f'state_file = "{root / "fallback.json"}"\n'
+            f'[http]\nlisten = "127.0.0.1:{port}"\nadmin_token = "{TOKEN}"\n'
+            '[[budgets]]\nname = "org"\nscope = "organization"\n'
+            f"soft_limit_usd = {SOFT_USD}\nhard_limit_usd = {HARD_USD}\n")
+        with (root / "daemon.out").open("wb") as out, (root / "daemon.err").open("wb") as err:
+            process = subprocess.Popen([sys.executable, "-m", "guard", "--config", str(config),
+                                        "run"], stdout=out, stderr=err,
+                                       env={**os.environ, "TMPDIR": str(root)})
+        daemon = Running(root, process, port, config)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    pytest.fail(f"guard run exited {process.returncode}: {daemon.stderr()}")
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    conn.request("GET", "/readyz")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"guard run never became ready: {daemon.stderr()[-2000:]}")
+            yield daemon
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _huge_pin(port: int, chunked: bool, total: int = 200 * MiB) -> tuple[str, int, float]:
+    """Offer a 200 MiB pin body (valid token) over a raw socket, by Content-Length or
+    chunked; the status line that comes back, the bytes the server let us send, seconds."""
+    import socket  # noqa: PLC0415
+
+    framing = (b"Transfer-Encoding: chunked\r\n" if chunked
+               else f"Content-Length: {total}\r\n".encode())
+    head = (b"POST /v1/fallback/pin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n" + framing + b"\r\n")
+    piece = b'{"reason": "' + b"x" * (MiB - 12)
+    sent, answer = 0, b""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.05)
+        while sent < total and not answer:
+            chunk = piece[:min(MiB, total - sent)]
+            frame = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") if chunked else chunk
+            try:
+                conn.sendall(frame)
+                sent += len(chunk)
+            except TimeoutError:
+                pass  # the server stopped reading: see whether it answered
+            except OSError:
+                break
+            try:
+                answer = conn.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        if not answer:
+            conn.settimeout(10)
+            try:
+                answer = conn.recv(4096)
+            except OSError:
+                answer = b""
+    return answer.split(b"\r\n", 1)[0].decode(errors="replace"), sent, (
+        time.monotonic() - started)
+
+
+BOUNDS_CASES = ["200 MiB pin body, Content-Length", "200 MiB pin body, chunked",
+                "reason of 501 characters", "--for 10**30h"]
+
+
+@pytest.mark.parametrize("case", BOUNDS_CASES)
+def test_on_call_input_is_bounded_over_http_and_the_cli(running: Running, case: str) -> None:
+    """Item 5 end to end, against a real `guard run`: a 200 MiB pin body is refused with 413
+    before it is read (the daemon's memory does not grow); a reason over 500 characters and
+    a duration of 10**30 hours are a 400 naming the field over HTTP and exit 2 naming it on
+    the CLI; nothing is pinned, the daemon lives on, no traceback anywhere."""
+    rss_before = running.rss_kib()
+    checks: dict[str, tuple[bool, str]] = {}
+    if case.startswith("200 MiB"):
+        status, sent, seconds = _huge_pin(running.port, chunked="chunked" in case)
+        grown = running.rss_kib() - rss_before
+        checks["413 before the body is read"] = (
+            " 413 " in f"{status} " and sent <= 16 * MiB,
+            f"{status!r} after {sent / MiB:.0f} MiB sent, {seconds:.1f} s")
+        checks["the daemon's memory does not grow"] = (
+            grown < 32 * 1024, f"RSS {rss_before // 1024} MiB, +{grown // 1024} MiB")
+    else:
+        field_name, cli_flag, pin = (
+            ("reason", "--reason", {"tier": "haiku", "for": "4h", "reason": "x" * 501})
+            if case.startswith("reason") else
+            ("for", "--for", {"tier": "haiku", "for": f"{10**30}h", "reason": "hostile"}))
+        status, body = running.post("/v1/fallback/pin", pin)
+        fields = [p.get("field") for p in body.get("problems", [])]
+        checks["HTTP: 400 naming the field"] = (
+            status == 400 and fields == [field_name], f"{status}, problems {body.get('problems')}")
+        done = running.cli("fallback", "pin", "haiku", "--for", pin["for"],
+                           "--reason", pin["reason"])
+        checks["CLI: exit 2 naming the field, no traceback"] = (
+            done.returncode == 2 and cli_flag in done.stderr + done.stdout
+            and "Traceback" not in done.stderr,
+            f"exit {done.returncode}: {(done.stderr or done.stdout).strip()[:160]!r}")
+    alive = running.process.poll() is None
+    checks["nothing pinned, the daemon alive, no traceback in its log"] = (
+        running.pins() == 0 and alive and "Traceback" not in running.stderr(),
+        f"{running.pins()} pins, {'alive' if alive else 'exited'}")
+    record(*(Row("hostile", f"on-call: {case}", invariant, ok, points=1, detail=detail)
+             for invariant, (ok, detail) in checks.items()))
+    failed = {k: d for k, (ok, d) in checks.items() if not ok}
+    assert not failed, (failed, running.stderr()[-2000:])
