@@ -406,6 +406,11 @@ TEN_BN_CENTS = str(10**12)
 OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
 """One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
 SLOW_S = 2.0 if not FULL else 5.0
+HUGE_INT_FINDING = (
+    "finding: a token count over ~1.8e308 (JSON integer 10**400) crashes the tick: "
+    "guard/adapters/admin/parse.py _count formats it with {value:.3g}, which raises "
+    "OverflowError: int too large to convert to float; exit 1, a traceback, no JSON "
+    "(the env file is left as it was, so nothing relaxes)")
 SLOW_READ_FINDING = (
     "finding: the tick deadline is checked only when a body chunk arrives; a read blocked "
     "inside httpx's per-read timeout (anthropic.timeout_s, 30 s) is not cut at the deadline, "
@@ -435,6 +440,19 @@ HOSTILE = [
     Hostile("1e15 tokens", "legacy", LATER, ("usage_report", "`output_tokens`", "over 1e+12"),
             Fault(count=1000, path="usage_report",
                   corrupt=each_usage_result({"output_tokens": 10**15}))),
+    Hostile("1e400 tokens (an integer no float can hold)", "legacy", LATER,
+            ("usage_report", "`output_tokens`", "not a real count"),
+            Fault(count=1000, path="usage_report",
+                  corrupt=each_usage_result({"output_tokens": 10**400})),
+            finding=HUGE_INT_FINDING, bounded=True),
+    Hostile("NaN cost amount (cost_report)", "legacy", NEXT_DAY,
+            ("cost_report", "`amount` is not a finite decimal"),
+            Fault(count=1000, path="cost_report", corrupt=each_cost_result("NaN")),
+            tables=("cost_days",)),
+    Hostile("1e400 cost amount (analytics/cost)", "analytics", NEXT_DAY,
+            ("analytics/cost", "`amount`", "not a real amount"),
+            Fault(count=1000, path="analytics/cost", corrupt=each_billed_row("1e400")),
+            tables=("billed_hours", "cost_days")),
     Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
             ("the cost report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
