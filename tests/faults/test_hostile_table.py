@@ -377,6 +377,11 @@ def each_billed_row(amount: str) -> Callable[[Json], None]:
     return corrupt
 
 
+def refreshed_in_2099(payload: Json) -> None:
+    """The export claims to be complete through 2099."""
+    payload["data_refreshed_at"] = "2099-01-01T00:00:00Z"
+
+
 @dataclass(frozen=True)
 class Hostile:
     """One hostile answer, the tick that meets it, and what the error must name."""
@@ -411,6 +416,11 @@ HUGE_INT_FINDING = (
     "guard/adapters/admin/parse.py _count formats it with {value:.3g}, which raises "
     "OverflowError: int too large to convert to float; exit 1, a traceback, no JSON "
     "(the env file is left as it was, so nothing relaxes)")
+FUTURE_WATERMARK_FINDING = (
+    "finding: an analytics/cost data_refreshed_at after now (2099) is accepted without an "
+    "error (clamped to the tick's hour): the hours the export has not written yet are stored "
+    "as billed at nothing, so month-to-date falls by the estimated tail: $11,602.68 against "
+    "$11,676.57 for an honest tick at the same hour (about 4 h of usage); exit 0, no error")
 SLOW_READ_FINDING = (
     "finding: the tick deadline is checked only when a body chunk arrives; a read blocked "
     "inside httpx's per-read timeout (anthropic.timeout_s, 30 s) is not cut at the deadline, "
@@ -453,6 +463,11 @@ HOSTILE = [
             ("analytics/cost", "`amount`", "not a real amount"),
             Fault(count=1000, path="analytics/cost", corrupt=each_billed_row("1e400")),
             tables=("billed_hours", "cost_days")),
+    Hostile("data_refreshed_at in 2099 (analytics/cost)", "analytics",
+            CLEAN + timedelta(hours=1), ("analytics/cost", "data_refreshed_at"),
+            Fault(count=1000, path="analytics/cost", corrupt=refreshed_in_2099),
+            tables=("billed_hours", "cost_days"), finding=FUTURE_WATERMARK_FINDING,
+            bounded=True),
     Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
             ("the cost report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
