@@ -185,7 +185,7 @@ class Replica:
             f'[fallback]\nenv_file = "{self.env_file}"\nstate_file = "{self.state_file}"\n'
             f'[slack]\nbot_token = "{token}"\nbase_url = "{slack.base_url}"\n'
             f'channel = "{slack.channel}"\n'
-            "[policy]\nraise_after_minutes = 0\n"
+            "[policy]\nraise_after_minutes = 0\nrepeat_interval_minutes = 1\n"
             '[[budgets]]\nname = "org"\nscope = "organization"\n'
             "soft_limit_usd = 100\nhard_limit_usd = 1000000\n")
         self.lines: list[tuple[int, dict[str, Any]]] = []
@@ -570,8 +570,10 @@ def verdict(c: Campaign, fault: str, title: str) -> list[tuple[Row, str]]:
     said = [(name, status, "standby" in text) for name, status, text in c.readyz]
     leaders_ok = all(status == 200 and not standby for _, status, standby in said[0::2])
     standbys_ok = all(status == 200 and standby for _, status, standby in said[1::2])
-    posts = [call.dedup for call in c.slack.attributed
-             if call.method == "chat.postMessage" and call.accepted]
+    posted = [call for call in c.slack.attributed
+              if call.method == "chat.postMessage" and call.accepted]
+    posts = [call.dedup for call in posted]
+    by = Counter(call.by for call in posted)
     twice = {d: k for d, k in Counter(posts).items() if k > 1}
     broken = tracebacks(c)
 
@@ -595,7 +597,7 @@ def verdict(c: Campaign, fault: str, title: str) -> list[tuple[Row, str]]:
         (row("/readyz says standby on the standby only", leaders_ok and standbys_ok,
              f"{len(said) // 2} checks"), f"/readyz answers: {c.readyz}"),
         (row("no Slack post twice", not twice,
-             f"{len(posts)} posts, {len(set(posts))} dedup keys"),
+             f"{len(posts)} posts (a {by['a']}, b {by['b']}), {len(set(posts))} dedup keys"),
          f"posted twice: {twice}"),
         (row("no traceback", not broken, f"{len(broken)} error lines"),
          f"error lines: {broken}"),
