@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import FULL
@@ -34,6 +35,7 @@ from slackfake import SlackFake
 from table import Row, record
 
 from guard.adapters.sinks import read_env
+from guard.entry import wiring
 from guard.sim import SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-storage-faults"
@@ -417,3 +419,70 @@ def _judge(fault: Fault, month: Month, seen: tuple[str | None, int], after: Chec
              for invariant, (ok, detail) in checks.items()))
     failed = {k: d for k, (ok, d) in checks.items() if not ok}
     assert not failed, (failed, [(c.at, c.code, c.stderr[-2000:]) for c in month.checks])
+
+
+# --- the daemon -----------------------------------------------------------------------------
+
+def test_the_daemon_keeps_ticking_through_a_store_outage_and_tightens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`guard run` whose state directory is read-only from its start: every tick is one
+    clear line and a metric, the first one moves the env file to haiku and posts the hard
+    crossing; the directory writable again, the next tick merges the journal, posts nothing
+    twice, and the daemon stops cleanly, without a traceback."""
+    from test_daemon import Running, free_port, until  # noqa: PLC0415
+
+    fault = Fault("daemon: state directory read-only from the start", _read_only, _read_write,
+                  mounts=("state",))
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = ORG.truth_cents(start, now - timedelta(hours=3), "organization") // 100
+    with _month(tmp_path, fault) as month, ExitStack() as stack:
+        month.sim.clock.set(now)
+        port = free_port()
+        text = month.config().read_text().replace("max_retries = 0\n",
+                                                  "max_retries = 0\npoll_interval_s = 10\n")
+        text = text.replace(f"soft_limit_usd = {SOFT_USD}\nhard_limit_usd = {HARD_USD}\n",
+                            f"soft_limit_usd = {max(1, spent // 4)}\n"
+                            f"hard_limit_usd = {max(2, spent // 2)}\n")
+        config = tmp_path / "daemon.toml"
+        config.write_text(text + f'[http]\nlisten = "127.0.0.1:{port}"\n')
+        with wiring.opened_store(month.state_url):
+            pass  # the store exists, and then its directory turns read-only
+        fault.start(month, stack)
+        monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where its journal goes
+        running = Running(config)
+        try:
+            running.wait_for("fallback tightened to haiku without the state store", 90)
+            running.wait_for("[without the state store]", 30)
+            running.wait_for("[without the state store]", 60)
+            assert until(f"http://127.0.0.1:{port}/healthz", 200)
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            tier_during, hard_during = month.tier(), month.top_level("Hard limit reached")
+            journaled = [p.name for p in month.journals()]
+            fault.repair(month)
+            running.wait_for("state store back", 60)
+            running.wait_for("tick finished", 60)
+            alive = running.process.poll() is None
+        finally:
+            code = running.stop()
+    errors = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line.startswith("budget_guard_store_errors_total")]
+    raw = [s["msg"] for s in running.seen if s.get("level") == "raw" or "error" in s]
+    checks = {
+        "every tick without the store is one line and a metric, the daemon keeps ticking":
+            (alive and bool(errors) and errors[0] >= 2, f"store errors metric {errors}"),
+        "the hard crossing moves the env file to haiku during the fault":
+            (tier_during == "haiku", f"tier {tier_during}"),
+        "hard_reached reaches Slack exactly once (during the fault)":
+            (hard_during == 1 and month.top_level("Hard limit reached") == 1,
+             f"{hard_during} during, {month.top_level('Hard limit reached')} in all"),
+        "the store back: journal merged, clean stop, no traceback":
+            (len(journaled) == 1 and not month.journals() and code == 0
+             and not any("Traceback" in m for m in raw),
+             f"exit {code}, journals {journaled} during, {[p.name for p in month.journals()]}"
+             f" after, {raw[:3]}"),
+    }
+    record(*(Row("storage", fault.name, invariant, ok, points=1, repetitions=1, detail=detail)
+             for invariant, (ok, detail) in checks.items()))
+    failed = {k: d for k, (ok, d) in checks.items() if not ok}
+    assert not failed, (failed, [s["msg"][:200] for s in running.seen])
