@@ -82,13 +82,10 @@ TIMEOUT_S = 300
 
 
 def schedule() -> list[datetime]:
-    """The ticks of the month: daily at 06:00 in full, seven chosen days when bounded."""
-    if FULL:
-        days = range(31)
-        ticks = [MARCH + timedelta(days=d, hours=6) for d in days]
-    else:
-        ticks = [MARCH + timedelta(days=d, hours=6) for d in (1, 4, 10, 17, 25, 29)]
-    return [*ticks, APRIL + timedelta(hours=6)]
+    """The ticks of the month at 06:00: every other day in full, four chosen days when
+    bounded (the first firings, the hard limit, runaway), then the rollover."""
+    days = range(0, 31, 2) if FULL else (1, 10, 25, 29)
+    return [*(MARCH + timedelta(days=d, hours=6) for d in days), APRIL + timedelta(hours=6)]
 
 
 def stamp(at: datetime) -> str:
@@ -350,6 +347,7 @@ def collect(outcome: Outcome, world: World) -> None:
             "stuck": rows("SELECT dedup, status, claimed_by FROM outbox "
                           "WHERE status = 'owed' OR claimed_by IS NOT NULL"),
             "incidents": rows("SELECT count(*), count(DISTINCT incident) FROM incidents"),
+            "rows": rows("SELECT id, dedup, incident, kind, status FROM outbox ORDER BY id"),
         }
     finally:
         conn.close()
@@ -381,9 +379,11 @@ SLACK_HOOKS = (
 
 def hooks(name: str, table: tuple[tuple[str, int], ...], per_tick: int,
           every: int = 1) -> Chooser:
-    """Walk ``table`` in order (a kill point each), ``per_tick`` kills at most at every
-    ``every``-th tick, drawing which call of a boundary from the seeded random."""
+    """Walk ``table`` in a seeded-random order, round and round (a kill point each),
+    ``per_tick`` kills at most at every ``every``-th tick, drawing which call of a boundary
+    from the seeded random too."""
     rng = random.Random(f"{SEED}:{name}")
+    table = tuple(rng.sample(table, len(table)))
     cursor = 0
 
     def choose(index: int, killed: int) -> Point | None:
@@ -432,18 +432,24 @@ def delays(name: str, per_tick: int, every: int = 1) -> Chooser:
     return choose
 
 
+def per_tick(full: int) -> tuple[int, int]:
+    """(kills at most per tick, at every how many ticks): ``full`` at each tick of the whole
+    month, one at every other tick when bounded."""
+    return (full, 1) if FULL else (1, 2)
+
+
 CAMPAIGNS: dict[str, tuple[str, Callable[[], Chooser], int]] = {
     # name → (the fault, as the table says it; its chooser; least kills in the full form)
     "store": ("SIGKILL at store, decision and file boundaries (hooks)",
-              lambda: hooks("store", STORE_HOOKS, *((3, 1) if FULL else (1, 2))), 50),
+              lambda: hooks("store", STORE_HOOKS, *per_tick(4)), 40),
     "slack": ("SIGKILL at outbox and Slack boundaries (hooks)",
-              lambda: hooks("slack", SLACK_HOOKS, *((3, 1) if FULL else (1, 2))), 50),
+              lambda: hooks("slack", SLACK_HOOKS, *per_tick(4)), 40),
     "in-flight": ("SIGKILL by Slack with chat.postMessage's reply in flight",
-                  lambda: in_flight("in-flight", *((2, 1) if FULL else (1, 3))), 25),
+                  lambda: in_flight("in-flight", *per_tick(3)), 20),
     "request": ("SIGKILL at the seeded-random k-th HTTP request",
-                lambda: requests("request", *((2, 1) if FULL else (1, 3))), 25),
+                lambda: requests("request", *per_tick(3)), 20),
     "delay": ("SIGKILL after a seeded-random delay",
-              lambda: delays("delay", *((1, 1) if FULL else (1, 4))), 0),
+              lambda: delays("delay", *per_tick(2)), 0),
 }
 LEAST_IN_FULL = 150
 
@@ -503,24 +509,50 @@ def crashed(run: Outcome) -> list[str]:
     return run.tracebacks + run.failures
 
 
+LOST = "no notification lost"
 INVARIANTS: dict[str, Callable[[Outcome, Outcome], list[str]]] = {
-    "no notification lost": lost,
+    LOST: lost,
     "no notification sent twice": lambda _ref, run: duplicated(run),
     "spend never double-counted": double_counted,
     "state consistent after restart": inconsistent,
     "no traceback": lambda _ref, run: crashed(run),
 }
-XFAIL: dict[tuple[str, str], str] = {}
-"""(campaign, invariant) → the finding that makes it fail, marked xfail(strict=True)."""
+F1 = ("finding F1: a rerun after a kill mid-delivery decides the tick again and owes an "
+      "`update` per incident, which supersedes the repeats still owed: their 'Still firing' "
+      "thread replies are never posted")
+
+
+F2 = ("finding F2: a first tick killed after writing the fallback files and before recording "
+      "the fallback is never audited: the rerun, finding no stored fallback and no alert "
+      "state, starts from the files on disk, so the first `fallback_changed` (none → opus) "
+      "is missing from the audit log")
+
+
+def overtaken(run: Outcome) -> set[str]:
+    """Repeats superseded by a later ``update`` row of their incident (finding F1)."""
+    rows = run.store["rows"]
+    return {dedup for i, (_, dedup, incident, kind, status) in enumerate(rows)
+            if kind == "repeat" and status == "superseded"
+            and any(r[2] == incident and r[3] == "update" for r in rows[i + 1:])}
+
+
+def explained(invariant: str, ref: Outcome, run: Outcome, problems: list[str]
+              ) -> tuple[list[str], str | None]:
+    """The problems a known finding explains, and which finding."""
+    if invariant == LOST:
+        gone = overtaken(run)
+        return [p for p in problems if p.split(" ")[0] in gone], "F1"
+    if invariant == "state consistent after restart":
+        first_write = [e for e in ref.store["audit"] if e[3] is not None]
+        if run.store["audit"] == first_write != ref.store["audit"]:
+            return [p for p in problems if p.startswith("audit: ")], "F2"
+    return [], None
 
 
 def cases() -> Iterator[Any]:
     for name in CAMPAIGNS:
         for invariant in INVARIANTS:
-            marks = ([pytest.mark.xfail(strict=True, reason=XFAIL[(name, invariant)])]
-                     if (name, invariant) in XFAIL else [])
-            yield pytest.param(name, invariant, id=f"{name}-{invariant.replace(' ', '-')}",
-                               marks=marks)
+            yield pytest.param(name, invariant, id=f"{name}-{invariant.replace(' ', '-')}")
 
 
 def test_the_reference_month_is_what_the_campaigns_are_measured_against(
@@ -555,15 +587,49 @@ def test_sigkill_campaign(outcomes: dict[str, Outcome], name: str, invariant: st
               f"{run.processes} processes, {len(run.posts)} posts, {run.seconds:.0f} s"
               + (": " + ", ".join(f"{k} ×{n}" for k, n in sorted(by_point.items()))
                  if first else ""))
-    if problems:
-        detail += f"; {len(problems)} problems: " + "; ".join(problems[:3])
+    known, finding = explained(invariant, ref, run, problems)
+    if known:
+        detail += f"; {len(known)} explained by finding {finding}"
+    other = [p for p in problems if p not in known]
+    if other:
+        detail += f"; {len(other)} problems: " + "; ".join(other[:3])
     record(Row(suite="sigkill", fault=CAMPAIGNS[name][0], invariant=invariant,
                ok=not problems, points=len(run.kills) if first else 0,
                repetitions=run.processes, detail=detail))
-    assert not problems, "\n".join(problems)
+    assert not other, "\n".join(other)
     assert len(run.ticks) == len(schedule())
     if FULL:
         assert len(run.kills) >= CAMPAIGNS[name][2]
+    if known:  # the exact reproductions are the strict xfails below
+        pytest.xfail(f"{F1 if finding == 'F1' else F2}: {len(known)} here, e.g. {known[0]}")
+
+
+@pytest.mark.xfail(strict=True, reason=F1)
+def test_a_rerun_after_a_kill_mid_delivery_still_posts_every_owed_repeat(
+        tmp_path: Path) -> None:
+    """Finding F1, reproduced: incidents fire, a week later their repeats are owed; the check
+    is killed right after Slack answered the first repeat's thread reply, and rerun at the
+    same --at (lease and claims aged). Every repeat that tick owed must reach its thread."""
+    firing = MARCH + timedelta(days=10, hours=6)
+    week = firing + timedelta(days=7)
+    with World(tmp_path) as world:
+        for at in (firing, firing + timedelta(hours=1)):
+            assert world.run(at, Point("none"))[0] == 0
+        rc, _, _ = world.run(week, Point("slack.post.after", "slack.post.after:1"))
+        assert rc == KILLED
+        world.recover()
+        rc, _, err = world.run(week, Point("none"))
+        assert rc == 0, err
+        conn = sqlite3.connect(tmp_path / "state.db")
+        try:
+            owed = [r[0] for r in conn.execute(
+                "SELECT dedup FROM outbox WHERE kind = 'repeat' AND created_at = ?",
+                (int(week.timestamp()),))]
+        finally:
+            conn.close()
+        posted = {dedup_of(m) for m in world.slack.history()}
+    assert len(owed) >= 2
+    assert [d for d in owed if d not in posted] == []
 
 
 def test_enough_sigkill_points(outcomes: dict[str, Outcome]) -> None:
@@ -571,3 +637,25 @@ def test_enough_sigkill_points(outcomes: dict[str, Outcome]) -> None:
     kills = sum(len(outcomes[name].kills) for name in CAMPAIGNS)
     least = LEAST_IN_FULL if FULL else 8
     assert kills >= least, f"{kills} SIGKILL points"
+
+
+@pytest.mark.xfail(strict=True, reason=F2)
+def test_a_first_tick_killed_before_recording_its_fallback_still_audits_it(
+        tmp_path: Path) -> None:
+    """Finding F2, reproduced: the very first check is killed after the fallback files were
+    written, before the fallback is recorded; the rerun at the same --at must still audit
+    the first fallback (none → opus), as a run without the kill does."""
+    at = MARCH + timedelta(days=1, hours=6)
+    with World(tmp_path) as world:
+        rc, _, _ = world.run(at, Point("fallback.save.before", "fallback.save.before:1"))
+        assert rc == KILLED
+        world.recover()
+        rc, _, err = world.run(at, Point("none"))
+        assert rc == 0, err
+        conn = sqlite3.connect(tmp_path / "state.db")
+        try:
+            audited = [tuple(r) for r in conn.execute(
+                "SELECT action, before, after FROM audit_log ORDER BY id")]
+        finally:
+            conn.close()
+    assert ("fallback_changed", None, "opus (auto)") in audited
