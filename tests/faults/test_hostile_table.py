@@ -484,21 +484,23 @@ HOSTILE = [
                                              "model": "claude-opus-4-7"}))),
     Hostile("repeating cursor (usage_report)", "legacy", LATER,
             ("usage_report page 2 repeats an earlier cursor",),
-            mode=Mode("usage_report", repeating), requests_part="usage_report", bounded=True),
+            mode=Mode("usage_report", repeating), tables=("cost_days", "billed_hours"),
+            requests_part="usage_report", bounded=True),
     Hostile("repeating cursor (cost_report)", "legacy", NEXT_DAY,
             ("cost_report page 2 repeats an earlier cursor",),
-            mode=Mode("cost_report", repeating), tables=("cost_days",),
+            mode=Mode("cost_report", repeating), tables=("billed_hours",),
             requests_part="cost_report"),
     Hostile("repeating cursor (analytics/cost)", "analytics", NEXT_DAY,
             ("analytics/cost page 2 repeats an earlier cursor",),
-            mode=Mode("analytics/cost", repeating), tables=("billed_hours", "cost_days"),
+            mode=Mode("analytics/cost", repeating), tables=("cost_days",),
             requests_part="analytics/cost"),
     Hostile("more pages than the range can need (usage_report)", "legacy", LATER,
             ("usage_report wants more than", "pages for its range"),
-            mode=Mode("usage_report", endless), requests_part="usage_report", bounded=True),
+            mode=Mode("usage_report", endless), tables=("cost_days", "billed_hours"),
+            requests_part="usage_report", bounded=True),
     Hostile("more pages than the range can need (cost_report)", "legacy", NEXT_DAY,
             ("cost_report wants more than", "pages for its range"),
-            mode=Mode("cost_report", endless), tables=("cost_days",),
+            mode=Mode("cost_report", endless), tables=("billed_hours",),
             requests_part="cost_report"),
     Hostile(f"slowloris body, 1 byte / {SLOW_S:g} s, deadline 6 s", "legacy", LATER,
             ("deadline", "tick_deadline_s", "usage_report"), mode=Mode(None, trickle_s=SLOW_S),
@@ -523,21 +525,43 @@ PARAMS = [pytest.param(h, id=h.name, marks=[pytest.mark.xfail(strict=True, reaso
                        if h.finding else []) for h in SELECTED]
 
 
+REPEAT_EVERY = timedelta(hours=1, minutes=5)
+"""Between hostile ticks of the full form: past every hourly re-read, so each tick meets the
+hostile endpoint again."""
+
+
 @pytest.mark.parametrize("case", PARAMS)
 def test_a_hostile_answer_is_a_named_error_in_bounded_time_and_never_relaxes(
         month: Maker, case: Hostile) -> None:
-    """Haiku after a clean check; the hostile tick exits 3 naming the error, within its
-    bound, with the env file still haiku and nothing of the answer stored."""
+    """Haiku after a clean check; each hostile tick (two in the full form, one for a
+    slowloris) exits 3 naming the error, within its bound, with the env file still haiku and
+    nothing of the answer stored."""
     m = month(case.source, case.deadline_s)
     clean = m.checks[0]
     assert m.env_tier() == TIER
     before = {t: m.digest(t) for t in case.tables}
     if case.fault is not None:
         m.sim.inject(case.fault)
-    m.proxy.clear()
-    m.proxy.set(case.mode or Mode(path="\0never"))
-    hostile = m.check(case.at)
-    _judge(case, m, clean, hostile, before)
+    reps = 2 if FULL and not (case.mode and case.mode.trickle_s) else 1
+    ticks: list[Tick] = []
+    for rep in range(reps):
+        m.proxy.clear()
+        m.proxy.set(case.mode or Mode(path="\0never"))
+        hostile = m.check(case.at + rep * REPEAT_EVERY)
+        m.proxy.set(Mode(path="\0never"))
+        queries = m.proxy.queries(case.requests_part) if case.requests_part else []
+        ticks.append(Tick(hostile, m.env_tier(), m.proxy.requests(), queries))
+    _judge(case, m, clean, ticks, before)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One hostile tick: the check, the env file's tier after it, its requests."""
+
+    checked: Checked
+    env_tier: str | None
+    requests: int
+    queries: list[dict[str, str]]
 
 
 def _most_pages(queries: list[dict[str, str]]) -> int:
@@ -553,46 +577,58 @@ def _most_pages(queries: list[dict[str, str]]) -> int:
     return max(1, int((end - start) / width)) + 1
 
 
-def _judge(case: Hostile, m: Month, clean: Checked, hostile: Checked,
+def _ceiling(at: datetime) -> float:
+    """The most month-to-date can honestly be at ``at``: the simulator's truth, within $2 or
+    0.1 % (what the guard prices itself may differ a little from the list)."""
+    truth = _truth_usd(MARCH, at)
+    return float(truth + max(Decimal(2), truth / 1000))
+
+
+def _judge(case: Hostile, m: Month, clean: Checked, ticks: list[Tick],
            before: dict[str, str]) -> None:
-    """Record every invariant as a row, then assert them all."""
-    requests = m.proxy.requests()
-    m.proxy.set(Mode(path="\0never"))
+    """Record every invariant as a row (over all the hostile ticks), then assert them all."""
     after = {t: m.digest(t) for t in case.tables}
-    named = [part for part in case.named if part not in hostile.error
-             or part not in hostile.stderr]
+    runs = [t.checked for t in ticks]
+    last = runs[-1]
+    named = [part for part in case.named for c in runs
+             if part not in c.error or part not in c.stderr]
+    tracebacks = [c.stderr.strip().splitlines()[-1][:160] for c in runs
+                  if "Traceback" in c.stderr]
+    stored_label = ("the pages it did read are genuine: spend between the clean check and "
+                    "the truth, never counted twice" if case.mode is not None else
+                    "nothing of the answer is stored; spend does not fall nor exceed the truth")
     checks: dict[str, tuple[bool, str]] = {
         f"the tick ends within {case.bound_s:.0f} s":
-            (hostile.wall_s <= case.bound_s, f"{hostile.wall_s:.1f} s, {requests} requests"),
+            (all(c.wall_s <= case.bound_s for c in runs),
+             ", ".join(f"{t.checked.wall_s:.1f} s ({t.requests} requests)" for t in ticks)),
         "exit 3, the error named in upstream_error and on stderr":
-            (hostile.code == 3 and not named,
-             f"exit {hostile.code}; {hostile.error[:160]!r}"
-             + (f"; missing {named}" if named else "")),
+            (all(c.code == 3 for c in runs) and not named,
+             f"exit {[c.code for c in runs]}; {last.error[:160]!r}"
+             + (f"; missing {sorted(set(named))}" if named else "")),
         "the env file stays haiku (never relaxed)":
-            (m.env_tier() == TIER and hostile.tier == TIER,
-             f"env {m.env_tier()}, JSON {hostile.tier}"),
-        "nothing of the answer is stored; spend does not fall":
-            (after == before and hostile.spend >= clean.spend,
-             f"spend {clean.spend:,.2f} -> {hostile.spend:,.2f}; "
-             + ", ".join(f"{t} {'same' if before[t] == after[t] else 'CHANGED'}"
-                         for t in case.tables)),
+            (all(t.env_tier == TIER and t.checked.tier == TIER for t in ticks),
+             ", ".join(f"env {t.env_tier}, JSON {t.checked.tier}" for t in ticks)),
+        stored_label:
+            (after == before and all(clean.spend <= c.spend <= _ceiling(c.at) for c in runs),
+             f"spend {clean.spend:,.2f} -> " + ", ".join(
+                 f"{c.spend:,.2f} (truth {_ceiling(c.at):,.2f})" for c in runs)
+             + "; " + ", ".join(f"{t} {'same' if before[t] == after[t] else 'CHANGED'}"
+                                for t in case.tables)),
         "no traceback, the JSON printed":
-            ("Traceback" not in hostile.stderr and bool(hostile.body),
-             hostile.stderr.strip().splitlines()[-1][:160] if "Traceback" in hostile.stderr
-             else ""),
+            (not tracebacks and all(c.body for c in runs), "; ".join(tracebacks)),
     }
     if case.requests_part is not None:
-        queries = m.proxy.queries(case.requests_part)
-        most = _most_pages(queries)
+        most = [_most_pages(t.queries) for t in ticks]
         checks["requests bounded by the pages the range can need"] = (
-            0 < len(queries) <= most + 3,
-            f"{len(queries)} requests to {case.requests_part}, the range can need {most}")
+            all(0 < len(t.queries) <= n + 3 for t, n in zip(ticks, most, strict=True)),
+            ", ".join(f"{len(t.queries)} requests to {case.requests_part}, the range can "
+                      f"need {n}" for t, n in zip(ticks, most, strict=True)))
     known = "known finding (xfail): " if case.finding else ""
-    record(*(Row("hostile", case.name, invariant, ok, points=1,
+    record(*(Row("hostile", case.name, invariant, ok, points=1, repetitions=len(ticks),
                  detail=detail if ok else known + detail)
              for invariant, (ok, detail) in checks.items()))
     failed = {k: d for k, (ok, d) in checks.items() if not ok}
-    assert not failed, (failed, hostile.stderr[-2000:])
+    assert not failed, (failed, [c.stderr[-1500:] for c in runs])
 
 
 # --- restatements and revisions: spend follows them ------------------------------------------
