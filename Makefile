@@ -33,8 +33,9 @@ bench: $(VENV)/.installed
 
 faults: $(VENV)/.installed-test
 	rm -rf .faults
-	GUARD_FAULTS=full $(BIN)/pytest tests/faults
-	$(BIN)/python tests/faults/report.py --json .faults/summary.json
+	status=0; GUARD_FAULTS=full $(BIN)/pytest tests/faults || status=$$?; \
+	$(BIN)/python tests/faults/report.py --json .faults/summary.json || [ $$status -ne 0 ] || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
