@@ -324,6 +324,26 @@ def test_analytics_and_lists_stop_a_repeating_cursor_too() -> None:
         client.workspaces()
 
 
+def test_a_watermark_from_the_future_is_malformed() -> None:
+    """`data_refreshed_at` an hour and more past the wall clock is refused, named; one within
+    the skew is taken (clocks differ a little)."""
+    wall = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    for refreshed, refused in (("2099-01-01T00:00:00Z", True),
+                               ("2026-03-03T13:30:00Z", True),
+                               ("2026-03-03T12:40:00Z", False)):
+        page = {"data": [], "has_more": False, "next_page": None,
+                "data_refreshed_at": refreshed}
+        client, _ = make_client(Recorder(ok(page)))
+        client.wall = lambda: wall
+        if refused:
+            with pytest.raises(MalformedResponse, match=r"analytics/cost page 1: "
+                                                        r"`data_refreshed_at` .* is after now"):
+                client.analytics_cost(T0, T3, "1h")
+        else:
+            assert client.analytics_cost(T0, T3, "1h").refreshed_at == datetime(
+                2026, 3, 3, 12, 40, tzinfo=UTC)
+
+
 def test_non_json_body_is_malformed() -> None:
     """An HTML error page with status 200 is a malformed response, not data."""
     client, _ = make_client(Recorder(httpx.Response(200, text="<html>oops</html>")))
@@ -453,3 +473,32 @@ def test_a_trickled_body_cannot_hold_the_tick_past_its_deadline() -> None:
     listener.close()
     server.join(timeout=30)
     assert sent[0] < len(body)
+
+
+def test_a_read_stalled_inside_httpx_timeout_is_cut_at_the_deadline() -> None:
+    """Headers, then silence: the body's first read would block for httpx's whole 30 s read
+    timeout; the deadline (1 s) ends the request from outside the read instead, named."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def stall() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{")
+            release.wait(60)
+
+    server = threading.Thread(target=stall, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False)
+    client = AdminClient(http, retry=RetryPolicy(attempts=1), sleep=lambda _: None)
+    try:
+        with client.within(1.0), pytest.raises(DeadlineExceeded, match="inside a read"):
+            list(client.usage_pages(T0, T3, "1h"))
+    finally:
+        release.set()
+        server.join(timeout=30)
+        http.close()
+        listener.close()

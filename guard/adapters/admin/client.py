@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -103,6 +104,8 @@ class RetryPolicy:
         return float(ceiling * (0.5 + rng.random() / 2))
 
 
+CLOCK_SKEW = timedelta(hours=1)
+"""How far ahead of this host's clock the API's ``data_refreshed_at`` may be."""
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 """The largest response body read (a month of hours for a very large organization fits)."""
 
@@ -123,6 +126,8 @@ class AdminClient:
     rng: random.Random = field(default_factory=random.Random)
     requests: int = 0
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The wall clock, against which a watermark from the future is refused."""
     _until: float | None = field(default=None, init=False, repr=False)
     _budget_s: float = field(default=0.0, init=False, repr=False)
 
@@ -203,11 +208,21 @@ class AdminClient:
             payload = self._request("GET", ANALYTICS_COST_PATH, query, None, headers)
             where = parse.Where(f"analytics/cost page {number}")
             data, has_more, page, refreshed = parse.report_page(payload, where)
+            self._not_ahead(refreshed, where)
             rows.extend(parse.billed_rows(data, where, len(rows)))
             if not has_more:
                 return BilledPage(tuple(rows), refreshed)
             guard.follow(number, page)
         raise AssertionError("unreachable: paging returns or raises")
+
+    def _not_ahead(self, refreshed: datetime | None, where: parse.Where) -> None:
+        """A ``data_refreshed_at`` past the wall clock (beyond a skew) is malformed: taken at
+        its word, the hours not yet exported would be stored as billed at nothing."""
+        now = self.wall()
+        if refreshed is not None and refreshed > now + CLOCK_SKEW:
+            raise where.fail(f"`data_refreshed_at` {refreshed.isoformat()} is after now "
+                             f"({now.isoformat(timespec='seconds')}): an export cannot be "
+                             "complete past the present")
 
     def workspaces(self, include_archived: bool = False) -> list[Workspace]:
         """Every workspace (the default workspace is not listed: it has no id)."""
@@ -273,6 +288,7 @@ class AdminClient:
                 self.requests += 1
                 response = self._send(method, path, query, body, headers)
             except httpx.TransportError as exc:
+                self._check_deadline(path)  # a read cut by the capped timeout: the deadline
                 if last:
                     raise UpstreamUnavailable(
                         f"Admin API unreachable after {attempt} attempts: {_describe(exc)}"
@@ -287,9 +303,41 @@ class AdminClient:
 
     def _send(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
               body: dict[str, str] | None, headers: dict[str, str] | None) -> httpx.Response:
+        """One request; inside a deadline it runs in a reader thread that is waited for only
+        until the deadline, since httpx's timeouts are per read: a server sending a byte just
+        inside each read's timeout could otherwise hold the tick long past it. A reader left
+        behind ends within its own timeouts, capped to what was left of the deadline."""
+        remaining = self._remaining()
+        if remaining is None:
+            return self._exchange(method, path, query, body, headers, remaining=None)
+        outcome: list[httpx.Response | BaseException] = []
+
+        def read() -> None:
+            try:
+                outcome.append(self._exchange(method, path, query, body, headers,
+                                              remaining=remaining))
+            except BaseException as exc:  # handed to the waiting thread as it is
+                outcome.append(exc)
+
+        reader = threading.Thread(target=read, name="admin-api-read", daemon=True)
+        reader.start()
+        reader.join(max(remaining, 0.0))
+        if not outcome:
+            raise DeadlineExceeded(
+                f"Admin API reads passed the {self._budget_s:.0f} s deadline of one tick "
+                f"(anthropic.tick_deadline_s) at {path}, inside a read; what was read so far "
+                "is kept and the next tick continues")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _exchange(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
+                  body: dict[str, str] | None, headers: dict[str, str] | None, *,
+                  remaining: float | None) -> httpx.Response:
         """One request, its body read chunk by chunk against the deadline and the size cap."""
         request = self.http.build_request(method, path, params=list(query or ()), json=body,
-                                          headers=headers)
+                                          headers=headers,
+                                          timeout=_capped(self.http.timeout, remaining))
         response = self.http.send(request, stream=True)
         try:
             chunks, size = [], 0
@@ -420,3 +468,16 @@ def _api_message(response: httpx.Response) -> str:
 
 def _describe(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _capped(timeout: httpx.Timeout, remaining: float | None) -> httpx.Timeout:
+    """``timeout`` with no part longer than ``remaining`` seconds (``None``: unchanged)."""
+    if remaining is None:
+        return timeout
+    left = max(remaining, 0.01)
+
+    def cap(value: float | None) -> float:
+        return left if value is None else min(value, left)
+
+    return httpx.Timeout(connect=cap(timeout.connect), read=cap(timeout.read),
+                         write=cap(timeout.write), pool=cap(timeout.pool))

@@ -233,6 +233,12 @@ def _optional(obj: Mapping[str, Any], name: str, kind: type[T], where: Where) ->
     return _field(obj, name, kind, where)
 
 
+def _magnitude(value: int) -> str:
+    """A huge integer in a few characters (no float can hold one over ~1.8e308)."""
+    digits = len(str(value))
+    return f"{value:.3g}" if digits <= 300 else f"a {digits}-digit number"
+
+
 def _count(obj: Mapping[str, Any], name: str, where: Where, default: int | None = None) -> int:
     if default is not None and obj.get(name) is None:
         return default
@@ -240,6 +246,6 @@ def _count(obj: Mapping[str, Any], name: str, where: Where, default: int | None 
     if value < 0:
         raise where.fail(f"`{name}` is negative: {value}")
     if value > MAX_COUNT:
-        raise where.fail(f"`{name}` is {value:.3g}, over {MAX_COUNT:.0e} for one row: not a "
-                         "real count")
+        raise where.fail(f"`{name}` is {_magnitude(value)}, over {MAX_COUNT:.0e} for one "
+                         "row: not a real count")
     return value
