@@ -410,22 +410,7 @@ NEXT_DAY = CLEAN + timedelta(days=1)
 TEN_BN_CENTS = str(10**12)
 OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
 """One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
-SLOW_S = 2.0 if not FULL else 5.0
-HUGE_INT_FINDING = (
-    "finding: a token count over ~1.8e308 (JSON integer 10**400) crashes the tick: "
-    "guard/adapters/admin/parse.py _count formats it with {value:.3g}, which raises "
-    "OverflowError: int too large to convert to float; exit 1, a traceback, no JSON "
-    "(the env file is left as it was, so nothing relaxes)")
-FUTURE_WATERMARK_FINDING = (
-    "finding: an analytics/cost data_refreshed_at after now (2099) is accepted without an "
-    "error (clamped to the tick's hour): the hours the export has not written yet are stored "
-    "as billed at nothing, so month-to-date falls by the estimated tail: $11,602.68 against "
-    "$11,676.57 for an honest tick at the same hour (about 4 h of usage); exit 0, no error")
-SLOW_READ_FINDING = (
-    "finding: the tick deadline is checked only when a body chunk arrives; a read blocked "
-    "inside httpx's per-read timeout (anthropic.timeout_s, 30 s) is not cut at the deadline, "
-    "so a server sending 1 byte every 28 s holds a tick with the default 60 s deadline for "
-    "about 85 s, past the issue's 60 s")
+SLOW_S, SLOW_DEADLINE_S = (5.0, 6.0) if FULL else (1.0, 3.0)
 
 HOSTILE = [
     Hostile("negative cost on a closed day (cost_report)", "legacy", NEXT_DAY,
@@ -454,7 +439,7 @@ HOSTILE = [
             ("usage_report", "`output_tokens`", "not a real count"),
             Fault(count=1000, path="usage_report",
                   corrupt=each_usage_result({"output_tokens": 10**400})),
-            finding=HUGE_INT_FINDING, bounded=True),
+            bounded=True),
     Hostile("NaN cost amount (cost_report)", "legacy", NEXT_DAY,
             ("cost_report", "`amount` is not a finite decimal"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result("NaN")),
@@ -466,8 +451,7 @@ HOSTILE = [
     Hostile("data_refreshed_at in 2099 (analytics/cost)", "analytics",
             CLEAN + timedelta(hours=1), ("analytics/cost", "data_refreshed_at"),
             Fault(count=1000, path="analytics/cost", corrupt=refreshed_in_2099),
-            tables=("billed_hours", "cost_days"), finding=FUTURE_WATERMARK_FINDING,
-            bounded=True),
+            tables=("billed_hours", "cost_days"), bounded=True),
     Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
             ("the cost report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
@@ -497,14 +481,15 @@ HOSTILE = [
     Hostile("more pages than the range can need (usage_report)", "legacy", LATER,
             ("usage_report wants more than", "pages for its range"),
             mode=Mode("usage_report", endless), tables=("cost_days", "billed_hours"),
-            requests_part="usage_report", bounded=True),
+            requests_part="usage_report"),
     Hostile("more pages than the range can need (cost_report)", "legacy", NEXT_DAY,
             ("cost_report wants more than", "pages for its range"),
             mode=Mode("cost_report", endless), tables=("billed_hours",),
             requests_part="cost_report"),
-    Hostile(f"slowloris body, 1 byte / {SLOW_S:g} s, deadline 6 s", "legacy", LATER,
-            ("deadline", "tick_deadline_s", "usage_report"), mode=Mode(None, trickle_s=SLOW_S),
-            deadline_s=6.0, bound_s=6.0 + START_UP_S, bounded=True),
+    Hostile(f"slowloris body, 1 byte / {SLOW_S:g} s, deadline {SLOW_DEADLINE_S:g} s", "legacy",
+            LATER, ("deadline", "tick_deadline_s", "usage_report"),
+            mode=Mode(None, trickle_s=SLOW_S), deadline_s=SLOW_DEADLINE_S,
+            bound_s=SLOW_DEADLINE_S + START_UP_S, bounded=True),
 ]
 if FULL:
     HOSTILE += [
@@ -516,8 +501,7 @@ if FULL:
                 deadline_s=20.0, bound_s=20.0 + START_UP_S),
         Hostile("slowloris body, 1 byte / 28 s, default deadline (60 s)", "legacy", LATER,
                 ("deadline", "tick_deadline_s", "usage_report"),
-                mode=Mode(None, trickle_s=28.0), bound_s=ISSUE_BOUND_S + START_UP_S,
-                finding=SLOW_READ_FINDING),
+                mode=Mode(None, trickle_s=28.0), bound_s=ISSUE_BOUND_S + START_UP_S),
     ]
 
 SELECTED = [h for h in HOSTILE if FULL or h.bounded]
