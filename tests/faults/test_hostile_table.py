@@ -382,6 +382,14 @@ def refreshed_in_2099(payload: Json) -> None:
     payload["data_refreshed_at"] = "2099-01-01T00:00:00Z"
 
 
+def refreshed_now(clock: SimClock) -> Callable[[Json], None]:
+    """The export claims to be complete through the current hour: plausible, but its rows
+    are the simulator's, 4 hours behind (``analytics_lag``)."""
+    def corrupt(payload: Json) -> None:
+        payload["data_refreshed_at"] = floor_hour(clock.now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return corrupt
+
+
 @dataclass(frozen=True)
 class Hostile:
     """One hostile answer, the tick that meets it, and what the error must name."""
@@ -392,11 +400,15 @@ class Hostile:
     named: tuple[str, ...]
     """Substrings of ``upstream_error`` (and stderr) naming the error."""
     fault: Fault | None = None
+    make_fault: Callable[[SimServer], Fault] | None = None
+    """A fault that needs the case's simulator (its clock)."""
     mode: Mode | None = None
     tables: tuple[str, ...] = TABLES
     """Cache tables the hostile tick must leave exactly as they were."""
     deadline_s: float | None = None
     bound_s: float = ISSUE_BOUND_S
+    exits: tuple[int, ...] = (3,)
+    """What the hostile tick may exit (a plausible lie may pass as data, if harmless)."""
     finding: str | None = None
     """Why the product fails this case (an xfail, strict: it passes the day it is fixed)."""
     requests_part: str | None = None
@@ -410,6 +422,12 @@ NEXT_DAY = CLEAN + timedelta(days=1)
 TEN_BN_CENTS = str(10**12)
 OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
 """One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
+PLAUSIBLE_WATERMARK_FINDING = (
+    "finding: an analytics/cost data_refreshed_at that claims the current hour while its rows "
+    "lag 4 h is taken at its word: the hours it has no rows for are stored as billed at "
+    "nothing and replace the usage estimate, so month-to-date falls on the hostile answer "
+    "($11,642.10 at the clean check -> $11,602.68 an hour later; an honest tick says "
+    "$11,676.57), exit 0, no warning, persistently while the answer lies")
 SLOW_S, SLOW_DEADLINE_S = (5.0, 6.0) if FULL else (1.0, 3.0)
 
 HOSTILE = [
@@ -452,6 +470,12 @@ HOSTILE = [
             CLEAN + timedelta(hours=1), ("analytics/cost", "data_refreshed_at"),
             Fault(count=1000, path="analytics/cost", corrupt=refreshed_in_2099),
             tables=("billed_hours", "cost_days"), bounded=True),
+    Hostile("data_refreshed_at claims the current hour, rows 4 h behind (analytics/cost)",
+            "analytics", CLEAN + timedelta(hours=1), (),
+            make_fault=lambda sim: Fault(count=1000, path="analytics/cost",
+                                         corrupt=refreshed_now(sim.clock)),
+            tables=("cost_days",), exits=(0, 3), finding=PLAUSIBLE_WATERMARK_FINDING,
+            bounded=True),
     Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
             ("the cost report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
@@ -526,6 +550,8 @@ def test_a_hostile_answer_is_a_named_error_in_bounded_time_and_never_relaxes(
     before = {t: m.digest(t) for t in case.tables}
     if case.fault is not None:
         m.sim.inject(case.fault)
+    if case.make_fault is not None:
+        m.sim.inject(case.make_fault(m.sim))
     reps = 2 if FULL and not (case.mode and case.mode.trickle_s) else 1
     ticks: list[Tick] = []
     for rep in range(reps):
@@ -585,8 +611,9 @@ def _judge(case: Hostile, m: Month, clean: Checked, ticks: list[Tick],
         f"the tick ends within {case.bound_s:.0f} s":
             (all(c.wall_s <= case.bound_s for c in runs),
              ", ".join(f"{t.checked.wall_s:.1f} s ({t.requests} requests)" for t in ticks)),
-        "exit 3, the error named in upstream_error and on stderr":
-            (all(c.code == 3 for c in runs) and not named,
+        ("exit 3, the error named in upstream_error and on stderr" if case.exits == (3,)
+         else f"exit {' or '.join(map(str, case.exits))}"):
+            (all(c.code in case.exits for c in runs) and not named,
              f"exit {[c.code for c in runs]}; {last.error[:160]!r}"
              + (f"; missing {sorted(set(named))}" if named else "")),
         "the env file stays haiku (never relaxed)":
