@@ -1,22 +1,28 @@
-"""The hostile-input table (issue 12, item 4): negative, huge and absurd amounts, a repeating
-cursor, endless paging, a slowloris body, a restated cost day and a late usage revision.
+"""The hostile-input table (issue 12, items 4 and 5): negative, huge and absurd amounts, a
+repeating cursor, endless paging, a slowloris body, lying watermarks, a restated cost day, a
+late usage revision, and the on-call bounds of the HTTP endpoint and the CLI.
 
-Every case is the same story told by real `guard check --json --at` processes: a clean check
-on day 21 of March, the organization's hard limit passed days ago, so the env file says haiku;
-then one tick that meets the hostile answer. The guard's Admin API is a loopback proxy in
-front of a ``SimServer``; the proxy counts requests and, for the hostile tick only, rewrites
-pages (cursors) or trickles bodies a byte at a time (slowloris); amounts are mutated by the
-simulator's own ``Fault(corrupt=...)``.
+Every Admin API case is the same story told by real `guard check --json --at` processes: a
+clean check on 21 March, the organization's hard limit passed days ago, so the env file says
+haiku (made once per billing source, each case starting from a copy of its state); then the
+tick that meets the hostile answer (two of them, an hour apart, in the full form). The guard's
+Admin API is a loopback proxy in front of a ``SimServer``: it counts requests and, for the
+hostile ticks only, rewrites cursors or trickles bodies a byte at a time; amounts are mutated
+by the simulator's own ``Fault(corrupt=...)``.
 
-Per hostile case: the tick ends within the bound (≤ 60 s, the issue's; a slowloris within
-its tick deadline and one trickle interval), exits 3 with the error named (the field, the
-page or the endpoint) in the JSON's ``upstream_error`` and on stderr, the env file stays
-haiku, the store holds nothing of the hostile answer and spend does not fall, no traceback;
-the cursor cases also count their requests. The restated day and the late revision are not
-errors: spend follows them (exit 0), still never relaxing the fallback on the way up.
+Per hostile case: the tick ends within its bound (≤ 60 s, the issue's; a slowloris within its
+`anthropic.tick_deadline_s` and a generous start-up allowance), exits 3 with the error named
+(the field, the page or the endpoint) in the JSON's ``upstream_error`` and on stderr, the env
+file stays haiku, the store holds nothing of the answer and month-to-date neither falls nor
+exceeds the simulator's truth, no traceback; the cursor cases count their requests against the
+most pages the range can need. A restated day and a late revision are no errors: the stored
+figures and spend follow them (exit 0); a restatement down below the limits relaxes only
+through the policy's hysteresis. The on-call cases run one real `guard run`.
 
-``make test`` runs a representative subset; ``make faults`` (``GUARD_FAULTS=full``) runs
-every case, both billing sources where they differ, and slowloris at the default deadline.
+Each invariant is one ``Row`` of suite ``hostile``, recorded before it is asserted. A case the
+product fails is kept as a strict xfail naming the finding. ``make test`` runs a
+representative subset; ``make faults`` (``GUARD_FAULTS=full``) runs every case, both billing
+sources where they differ, repetitions, and slowloris at the default deadline.
 """
 
 from __future__ import annotations
@@ -988,11 +994,11 @@ def test_on_call_input_is_bounded_over_http_and_the_cli(running: Running, case: 
     rss_before = running.rss_kib()
     checks: dict[str, tuple[bool, str]] = {}
     if case.startswith("200 MiB"):
-        status, sent, seconds = _huge_pin(running.port, chunked="chunked" in case)
+        line, sent, seconds = _huge_pin(running.port, chunked="chunked" in case)
         grown = running.rss_kib() - rss_before
         checks["413 before the body is read"] = (
-            " 413 " in f"{status} " and sent <= 16 * MiB,
-            f"{status!r} after {sent / MiB:.0f} MiB sent, {seconds:.1f} s")
+            " 413 " in f"{line} " and sent <= 16 * MiB,
+            f"{line!r} after {sent / MiB:.0f} MiB sent, {seconds:.1f} s")
         checks["the daemon's memory does not grow"] = (
             grown < 32 * 1024, f"RSS {rss_before // 1024} MiB, +{grown // 1024} MiB")
     else:
