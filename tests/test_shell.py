@@ -311,3 +311,22 @@ def test_an_unpriced_model_is_announced_in_slack_once_a_month() -> None:
                                                           unpriced_models=("claude-tiny-9",)))),
              april)
     assert len([p for p in transport(tick).posts if "claude-tiny-9" in str(p)]) == 2
+
+
+def test_a_later_update_never_drops_an_owed_repeat() -> None:
+    """collapse: an update is overtaken by any later row of its incident, a repeat only by a
+    later threaded row (repeat, escalation, resolution), never by an update: its "still
+    firing" reply would be lost (finding F1 of the SIGKILL campaign)."""
+    from guard.core.records import Owed, Payload  # noqa: PLC0415
+    from guard.shell.deliver import collapse  # noqa: PLC0415
+
+    at = datetime(2026, 3, 18, tzinfo=UTC)
+    kinds = [("a", NotificationKind.UPDATE), ("a", NotificationKind.REPEAT),
+             ("a", NotificationKind.UPDATE), ("b", NotificationKind.REPEAT),
+             ("b", NotificationKind.REPEAT), ("c", NotificationKind.REPEAT),
+             ("c", NotificationKind.RESOLVED)]
+    rows = [Owed(i, f"{incident}:{i}", incident, kind, at, Payload("x", ()), 0)
+            for i, (incident, kind) in enumerate(kinds, 1)]
+    keep, dropped = collapse(rows)
+    assert dropped == [1, 4, 6]
+    assert [r.id for r in keep] == [2, 3, 5, 7]

@@ -144,11 +144,16 @@ def _remembered(parts: Degraded, last: FallbackState | None, at: datetime) -> Re
     """What a tick without the store can remember: the journal's states (else the ones the
     file's ``firing`` list stands for), the fallback on disk and the pin it shows."""
     states = parts.journal.states() or states_from(last)
-    pin = None
-    if last is not None and last.source == "override" and last.override_expires_at:
-        pin = Override(last.tier, last.override_expires_at, last.override_reason or "",
-                       last.override_by or "")
-    return Remembered(states, last, pin if pin and pin.active(at) else None)
+    return Remembered(states, last, pin_of(last, at))
+
+
+def pin_of(last: FallbackState | None, at: datetime) -> Override | None:
+    """The pin a fallback file shows, if it is still active at ``at``."""
+    if last is None or last.source != "override" or last.override_expires_at is None:
+        return None
+    pin = Override(last.tier, last.override_expires_at, last.override_reason or "",
+                   last.override_by or "")
+    return pin if pin.active(at) else None
 
 
 def states_from(last: FallbackState | None) -> dict[tuple[str, Condition], AlertState]:

@@ -36,13 +36,20 @@ class Delivery:
 
 
 def collapse(rows: Sequence[Owed]) -> tuple[list[Owed], list[int]]:
-    """Split owed rows into those to send and repeats/updates a later row overtook."""
+    """Split owed rows into those to send and those a later row of their incident overtook:
+    an update by any later row (each one edits the message), a repeat only by a later row
+    that also replies in the thread. A later update never drops a repeat: its "still
+    firing" reply would be lost (a rerun after a crash, or a Slack outage, owes both)."""
     last: dict[str, int] = {}
+    threaded: dict[str, int] = {}
     for index, row in enumerate(rows):
         last[row.incident] = index
+        if row.kind in THREADED:
+            threaded[row.incident] = index
     keep, dropped = [], []
     for index, row in enumerate(rows):
-        if row.kind in COLLAPSIBLE and last[row.incident] > index:
+        later = threaded if row.kind == NotificationKind.REPEAT else last
+        if row.kind in COLLAPSIBLE and later.get(row.incident, -1) > index:
             dropped.append(row.id)
         else:
             keep.append(row)

@@ -35,7 +35,7 @@ from guard.core.notices import Planned, key_notices
 from guard.core.records import NotificationKind, Owed, ReloadResult
 from guard.core.summary import TickReport, tick_report
 from guard.errors import GuardError, SinkError, StoreError, UpstreamError
-from guard.shell.degraded import Degraded, merge, run_degraded, states_from
+from guard.shell.degraded import Degraded, merge, pin_of, run_degraded, states_from
 from guard.shell.deliver import deliver
 from guard.shell.enforce import Enforcer, preview_keys
 from guard.shell.ports import (
@@ -172,15 +172,17 @@ def gather(tick: Tick, at: datetime) -> tuple[Snapshot, UpstreamError | None]:
 
 def remember(tick: Tick, at: datetime) -> Remembered:
     """What the store remembers that this tick decides with. A store that remembers no
-    fallback at all (new, or deleted and made again) starts from the files on disk: the
-    fallback they show, and the conditions they list as firing, so nothing is relaxed or
-    announced again."""
+    fallback and no alert state at all (new, or deleted and made again) takes from the files
+    on disk the conditions they list as firing, so none is announced again, and their pin
+    if it is still active; not their fallback, so the first one this store records is also
+    audited and reloaded (a first tick killed after writing the files leaves them behind)."""
     records = tick.records
-    states, fallback = records.alert_states(), records.fallback()
+    states, fallback, pin = records.alert_states(), records.fallback(), records.override()
     if fallback is None and not states:
-        fallback = tick.sinks.last()
-        states = states_from(fallback)
-    return Remembered(states, fallback, records.override(), tick.silences.silences(at),
+        on_disk = tick.sinks.last()
+        states = states_from(on_disk)
+        pin = pin or pin_of(on_disk, at)
+    return Remembered(states, fallback, pin, tick.silences.silences(at),
                       records.key_actions())
 
 
@@ -242,9 +244,10 @@ def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:
     if acted.sink_error is not None:
         return  # not in force: the next tick writes it again, and audits it then
     failed = acted.reload is not None and acted.reload.ran and not acted.reload.ok
-    tick.records.save_fallback(plan.recorded(reload_failed=failed))
-    for entry in plan.audit:
-        tick.records.audit(entry)
+    with tick.records.together():  # the fallback and its audit entries, or neither
+        tick.records.save_fallback(plan.recorded(reload_failed=failed))
+        for entry in plan.audit:
+            tick.records.audit(entry)
 
 
 def _write(tick: Tick, plan: TickPlan) -> str | None:
