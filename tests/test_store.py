@@ -273,3 +273,11 @@ def test_an_outbox_row_is_recorded_once_on_each_backend(fresh_url: str) -> None:
         assert outbox.enqueue(dedup, "org:hard", "firing", payload, H10)
         assert not outbox.enqueue(dedup, "org:hard", "firing", payload, H11)
         assert [o.dedup for o in outbox.owed()].count(dedup) == 1
+
+
+def test_a_postgresql_session_ends_a_transaction_left_idle(pg_url: str) -> None:
+    """A replica paused between a write and its commit cannot hold the lease row's lock for
+    longer than 10 s: its sessions carry idle_in_transaction_session_timeout."""
+    with wiring.opened_store(pg_url) as store, store.engine.connect() as conn:
+        shown = conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar()
+    assert shown == "10s"

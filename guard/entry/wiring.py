@@ -30,7 +30,13 @@ from guard.adapters.chat import LogTransport, PacedTransport
 from guard.adapters.journal import Journal
 from guard.adapters.sinks import FileSinks
 from guard.adapters.store.caches import Caches
-from guard.adapters.store.engine import Store, safe_url, sqlite_pragmas, unavailable
+from guard.adapters.store.engine import (
+    Store,
+    postgres_session,
+    safe_url,
+    sqlite_pragmas,
+    unavailable,
+)
 from guard.adapters.store.lease import Lease
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.silences import Silences
@@ -57,6 +63,8 @@ if TYPE_CHECKING:
     from guard.adapters.slack import SlackWebApi, SlackWebhook
 
 SLACK_TIMEOUT_S = 10
+PG_CONNECT_TIMEOUT_S = 10
+"""How long opening a PostgreSQL connection may take (a host that drops packets)."""
 SLACK_RETRIES = 2
 
 
@@ -66,12 +74,18 @@ SLACK_RETRIES = 2
 def connect_store(url: str) -> Store:
     """Open ``url`` (SQLite in WAL mode, or PostgreSQL) and create the schema if missing."""
     try:
-        engine = sa.create_engine(url, future=True)
+        parsed = sa.engine.make_url(url)
+        postgres = parsed.get_backend_name() == "postgresql"
+        connect = ({"connect_timeout": PG_CONNECT_TIMEOUT_S}
+                   if postgres and "connect_timeout" not in parsed.query else {})
+        engine = sa.create_engine(url, future=True, connect_args=connect)
     except SQLAlchemyError as exc:
         raise unavailable(safe_url(url), exc) from None
     if engine.dialect.name == "sqlite":
         private_database(engine.url.database)
         sa.event.listen(engine, "connect", sqlite_pragmas)
+    elif postgres:
+        sa.event.listen(engine, "connect", postgres_session)
     store = Store(engine)
     store.create_schema()
     return store

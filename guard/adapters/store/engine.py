@@ -144,6 +144,16 @@ def insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str)
     return conn.execute(statement).first() is not None
 
 
+def postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    """A PostgreSQL session ends a transaction left idle for 10 s: a replica paused (SIGSTOP)
+    between a write and its commit would otherwise hold its row locks, the leader lease's
+    among them, and keep the standby from taking over."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET idle_in_transaction_session_timeout = '10s'")
+    cursor.close()
+    dbapi_connection.commit()
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL, a busy timeout and a small page cache on every new SQLite connection."""
     cursor = dbapi_connection.cursor()
