@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -48,10 +48,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from conftest import FULL
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from table import Row, record
 
 from guard.adapters.sinks import read_env
+from guard.config import load_settings
 from guard.core.period import floor_hour
+from guard.core.records import Posted
+from guard.entry import wiring
+from guard.entry.oncall import OnCall, socket_mode_listener
 from guard.sim import SimClock, SimOrg, SimServer
 from guard.sim.faults import Fault
 
@@ -838,6 +844,7 @@ def test_a_late_revision_of_a_settled_usage_hour_is_picked_up(month: Maker,
 # --- the HTTP and on-call bounds (issue 12, item 5): a real `guard run` ---------------------
 
 TOKEN = "hostile-table-admin-token"
+ONCALL, CHANNEL = "U0ONCALL", "C0ALERTS"
 MiB = 2**20
 
 
@@ -905,6 +912,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             f'[fallback]\nenv_file = "{root / "model.env"}"\n'
             f'state_file = "{root / "fallback.json"}"\n'
             f'[http]\nlisten = "127.0.0.1:{port}"\nadmin_token = "{TOKEN}"\n'
+            f'[slack]\noncall_user_ids = ["{ONCALL}"]\n'
             '[[budgets]]\nname = "org"\nscope = "organization"\n'
             f"soft_limit_usd = {SOFT_USD}\nhard_limit_usd = {HARD_USD}\n")
         with (root / "daemon.out").open("wb") as out, (root / "daemon.err").open("wb") as err:
@@ -981,6 +989,44 @@ def _huge_pin(port: int, chunked: bool, total: int = 200 * MiB) -> tuple[str, in
         time.monotonic() - started)
 
 
+@dataclass
+class _Answers:
+    """Slack as a list of the answers posted (the on-call shell's transport)."""
+
+    posts: list[str] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, blocks: Sequence[Any],
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
+        self.posts.append(text)
+        return Posted(channel, f"{len(self.posts)}.0")
+
+
+@dataclass
+class _Acks:
+    """A Socket Mode client that only records its acks."""
+
+    acks: list[str] = field(default_factory=list)
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.acks.append(response.envelope_id)
+
+
+def _slack_pin(running: Running, pin: dict[str, str]) -> tuple[str, bool]:
+    """``/budget pin`` with ``pin``'s arguments through the Socket Mode listener, on the
+    daemon's own config and store: the answer posted, whether the envelope was acked."""
+    settings = load_settings(running.config)
+    answers, client = _Answers(), _Acks()
+    text = f"pin {pin['tier']} {pin['for']} {pin['reason']}"
+    payload = {"command": "/budget", "text": text, "user_id": ONCALL, "user_name": "ada",
+               "channel_id": CHANNEL, "team_id": "T0ACME"}
+    with wiring.opened_store(settings.state.url) as store:
+        oncall = OnCall(wiring.ops(settings, store), settings.slack.oncall_user_ids,
+                        cast(Any, answers), lambda: datetime.now(UTC))
+        socket_mode_listener(oncall)(cast(Any, client), SocketModeRequest(
+            type="slash_commands", envelope_id="env-hostile", payload=payload))
+    return (answers.posts[0] if answers.posts else ""), client.acks == ["env-hostile"]
+
+
 BOUNDS_CASES = ["200 MiB pin body, Content-Length", "200 MiB pin body, chunked",
                 "reason of 501 characters", "--for 10**30h"]
 
@@ -1002,16 +1048,22 @@ def test_on_call_input_is_bounded_over_http_and_the_cli(running: Running, case: 
         checks["the daemon's memory does not grow"] = (
             grown < 32 * 1024, f"RSS {rss_before // 1024} MiB, +{grown // 1024} MiB")
     else:
-        field_name, cli_flag, pin = (
-            ("reason", "--reason", {"tier": "haiku", "for": "4h", "reason": "x" * 501})
+        field_name, cli_flag, slack_why, pin = (
+            ("reason", "--reason", "at most 500 characters",
+             {"tier": "haiku", "for": "4h", "reason": "x" * 501})
             if case.startswith("reason") else
-            ("for", "--for", {"tier": "haiku", "for": f"{10**30}h", "reason": "hostile"}))
+            ("for", "--for", "at most 31 days",
+             {"tier": "haiku", "for": f"{10**30}h", "reason": "hostile"}))
         status, body = running.post("/v1/fallback/pin", pin)
         fields = [p.get("field") for p in body.get("problems", [])]
         checks["HTTP: 400 naming the field"] = (
             status == 400 and fields == [field_name], f"{status}, problems {body.get('problems')}")
         done = running.cli("fallback", "pin", "haiku", "--for", pin["for"],
                            "--reason", pin["reason"])
+        answer, acked = _slack_pin(running, pin)
+        checks["Slack: /budget pin acked, answered in words naming the bound"] = (
+            acked and answer.startswith("Could not pin: ") and slack_why in answer
+            and answer.endswith("Nothing changed."), f"{answer[:160]!r}")
         checks["CLI: exit 2 naming the field, no traceback"] = (
             done.returncode == 2 and cli_flag in done.stderr + done.stdout
             and "Traceback" not in done.stderr,
