@@ -344,8 +344,8 @@ def collect(outcome: Outcome, world: World) -> None:
                           "ORDER BY at, id"),
             "outbox": rows("SELECT status, count(*) FROM outbox GROUP BY status "
                            "ORDER BY status"),
-            "stuck": rows("SELECT dedup, status, claimed_by FROM outbox "
-                          "WHERE status = 'owed' OR claimed_by IS NOT NULL"),
+            "stuck": rows("SELECT dedup, status, claimed_by FROM outbox WHERE status = 'owed' "
+                          "OR (claimed_by IS NOT NULL AND status != 'superseded')"),
             "incidents": rows("SELECT count(*), count(DISTINCT incident) FROM incidents"),
             "rows": rows("SELECT id, dedup, incident, kind, status FROM outbox ORDER BY id"),
         }
@@ -441,9 +441,9 @@ def per_tick(full: int) -> tuple[int, int]:
 CAMPAIGNS: dict[str, tuple[str, Callable[[], Chooser], int]] = {
     # name → (the fault, as the table says it; its chooser; least kills in the full form)
     "store": ("SIGKILL at store, decision and file boundaries (hooks)",
-              lambda: hooks("store", STORE_HOOKS, *per_tick(4)), 40),
+              lambda: hooks("store", STORE_HOOKS, *per_tick(4)), 35),
     "slack": ("SIGKILL at outbox and Slack boundaries (hooks)",
-              lambda: hooks("slack", SLACK_HOOKS, *per_tick(4)), 40),
+              lambda: hooks("slack", SLACK_HOOKS, *per_tick(4)), 25),
     "in-flight": ("SIGKILL by Slack with chat.postMessage's reply in flight",
                   lambda: in_flight("in-flight", *per_tick(3)), 20),
     "request": ("SIGKILL at the seeded-random k-th HTTP request",
@@ -476,8 +476,12 @@ def lost(ref: Outcome, run: Outcome) -> list[str]:
 
 
 def duplicated(run: Outcome) -> list[str]:
+    """A dedup key posted more than once, or the same reply twice in one thread."""
     counts = Counter(d for d, _, _ in run.posts)
-    return [f"{d} ×{n}" for d, n in counts.items() if n > 1]
+    replies = Counter((p, t) for _, p, t in run.posts if p is not None)
+    return ([f"{d} ×{n}" for d, n in counts.items() if n > 1]
+            + [f"reply {t[:60]!r} in the thread of {p} ×{n}"
+               for (p, t), n in replies.items() if n > 1])
 
 
 def double_counted(ref: Outcome, run: Outcome) -> list[str]:
@@ -517,48 +521,6 @@ INVARIANTS: dict[str, Callable[[Outcome, Outcome], list[str]]] = {
     "state consistent after restart": inconsistent,
     "no traceback": lambda _ref, run: crashed(run),
 }
-F1 = ("finding F1: a rerun after a kill mid-delivery decides the tick again and owes an "
-      "`update` per incident, which supersedes the repeats still owed: their 'Still firing' "
-      "thread replies are never posted")
-
-
-F2 = ("finding F2: a first tick killed after writing the fallback files and before recording "
-      "the fallback: the rerun, finding no stored fallback and no alert state, starts from "
-      "the files on disk, so the first `fallback_changed` (none → opus) is never audited "
-      "(nor its reload hook run, when the kill came before it)")
-F3 = ("finding F3: `record` saves the fallback and then writes its audit entries in separate "
-      "transactions; a kill between them loses the `fallback_changed` entry for good (the "
-      "rerun sees the fallback already in force)")
-FINDINGS = {"F1": F1, "F2": F2, "F3": F3}
-
-
-def overtaken(run: Outcome) -> set[str]:
-    """Repeats superseded by a later ``update`` row of their incident (finding F1)."""
-    rows = run.store["rows"]
-    return {dedup for i, (_, dedup, incident, kind, status) in enumerate(rows)
-            if kind == "repeat" and status == "superseded"
-            and any(r[2] == incident and r[3] == "update" for r in rows[i + 1:])}
-
-
-def explained(invariant: str, ref: Outcome, run: Outcome, problems: list[str]
-              ) -> tuple[list[str], str | None]:
-    """The problems a known finding explains, and which finding."""
-    if invariant == LOST:
-        gone = overtaken(run)
-        return [p for p in problems if p.split(" ")[0] in gone], "F1"
-    if invariant == "state consistent after restart":
-        missing = [e for e in ref.store["audit"] if e not in run.store["audit"]]
-        extra = [e for e in run.store["audit"] if e not in ref.store["audit"]]
-        if not missing or extra:
-            return [], None
-        found = sorted({"F2" if e[3] is None else "F3" for e in missing})
-        unreloaded = int(ref.files["reloads"]) - int(run.files["reloads"])
-        return [p for p in problems if p.startswith("audit: ") or (
-            p.startswith("reload hook ran") and "F2" in found and unreloaded == 1)], \
-            "+".join(found)
-    return [], None
-
-
 def cases() -> Iterator[Any]:
     for name in CAMPAIGNS:
         for invariant in INVARIANTS:
@@ -597,31 +559,25 @@ def test_sigkill_campaign(outcomes: dict[str, Outcome], name: str, invariant: st
               f"{run.processes} processes, {len(run.posts)} posts, {run.seconds:.0f} s"
               + (": " + ", ".join(f"{k} ×{n}" for k, n in sorted(by_point.items()))
                  if first else ""))
-    known, finding = explained(invariant, ref, run, problems)
-    if known:
-        detail += f"; {len(known)} explained by finding {finding}"
-    other = [p for p in problems if p not in known]
-    if other:
-        detail += f"; {len(other)} problems: " + "; ".join(other[:3])
+    if problems:
+        detail += f"; {len(problems)} problems: " + "; ".join(o[:300] for o in problems[:3])
     record(Row(suite="sigkill", fault=CAMPAIGNS[name][0], invariant=invariant,
                ok=not problems, points=len(run.kills) if first else 0,
                repetitions=run.processes, detail=detail))
-    assert not other, "\n".join(other)
+    assert not problems, "\n".join(problems)
     assert len(run.ticks) == len(schedule())
     if FULL:
         assert len(run.kills) >= CAMPAIGNS[name][2]
-    if known:  # the exact reproductions are the strict xfails below
-        assert finding is not None
-        texts = "; ".join(FINDINGS[f] for f in finding.split("+"))
-        pytest.xfail(f"{texts}: {len(known)} here, e.g. {known[0][:300]}")
 
 
-@pytest.mark.xfail(strict=True, reason=F1)
 def test_a_rerun_after_a_kill_mid_delivery_still_posts_every_owed_repeat(
         tmp_path: Path) -> None:
-    """Finding F1, reproduced: incidents fire, a week later their repeats are owed; the check
-    is killed right after Slack answered the first repeat's thread reply, and rerun at the
-    same --at (lease and claims aged). Every repeat that tick owed must reach its thread."""
+    """Finding F1 of this campaign (fixed in 7436ad9), as a regression: incidents fire, a
+    week later their repeats are owed; the check is killed right after Slack answered the
+    first repeat's thread reply, and rerun at the same --at (lease and claims aged). The
+    rerun decided the tick again and owed an ``update`` per incident, which superseded the
+    repeats still owed: 7 "Still firing" thread replies never reached Slack. Every repeat
+    that tick owed must reach its thread."""
     firing = MARCH + timedelta(days=10, hours=6)
     week = firing + timedelta(days=7)
     with World(tmp_path) as world:
@@ -651,12 +607,13 @@ def test_enough_sigkill_points(outcomes: dict[str, Outcome]) -> None:
     assert kills >= least, f"{kills} SIGKILL points"
 
 
-@pytest.mark.xfail(strict=True, reason=F2)
 def test_a_first_tick_killed_before_recording_its_fallback_still_audits_it(
         tmp_path: Path) -> None:
-    """Finding F2, reproduced: the very first check is killed after the fallback files were
-    written, before the fallback is recorded; the rerun at the same --at must still audit
-    the first fallback (none → opus), as a run without the kill does."""
+    """Finding F2 (fixed in 7436ad9), as a regression: the very first check is killed after
+    the fallback files were written, before the fallback is recorded. The rerun, finding no
+    stored fallback and no alert state, started from the files on disk: the first
+    ``fallback_changed`` (none → opus) was never audited, nor its reload hook run. It must
+    be audited, as in a run without the kill."""
     at = MARCH + timedelta(days=1, hours=6)
     with World(tmp_path) as world:
         rc, _, _ = world.run(at, Point("fallback.save.before", "fallback.save.before:1"))
@@ -673,12 +630,12 @@ def test_a_first_tick_killed_before_recording_its_fallback_still_audits_it(
     assert ("fallback_changed", None, "opus (auto)") in audited
 
 
-@pytest.mark.xfail(strict=True, reason=F3)
 def test_a_tick_killed_between_recording_its_fallback_and_its_audit_still_audits_it(
         tmp_path: Path) -> None:
-    """Finding F3, reproduced: opus on March 2; on March 11 the soft limit moves the fallback
-    to sonnet and the check is killed right after the fallback was saved, before its audit
-    entry; the rerun at the same --at must leave the change audited."""
+    """Finding F3 (fixed in 7436ad9), as a regression: opus on March 2; on March 11 the soft
+    limit moves the fallback to sonnet and the check is killed right after the fallback was
+    saved, before its audit entry (they were separate transactions, so the rerun saw the
+    fallback in force and the entry was lost). The change must stay audited."""
     first, change = MARCH + timedelta(days=1, hours=6), MARCH + timedelta(days=10, hours=6)
     with World(tmp_path) as world:
         assert world.run(first, Point("none"))[0] == 0
