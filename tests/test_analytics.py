@@ -264,3 +264,23 @@ def test_an_unpriced_model_counts_only_in_the_estimated_tail() -> None:
         row(NOV + timedelta(days=2, hours=10), "5", model="claude-nova-1")])
     assert includes_unpriced(budget(Scope.API_KEY, "apikey_a"), late)
     assert not includes_unpriced(budget(Scope.API_KEY, "apikey_other"), late)
+
+
+def test_an_export_is_not_complete_through_an_hour_it_has_not_written() -> None:
+    """`data_refreshed_at` says 13:00, the rows stop at 09:00 while usage priced 09:00-12:00:
+    billed only through 09:00 (the rest stays estimated). A priced hour more than six hours
+    behind the claim, or one usage priced under ten cents, is believed empty."""
+    day = datetime(2026, 3, 21, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    claimed = day + 13 * hour
+    rows = [billed.BilledHour(day + h * hour, None, "k", "m", Decimal(1), Decimal(0),
+                              Decimal(1)) for h in range(9)]
+    usage = {day + h * hour: Decimal("0.80") for h in range(13)}
+    assert billed.written_through(claimed, day, rows, usage) == day + 9 * hour
+    assert billed.written_through(claimed, day, [*rows, *(
+        billed.BilledHour(day + h * hour, None, "k", "m", Decimal(1), Decimal(0), Decimal(1))
+        for h in range(9, 13))], usage) == claimed
+    quiet = {**usage, **{day + h * hour: Decimal("0.05") for h in range(9, 13)}}
+    assert billed.written_through(claimed, day, rows, quiet) == claimed
+    old_gap = [r for r in rows if r.start != day + 2 * hour]
+    assert billed.written_through(claimed, day, old_gap, quiet) == claimed  # 11 h behind

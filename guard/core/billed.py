@@ -18,7 +18,7 @@ Closed days before that range (the forecast's history) are read as 1-day buckets
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -114,6 +114,28 @@ def watermark_of(refreshed_at: datetime | None, start: datetime, end: datetime) 
     if refreshed_at is None:
         return start
     return min(end, max(start, floor_hour(refreshed_at)))
+
+
+UNWRITTEN_WINDOW = timedelta(hours=6)
+"""How far behind its ``data_refreshed_at`` an export's missing hour is taken as not written
+yet (rather than billed at nothing); older empty hours are believed, so a genuinely empty
+hour never holds the watermark back for long."""
+UNWRITTEN_LEAST = Decimal("0.10")
+"""The least usage estimate, in dollars, that an hour without a billed row must have to be
+taken as not written yet."""
+
+
+def written_through(mark: datetime, start: datetime, hours: Iterable[BilledHour],
+                    estimated: Mapping[datetime, Decimal]) -> datetime:
+    """``mark``, pulled back to the first recent hour that the usage report priced but the
+    bill has no row for: an export cannot be complete through an hour it has not written,
+    and taking it at its word would bill that hour at nothing, lowering month-to-date."""
+    billed = {h.start for h in hours}
+    recent = max(start, mark - UNWRITTEN_WINDOW)
+    for hour in sorted(estimated):
+        if recent <= hour < mark and estimated[hour] >= UNWRITTEN_LEAST and hour not in billed:
+            return hour
+    return mark
 
 
 def hours_of(rows: Iterable[BilledCost], named: Collection[str],

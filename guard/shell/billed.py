@@ -141,9 +141,16 @@ class BilledSync:
         through = plan.end
         for start, end in plan.chunks():
             page = self.client.analytics_cost(start, end, "1h")
-            mark = billed.watermark_of(page.refreshed_at, start, end)
+            claimed = billed.watermark_of(page.refreshed_at, start, end)
             named = self._workspaces(page.rows)
-            hours = billed.hours_of(page.rows, named, mark)
+            hours = billed.hours_of(page.rows, named, claimed)
+            mark = billed.written_through(claimed, start, hours,
+                                          self.caches.hourly_totals(start, claimed))
+            if mark < claimed:
+                log.warning("the analytics cost says it is complete through %s but has no row "
+                            "for %s, which usage priced: billed only through that hour, the "
+                            "rest estimated", claimed.isoformat(), mark.isoformat())
+                hours = [h for h in hours if h.start < mark]
             plausible(self.bounds, billed_rows(hours), "the analytics cost")
             self.caches.replace_billed_hours(start, mark, hours)
             if mark < end:

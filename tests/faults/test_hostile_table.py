@@ -434,12 +434,6 @@ NEXT_DAY = CLEAN + timedelta(days=1)
 TEN_BN_CENTS = str(10**12)
 OVER_BOUND_CENTS = str(int(HARD_USD * 11 * 100))
 """One cost row of 11× the organization's hard limit, under the parser's $100 M cap."""
-PLAUSIBLE_WATERMARK_FINDING = (
-    "finding: an analytics/cost data_refreshed_at that claims the current hour while its rows "
-    "lag 4 h is taken at its word: the hours it has no rows for are stored as billed at "
-    "nothing and replace the usage estimate, so month-to-date falls on the hostile answer "
-    "($11,642.10 at the clean check -> $11,602.68 an hour later; an honest tick says "
-    "$11,676.57), exit 0, no warning, persistently while the answer lies")
 SLOW_S, SLOW_DEADLINE_S = (5.0, 6.0) if FULL else (1.0, 3.0)
 
 HOSTILE = [
@@ -486,8 +480,7 @@ HOSTILE = [
             "analytics", CLEAN + timedelta(hours=1), (),
             make_fault=lambda sim: Fault(count=1000, path="analytics/cost",
                                          corrupt=refreshed_now(sim.clock)),
-            tables=("cost_days",), exits=(0, 3), finding=PLAUSIBLE_WATERMARK_FINDING,
-            bounded=True),
+            tables=("cost_days",), exits=(0, 3), bounded=True),
     Hostile("cost row over 10x the org's hard limit (cost_report)", "legacy", NEXT_DAY,
             ("the cost report has a row of", "more than 10× the organization's hard limit"),
             Fault(count=1000, path="cost_report", corrupt=each_cost_result(OVER_BOUND_CENTS)),
