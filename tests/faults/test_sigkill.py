@@ -559,6 +559,10 @@ def test_sigkill_campaign(outcomes: dict[str, Outcome], name: str, invariant: st
               f"{run.processes} processes, {len(run.posts)} posts, {run.seconds:.0f} s"
               + (": " + ", ".join(f"{k} ×{n}" for k, n in sorted(by_point.items()))
                  if first else ""))
+    if invariant == LOST:
+        detail += f"; {len(problems)} of the reference's {len(ref.posts)} posts lost"
+    elif invariant == "no notification sent twice":
+        detail += f"; {len(problems)} duplicates"
     if problems:
         detail += f"; {len(problems)} problems: " + "; ".join(o[:300] for o in problems[:3])
     record(Row(suite="sigkill", fault=CAMPAIGNS[name][0], invariant=invariant,
