@@ -46,6 +46,17 @@ class ConfigError(GuardError):
         super().__init__(f"invalid configuration:\n{lines}")
 
 
+class InvalidInput(ConfigError):
+    """What an operator asked for is invalid (a flag, an HTTP field, a Slack argument): the
+    same ``problems`` as ``ConfigError``, which every face already refuses with exit 2, a
+    400 or an answer in words, said as input rather than configuration."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems)
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in problems)
+        self.args = (f"invalid input:\n{lines}",)
+
+
 class StoreError(GuardError):
     """The state store could not be read or written."""
 

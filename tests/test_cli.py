@@ -131,6 +131,7 @@ def test_an_absurd_pin_is_refused_in_one_line(tmp_path: Path, args: list[str], f
     path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
     code, _, stderr = run("--config", str(path), "fallback", "pin", *args)
     assert code == 2 and f"{field}: " in stderr and why in stderr
+    assert "invalid input" in stderr and "configuration" not in stderr
     assert "Traceback" not in stderr and len(stderr) < 300
     assert not (tmp_path / "s.db").exists()
 

@@ -371,7 +371,7 @@ def test_silence_of_an_unknown_budget_is_answered_in_words(
     """An alert of a budget no longer configured cannot be silenced; the answer says why."""
     answer = oncall.handle(parse_action(click("budget_silence_24h",
                                               value="2026-03:gone:hard_likely")))
-    assert answer.startswith("Could not silence: 'gone' is not a configured budget")
+    assert answer.startswith("Could not silence: budget: 'gone' is not a configured budget")
     assert unchanged(settings, records)
 
 
@@ -410,15 +410,16 @@ def test_slash_pin_pins_the_named_tier(oncall: OnCall, slack: RecordingTransport
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ("pin mistral 2h incident 42", "'mistral' is not in fallback.chain"),
-    ("pin haiku forever incident 42", "not a duration like 30m, 4h or 2d"),
-    ("pin haiku 90d incident 42", "at most 31 days"),
-    (f"pin haiku {10**30}h incident 42", "at most 31 days"),
-    ("pin haiku 2h " + "x" * 501, "at most 500 characters"),
+    ("pin mistral 2h incident 42", "tier: 'mistral' is not in fallback.chain"),
+    ("pin haiku forever incident 42", "duration: not a duration like 30m, 4h or 2d"),
+    ("pin haiku 90d incident 42", "duration: must be more than 0 and at most 31 days"),
+    (f"pin haiku {10**30}h incident 42", "duration: must be more than 0 and at most 31 days"),
+    ("pin haiku 2h " + "x" * 501, "reason: at most 500 characters"),
 ], ids=["unknown-tier", "bad-duration", "too-long", "absurd-duration", "reason-over-500"])
 def test_bad_pins_are_answered_in_words(oncall: OnCall, settings: Settings, records: Records,
                                         text: str, why: str) -> None:
-    """ops' ConfigError becomes the answer; nothing is pinned or audited."""
+    """ops' InvalidInput becomes the answer, naming the argument; nothing is pinned or
+    audited."""
     answer = oncall.handle(parse_slash(slash(text)))
     assert answer.startswith("Could not pin: ") and why in answer
     assert answer.endswith("Nothing changed.")

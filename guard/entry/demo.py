@@ -42,7 +42,7 @@ from guard.core.records import Blocks, Posted
 from guard.core.summary import TickReport, timestamp, unpriced_warning
 from guard.entry import wiring
 from guard.entry.report import ledger_table, money
-from guard.errors import ConfigError
+from guard.errors import InvalidInput
 from guard.shell.ports import SlackTransport
 from guard.shell.tick import Tick, run_tick
 from guard.sim import SimClock, SimOrg, SimServer
@@ -99,7 +99,7 @@ def run_demo(*, seed: int, month: str, step_hours: int, console: Console,
              channel: str = "") -> None:
     """Simulate ``month`` for organization ``seed`` under ``scenario``."""
     if scenario not in SCENARIOS:
-        raise ConfigError([("--scenario", f"one of {', '.join(SCENARIOS)}")])
+        raise InvalidInput([("--scenario", f"one of {', '.join(SCENARIOS)}")])
     start = _month(month)
     org = with_scenario(seed, scenario)
     budgets = demo_budgets(SimOrg.generate(seed), start, TIGHT.get(scenario, Decimal("1.1")))
@@ -246,4 +246,4 @@ def _month(raw: str) -> datetime:
     try:
         return datetime.strptime(raw, "%Y-%m").replace(tzinfo=UTC)
     except ValueError:
-        raise ConfigError([("--month", f"expected YYYY-MM, got {raw!r}")]) from None
+        raise InvalidInput([("--month", f"expected YYYY-MM, got {raw!r}")]) from None

@@ -174,6 +174,10 @@ def _message_ts(payload: Mapping[str, Any]) -> str | None:
 # --- acting ----------------------------------------------------------------------------------
 
 
+_FIELDS = {"TIER": "tier", "--for": "duration", "--reason": "reason", "--budget": "budget",
+           "--condition": "condition"}
+"""The on-call functions name CLI flags; a Slack answer names the command's arguments."""
+
 class OnCall:
     """Runs on-call commands from Slack through ``Ops`` and answers in Slack."""
 
@@ -198,7 +202,8 @@ class OnCall:
         try:
             return self._act(command, self.now())
         except ConfigError as exc:
-            problems = "; ".join(reason for _, reason in exc.problems)
+            problems = "; ".join(f"{_FIELDS.get(field, field)}: {reason}"
+                                 for field, reason in exc.problems)
             return f"Could not {command.verb}: {name(problems, REASON_CAP)}. Nothing changed."
         except GuardError as exc:
             return f"Could not {command.verb}: {name(str(exc), REASON_CAP)}."

@@ -24,7 +24,7 @@ from guard.entry.terminal import (
     guarded,
     now,
 )
-from guard.errors import ConfigError
+from guard.errors import ConfigError, InvalidInput
 from guard.shell.ops import check_reason, describe_status, parse_duration
 
 fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
@@ -75,7 +75,7 @@ def check_pin(settings: Settings, tier: str, duration: str, reason: str) -> None
                                  f"{list(settings.fallback.chain)}"))
     problems += _problems(check_reason, reason) + _problems(parse_duration, duration)
     if problems:
-        raise ConfigError(problems)
+        raise InvalidInput(problems)
 
 
 def _problems(check: Callable[[str], object], value: str) -> list[tuple[str, str]]:

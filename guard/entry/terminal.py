@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from guard.errors import ConfigError, GuardError, StoreError, UpstreamError
+from guard.errors import ConfigError, GuardError, InvalidInput, StoreError, UpstreamError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,12 +71,12 @@ def parse_at(raw: str | None, wall: datetime) -> datetime:
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        raise ConfigError([("--at", f"not an RFC 3339 timestamp: {raw!r}")]) from None
+        raise InvalidInput([("--at", f"not an RFC 3339 timestamp: {raw!r}")]) from None
     if moment.tzinfo is None:
-        raise ConfigError([("--at", f"{raw!r} has no time zone (add Z or an offset)")])
+        raise InvalidInput([("--at", f"{raw!r} has no time zone (add Z or an offset)")])
     moment = moment.astimezone(UTC)
     if moment > wall + AT_AHEAD:
-        raise ConfigError([("--at", f"{raw} is in the future (now is "
+        raise InvalidInput([("--at", f"{raw} is in the future (now is "
                                     f"{wall.strftime('%Y-%m-%dT%H:%M:%SZ')}); nothing was done")])
     return moment
 

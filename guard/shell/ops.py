@@ -15,7 +15,7 @@ from typing import Any
 
 from guard.core.policy import Condition, Override
 from guard.core.records import AuditEntry, Silence
-from guard.errors import ConfigError
+from guard.errors import InvalidInput
 from guard.shell.ports import SilencePort, StatePort
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
@@ -28,14 +28,14 @@ def parse_duration(raw: str) -> timedelta:
     """``30m``, ``4h``, ``2d`` or ``1h30m`` as a positive timedelta of at most 31 days."""
     match = _DURATION.fullmatch(raw.strip())
     if not raw.strip() or match is None or not any(match.groups()):
-        raise ConfigError([("--for", f"not a duration like 30m, 4h or 2d: {_echo(raw)}")])
+        raise InvalidInput([("--for", f"not a duration like 30m, 4h or 2d: {_echo(raw)}")])
     try:
         days, hours, minutes = (int(g or 0) for g in match.groups())
         length = timedelta(days=days, hours=hours, minutes=minutes)
     except (OverflowError, ValueError):  # 10**30h, or more digits than int() reads
         length = MAX_PIN * 2
     if not timedelta(0) < length <= MAX_PIN:
-        raise ConfigError([("--for", f"must be more than 0 and at most 31 days: {_echo(raw)}")])
+        raise InvalidInput([("--for", f"must be more than 0 and at most 31 days: {_echo(raw)}")])
     return length
 
 
@@ -54,7 +54,7 @@ class Ops:
             dry_run: bool = False) -> Override:
         """Pin the fallback at ``tier`` for ``duration``; audited."""
         if tier not in self.chain:
-            raise ConfigError([("TIER", f"{tier!r} is not in fallback.chain "
+            raise InvalidInput([("TIER", f"{tier!r} is not in fallback.chain "
                                         f"{list(self.chain)}")])
         why = check_reason(reason)
         override = Override(tier, now + parse_duration(duration), why, who)
@@ -109,10 +109,10 @@ class Ops:
                     who: str, now: datetime, dry_run: bool = False) -> Silence:
         """Mute a budget's notifications (or one condition's) for ``duration``; audited."""
         if budget not in self.budgets:
-            raise ConfigError([("--budget", f"{budget!r} is not a configured budget "
+            raise InvalidInput([("--budget", f"{budget!r} is not a configured budget "
                                             f"{list(self.budgets)}")])
         if condition is not None and condition not in {c.value for c in Condition}:
-            raise ConfigError([("--condition", f"{condition!r} is not one of "
+            raise InvalidInput([("--condition", f"{condition!r} is not one of "
                                                f"{[c.value for c in Condition]}")])
         why, ends = check_reason(reason), now + parse_duration(duration)
         if dry_run:
@@ -162,9 +162,9 @@ def check_reason(reason: str) -> str:
     """``reason`` stripped; blank or longer than ``MAX_REASON`` is refused, naming the field."""
     why = reason.strip()
     if not why:
-        raise ConfigError([("--reason", "required: say why, for the audit log")])
+        raise InvalidInput([("--reason", "required: say why, for the audit log")])
     if len(why) > MAX_REASON:
-        raise ConfigError([("--reason", f"at most {MAX_REASON} characters (got {len(why)})")])
+        raise InvalidInput([("--reason", f"at most {MAX_REASON} characters (got {len(why)})")])
     return why
 
 
