@@ -67,12 +67,13 @@ def test_a_first_read_cut_by_the_deadline_completes_over_the_next_ticks(
     assert cut == whole
 
 
-def test_deadline_defaults_to_sixty_seconds(tmp_path: Path) -> None:
-    """`anthropic.tick_deadline_s` is 60 s unless set; the daemon's ticks get it."""
+def test_deadline_defaults_to_fifty_seconds(tmp_path: Path) -> None:
+    """`anthropic.tick_deadline_s` is 50 s unless set, so a whole tick (deciding and a
+    check's start-up included) ends within the issue's minute."""
     path = tmp_path / "guard.toml"
     path.write_text(f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n')
     from guard.config import load_settings  # noqa: PLC0415
 
-    assert load_settings(path).anthropic.tick_deadline_s == 60
+    assert load_settings(path).anthropic.tick_deadline_s == 50
     assert timedelta(seconds=load_settings(path).anthropic.tick_deadline_s) <= timedelta(
         minutes=1)

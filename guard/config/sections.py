@@ -167,7 +167,7 @@ class AnthropicSettings(_SecretSection):
     timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(4, ge=0)
     max_retry_wait_s: float = Field(120.0, ge=0)
-    tick_deadline_s: float = Field(60.0, gt=0)
+    tick_deadline_s: float = Field(50.0, gt=0)
     """All of one tick's Admin API reads, retries and waits included: past it the tick
     decides on stored data (what was read is kept, so the next tick continues)."""
 

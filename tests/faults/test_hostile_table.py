@@ -10,14 +10,15 @@ Admin API is a loopback proxy in front of a ``SimServer``: it counts requests an
 hostile ticks only, rewrites cursors or trickles bodies a byte at a time; amounts are mutated
 by the simulator's own ``Fault(corrupt=...)``.
 
-Per hostile case: the tick ends within its bound (≤ 60 s, the issue's; a slowloris within its
-`anthropic.tick_deadline_s` and a generous start-up allowance), exits 3 with the error named
-(the field, the page or the endpoint) in the JSON's ``upstream_error`` and on stderr, the env
-file stays haiku, the store holds nothing of the answer and month-to-date neither falls nor
-exceeds the simulator's truth, no traceback; the cursor cases count their requests against the
-most pages the range can need. A restated day and a late revision are no errors: the stored
-figures and spend follow them (exit 0); a restatement down below the limits relaxes only
-through the policy's hysteresis. The on-call cases run one real `guard run`.
+Per hostile case: the tick ends within its bound (≤ 60 s, the issue's, for the whole process at
+the default deadline; a slowloris at a shorter deadline within it and a start-up allowance),
+exits 3 with the error named (the field, the page or the endpoint) in the JSON's
+``upstream_error`` and on stderr, the env file stays haiku, the store holds nothing of the
+answer and month-to-date neither falls nor exceeds the simulator's truth, no traceback; the
+cursor cases count their requests against the most pages the range can need. A restated day and
+a late revision are no errors: the stored figures and spend follow them (exit 0); a restatement
+down below the limits relaxes only through the policy's hysteresis. The on-call cases run one
+real `guard run`.
 
 Each invariant is one ``Row`` of suite ``hostile``, recorded before it is asserted. A case the
 product fails is kept as a strict xfail naming the finding. ``make test`` runs a
@@ -522,15 +523,15 @@ HOSTILE = [
 ]
 if FULL:
     HOSTILE += [
-        Hostile("slowloris body, 1 byte / 5 s, default deadline (60 s)", "legacy", LATER,
+        Hostile("slowloris body, 1 byte / 5 s, default deadline (50 s)", "legacy", LATER,
                 ("deadline", "tick_deadline_s", "usage_report"), mode=Mode(None, trickle_s=5.0),
-                bound_s=ISSUE_BOUND_S + START_UP_S),
+                bound_s=ISSUE_BOUND_S),
         Hostile("slowloris body (analytics source), 1 byte / 5 s, deadline 20 s", "analytics",
                 LATER, ("deadline", "tick_deadline_s"), mode=Mode(None, trickle_s=5.0),
                 deadline_s=20.0, bound_s=20.0 + START_UP_S),
-        Hostile("slowloris body, 1 byte / 28 s, default deadline (60 s)", "legacy", LATER,
+        Hostile("slowloris body, 1 byte / 28 s, default deadline (50 s)", "legacy", LATER,
                 ("deadline", "tick_deadline_s", "usage_report"),
-                mode=Mode(None, trickle_s=28.0), bound_s=ISSUE_BOUND_S + START_UP_S),
+                mode=Mode(None, trickle_s=28.0), bound_s=ISSUE_BOUND_S),
     ]
 
 SELECTED = [h for h in HOSTILE if FULL or h.bounded]
