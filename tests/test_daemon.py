@@ -133,13 +133,26 @@ def test_http_surface_follows_the_admin_api(tmp_path: Path, sim: SimServer) -> N
 
 
 def test_sigterm_mid_tick_finishes_the_tick_and_exits_0(tmp_path: Path, sim: SimServer) -> None:
-    """SIGTERM during the first tick: the tick completes, then a clean exit 0."""
+    """SIGTERM during the first tick (held inside its first usage read until the signal
+    was received): the tick completes, then a clean exit 0."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_: object) -> None:
+        entered.set()
+        release.wait(60)
+
+    sim.inject(Fault(count=1, path="usage_report", corrupt=hold))
     with SlackFake() as slack:
         daemon = Running(write_config(tmp_path / "guard.toml", sim, slack))
-        daemon.wait_for("starting")
-        time.sleep(0.5)
-        code = daemon.stop()
+        assert entered.wait(90), "the first tick never read usage"
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.wait_for("SIGTERM received")
+        release.set()
+        code = daemon.process.wait(timeout=60)
         daemon.wait_for("stopped after 1 ticks")
+        daemon.reader.join(timeout=10)
+        assert daemon.process.stderr is not None
+        daemon.process.stderr.close()
     messages = [line.get("msg", "") for line in daemon.seen]
     assert code == 0
     assert any("SIGTERM received" in m for m in messages)

@@ -190,12 +190,14 @@ def admin_client(settings: Settings, http: httpx.Client | None = None) -> AdminC
     cfg = settings.anthropic
     http = http or admin_http(str(cfg.base_url), admin_key(settings), cfg.timeout_s)
     return AdminClient(http, retry=RetryPolicy(attempts=cfg.max_retries + 1,
-                                               max_wait_s=cfg.max_retry_wait_s))
+                                               max_wait_s=cfg.max_retry_wait_s),
+                       wall=wall_clock)
 
 
 def admin_at(base_url: str, key: str) -> AdminClient:
     """An Admin API client for ``base_url`` with the default retries (the demo's simulator)."""
-    return AdminClient(admin_http(base_url, key))
+    return AdminClient(admin_http(base_url, key), wall=wall_clock)
+
 
 
 def admin_key(settings: Settings) -> str:
