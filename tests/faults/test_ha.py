@@ -635,6 +635,8 @@ def conclude(c: Campaign, fault: str, title: str) -> None:
 # --- the scenarios ------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not FULL, reason="make faults: the bounded form pauses the leader, which "
+                    "shows takeover, fencing and a quiet standby at once")
 def test_the_leader_sigkilled_is_taken_over_within_30_s(campaign: Campaign) -> None:
     """SIGKILL of the leader, ``REPETITIONS`` times (restarted as the standby each time)."""
     run_campaign(campaign, "kill")

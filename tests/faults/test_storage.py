@@ -8,7 +8,7 @@ Whatever failed, the crossing moves the env file to haiku and reaches Slack exac
 once, or when Slack returns), nothing relaxes meanwhile, the soft alert is not posted again,
 the journal is merged once the store is back and no process prints a traceback.
 
-``make test`` runs three representative faults; ``make faults`` runs them all.
+``make test`` runs the read-only directory and the daemon; ``make faults`` runs them all.
 """
 
 from __future__ import annotations
@@ -273,14 +273,14 @@ FAULTS = [
           bounded=True),
     Fault("state directory full (ENOSPC)", _fill_state, _unfill_state, mounts=("state",)),
     Fault("database locked by another process", _lock, _unlock),
-    Fault("database corrupted", _corrupt, _restore, bounded=True),
+    Fault("database corrupted", _corrupt, _restore),
     Fault("database deleted", _delete, _nothing, faulted_code=0, without_store=False),
     Fault("PostgreSQL refuses connections", _refuse_connections, _accept_connections,
           postgres=True),
     Fault("env-file directory full (ENOSPC)", _fill_run, _unfill_run, faulted_code=0,
           without_store=False, mounts=("run",)),
     Fault("env-file directory replaced by a file", _replace_run, _put_back_run,
-          without_store=False, bounded=True),
+          without_store=False),
     Fault("state directory read-only and Slack down", _read_only, _read_write,
           mounts=("state",), slack_down=True),
 ]
