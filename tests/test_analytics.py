@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from guard.core import billed
 from guard.core.billed import BilledPolicy, BilledRead
 from guard.core.ledger import includes_unpriced, ledger_of
 from guard.core.model import BilledCost, Budget, PricedUsage, Scope, Snapshot
+from guard.core.usage import days_of
 from guard.errors import MalformedResponse, RequestRejected
 from tests.test_admin_client import Recorder, make_client
 
@@ -232,11 +234,10 @@ def analytics_snapshot(**changes: Any) -> Snapshot:
         "at": at, "settled": {}, "usage": [], "data_through": at, "api_requests": 0,
         "source": "analytics", "billed_through": NOV + timedelta(days=2, hours=8),
         "billed": [row(NOV, "10", other="1"), row(NOV + timedelta(days=2), "4", key=None)],
-        "tail": [row(NOV + timedelta(days=2, hours=7), "99"),  # before the watermark: billed
-                 row(NOV + timedelta(days=2, hours=9), "2"),
-                 row(NOV + timedelta(days=2, hours=13), "50")],  # after `at`: not yet
+        "tail": [row(NOV + timedelta(days=2, hours=9), "2")],  # the fetcher's: watermark → at
         "calibration": Decimal("0.9")}
     fields.update(changes)
+    fields["billed"], fields["tail"] = days_of(fields["billed"]), days_of(fields["tail"])
     return Snapshot(**fields)
 
 
@@ -257,11 +258,13 @@ def test_the_last_whole_billed_day_is_authoritative_through() -> None:
 
 
 def test_an_unpriced_model_counts_only_in_the_estimated_tail() -> None:
-    nova = analytics_snapshot(unpriced_models=("claude-nova-1",), tail=[
+    nova = analytics_snapshot(unpriced_models=("claude-nova-1",), billed=[
         row(NOV + timedelta(days=2, hours=7), "5", model="claude-nova-1")])
     assert not includes_unpriced(budget(Scope.API_KEY, "apikey_a"), nova)
     late = analytics_snapshot(unpriced_models=("claude-nova-1",), tail=[
         row(NOV + timedelta(days=2, hours=10), "5", model="claude-nova-1")])
+    late = replace(late, tail=days_of(
+        [row(NOV + timedelta(days=2, hours=10), "5", model="claude-nova-1")], {"claude-nova-1"}))
     assert includes_unpriced(budget(Scope.API_KEY, "apikey_a"), late)
     assert not includes_unpriced(budget(Scope.API_KEY, "apikey_other"), late)
 

@@ -21,8 +21,10 @@ from guard.config import Settings, load_settings
 from guard.core.assess import assess
 from guard.core.fallback import FallbackState, state_document
 from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
+from guard.core.period import HOUR
 from guard.core.policy import PolicyConfig
 from guard.core.summary import TickReport
+from guard.core.usage import days_of, periods_of
 from guard.entry import wiring
 from guard.entry.http import MAX_BODY, WRITES_DISABLED, HttpState, build_app
 from guard.entry.metrics import Metrics
@@ -55,8 +57,9 @@ def make_report(*, stale: bool = False, upstream_error: str | None = None,
     usage = [PricedUsage(AT.replace(minute=0) - timedelta(hours=h), None, None,
                          "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
     through = AT - (timedelta(hours=2) if stale else timedelta(minutes=5))
-    snapshot = Snapshot(AT, settled, usage, through, api_requests=3, usage_from=date(2026, 2, 26),
-                        recent_hours=usage, hourly={u.start: u.usd for u in usage},
+    snapshot = Snapshot(AT, settled, days_of(usage), through, api_requests=3,
+                        usage_from=date(2026, 2, 26), recent=periods_of(usage, HOUR),
+                        hourly={u.start: u.usd for u in usage}, today=usage,
                         **snapshot_fields)
     a = assess(BUDGETS, snapshot, policy=POLICY, lag=timedelta(minutes=5))
     fallback = FallbackState.build(POLICY.chain, MODELS, a.outcome.ceiling.level,

@@ -10,6 +10,7 @@ import pytest
 
 from guard.core.model import CostDay, PricedUsage, Snapshot
 from guard.core.reconcile import price_drift, reconciled_day
+from guard.core.usage import days_of
 
 AT = datetime(2026, 3, 15, 12, tzinfo=UTC)
 D14 = date(2026, 3, 14)
@@ -22,7 +23,7 @@ def snapshot(estimated: dict[str, str], billed: dict[str, str],
                          Decimal("0.5")) for model, usd in estimated.items()]
     settled = {D14: CostDay(D14, {None: Decimal(100)},
                             {model: Decimal(usd) for model, usd in billed.items()})}
-    return Snapshot(AT, settled, usage, AT, 0, usage_from=date(2026, 2, 15),
+    return Snapshot(AT, settled, days_of(usage), AT, 0, usage_from=date(2026, 2, 15),
                     unpriced_models=unpriced)
 
 

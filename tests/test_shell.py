@@ -23,8 +23,10 @@ from guard.core.decide import Remembered, TickConfig, decide
 from guard.core.fallback import FallbackState
 from guard.core.keys import EnforcementConfig, KeyPlan
 from guard.core.model import Budget, CostDay, PricedUsage, Scope, Snapshot
+from guard.core.period import HOUR
 from guard.core.policy import Condition, Override, PolicyConfig
 from guard.core.records import NotificationKind
+from guard.core.usage import days_of, periods_of
 from guard.shell.tick import Tick, run_tick
 
 AT = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
@@ -41,9 +43,9 @@ def snapshot(at: datetime = AT, daily: Decimal = Decimal(30)) -> Snapshot:
                for i in range((at.date() - first).days)}
     usage = [PricedUsage(at.replace(minute=0) - timedelta(hours=h), None, None,
                          "claude-sonnet-4-6", Decimal("1.5"), Decimal(0)) for h in range(1, 15)]
-    return Snapshot(at, settled, usage, at - timedelta(minutes=5), api_requests=2,
-                    usage_from=at.date(), recent_hours=usage,
-                    hourly={u.start: u.usd for u in usage})
+    return Snapshot(at, settled, days_of(usage), at - timedelta(minutes=5), api_requests=2,
+                    usage_from=at.date(), recent=periods_of(usage, HOUR),
+                    hourly={u.start: u.usd for u in usage}, today=usage)
 
 
 def make_tick(**parts: object) -> Tick:
@@ -272,7 +274,7 @@ def test_the_hard_stop_waits_for_billed_data_on_an_unpriced_estimate() -> None:
 
     def plan_for(model: str, unpriced: tuple[str, ...]) -> KeyPlan:
         rows = [PricedUsage(AT.replace(hour=9), None, key, model, Decimal(5), Decimal(0))]
-        data = replace(snapshot(), usage=rows, unpriced_models=unpriced)
+        data = replace(snapshot(), usage=days_of(rows, unpriced), unpriced_models=unpriced)
         return decide(data, Remembered(), config, AT).keys
 
     held = plan_for("claude-tiny-9", ("claude-tiny-9",))
@@ -287,7 +289,8 @@ def test_a_held_hard_stop_is_a_warning_in_the_tick_report() -> None:
     key = "apikey_1"
     budget = Budget("key-1", Scope.API_KEY, key, Decimal(1), Decimal(2))
     rows = [PricedUsage(AT.replace(hour=9), None, key, "claude-tiny-9", Decimal(5), Decimal(0))]
-    fetcher = StaticFetcher(replace(snapshot(), usage=rows, unpriced_models=("claude-tiny-9",)))
+    fetcher = StaticFetcher(replace(snapshot(), usage=days_of(rows, {"claude-tiny-9"}),
+                                    unpriced_models=("claude-tiny-9",)))
     tick = make_tick(fetcher=fetcher, config=replace(
         CONFIG, budgets=(budget,), enforcement=EnforcementConfig(enabled=True, dry_run=False)))
     body = run_tick(tick, AT).as_json()

@@ -140,8 +140,7 @@ def advanced_states(a: Assessment, planned: Sequence[Planned],
 
 def _notices(a: Assessment, snapshot: Snapshot, desired: FallbackState, *,
              silences: Sequence[Silence], config: TickConfig, now: datetime) -> list[Planned]:
-    today = [r for r in snapshot.usage if r.start.date() == now.date()]
-    planned = notices.plan(a, desired, today, silences, now)
+    planned = notices.plan(a, desired, snapshot.today, silences, now)
     if config.digest_hour is not None and now.hour == config.digest_hour:
         planned.append(notices.digest(a, desired, snapshot.usage, now))
     return planned

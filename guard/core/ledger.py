@@ -13,12 +13,14 @@ attribute web searches or code execution to a model, and estimates follow the sa
 With the **analytics** source (``ledger_of`` picks), the split is by hour instead: every hour
 before the billed watermark is billed fact for every scope, API keys included; the tail after
 it is usage × prices scaled by the billed/list ratio of the last billed day.
+
+Usage comes summed per day (``guard.core.usage``): no function here walks rows, so a budget's
+figure costs a few lookups per day whatever the size of the organization.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -34,40 +36,27 @@ from guard.core.model import (
     Snapshot,
 )
 from guard.core.period import DAY, days_between, floor_day, month_start
+from guard.core.usage import Days, days_of
 
 ZERO = Decimal(0)
 
 
 class UsageIndex:
-    """Estimated spend per day along every budget dimension, built in one pass over usage."""
+    """Estimated spend per day along every budget dimension: a day's ``PeriodIndex`` looked up.
+    """
 
-    def __init__(self, rows: Iterable[PricedUsage]) -> None:
-        self.organization: dict[date, Decimal] = defaultdict(Decimal)
-        self.workspace: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-        self.api_key: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-        self.model: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
-        for row in rows:
-            day, usd = row.start.date(), row.usd
-            self.organization[day] += usd
-            self.workspace[day, row.workspace_id or DEFAULT_WORKSPACE] += usd
-            if row.api_key_id is not None:
-                self.api_key[day, row.api_key_id] += usd
-            if row.model is not None:
-                self.model[day, row.model] += row.token_usd
+    def __init__(self, days: Days) -> None:
+        self.days = days
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[PricedUsage]) -> UsageIndex:
+        """The index of priced rows (any granularity)."""
+        return cls(days_of(rows))
 
     def spend(self, budget: Budget, day: date) -> Decimal:
         """Estimated spend of ``budget`` on ``day``."""
-        match budget.scope:
-            case Scope.ORGANIZATION:
-                return self.organization.get(day, ZERO)
-            case Scope.WORKSPACE:
-                return self.workspace.get((day, budget.match or DEFAULT_WORKSPACE), ZERO)
-            case Scope.API_KEY:
-                return self.api_key.get((day, budget.match or ""), ZERO)
-            case Scope.MODEL:
-                prefix = budget.match or ""
-                return sum((usd for (d, model), usd in self.model.items()
-                            if d == day and model.startswith(prefix)), ZERO)
+        index = self.days.get(day)
+        return index.spend(budget) if index is not None else ZERO
 
 
 def authoritative_spend(budget: Budget, cost: CostDay) -> Decimal | None:
@@ -130,17 +119,14 @@ def includes_unpriced(budget: Budget, snapshot: Snapshot) -> bool:
     Billed days are fact whatever the price table says; only days the ledger estimates (for
     an ``api_key`` budget, every day) can hold an unpriced estimate.
     """
-    unpriced = set(snapshot.unpriced_models)
-    if not unpriced:
+    if not snapshot.unpriced_models:
         return False
     start = month_start(snapshot.at)
     if snapshot.source == "analytics":
-        return any(r.model in unpriced and attributable(budget, r) > 0 for r in
-                   _tail(snapshot, start))
+        return any(index.unpriced(budget) for index in snapshot.tail.values())
     billed = set(snapshot.settled) if budget.scope is not Scope.API_KEY else set()
-    return any(r.model in unpriced and start <= r.start < snapshot.at
-               and r.start.date() not in billed and attributable(budget, r) > 0
-               for r in snapshot.usage)
+    return any(index.unpriced(budget) for day, index in snapshot.usage.items()
+               if start.date() <= day <= snapshot.at.date() and day not in billed)
 
 
 def budget_api_keys(budgets: Iterable[Budget]) -> frozenset[str]:
@@ -163,8 +149,18 @@ def month_to_date(budgets: Iterable[Budget], *, at: datetime,
     ``usage`` holds priced usage (any granularity) up to ``data_through``.
     """
     start = month_start(at)
+    return month_to_date_of(budgets, at=at, settled=settled,
+                            usage=days_of(r for r in usage if start <= r.start < at),
+                            data_through=data_through)
+
+
+def month_to_date_of(budgets: Iterable[Budget], *, at: datetime,
+                     settled: Mapping[date, CostDay], usage: Days,
+                     data_through: datetime | None) -> Ledger:
+    """``month_to_date`` from usage per day (days outside the month are left out)."""
+    start = month_start(at)
     days = [*days_between(start.date(), at.date()), at.date()]
-    index = UsageIndex(row for row in usage if start <= row.start < at)
+    index = UsageIndex(usage)
     in_month = {day: cost for day, cost in settled.items() if start.date() <= day < at.date()}
     spends = tuple(budget_spend(b, days, in_month, index) for b in budgets)
     through = max(in_month) if in_month else None
@@ -176,8 +172,8 @@ def ledger_of(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledger:
     """The ledger of ``snapshot``'s month, by the rules of its billing source."""
     if snapshot.source == "analytics":
         return billed_month_to_date(budgets, snapshot)
-    ledger = month_to_date(budgets, at=snapshot.at, settled=snapshot.settled,
-                           usage=snapshot.usage, data_through=snapshot.data_through)
+    ledger = month_to_date_of(budgets, at=snapshot.at, settled=snapshot.settled,
+                              usage=snapshot.usage, data_through=snapshot.data_through)
     return replace(ledger, billed_through=snapshot.billed_through)
 
 
@@ -185,18 +181,11 @@ def billed_month_to_date(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledge
     """Billed cost through the watermark, then the calibrated estimate of the tail."""
     at, start = snapshot.at, month_start(snapshot.at)
     days = [*days_between(start.date(), at.date()), at.date()]
-    billed = UsageIndex(r for r in snapshot.billed if start <= r.start < at)
-    tail = UsageIndex(_tail(snapshot, start))
+    billed, tail = UsageIndex(snapshot.billed), UsageIndex(snapshot.tail)
     spends = tuple(_billed_spend(b, days, billed, tail, snapshot.calibration) for b in budgets)
     return Ledger(at=at, period_start=start, data_through=snapshot.data_through,
                   budgets=spends, authoritative_through=_complete_day(snapshot, start),
                   source="analytics", billed_through=snapshot.billed_through)
-
-
-def _tail(snapshot: Snapshot, start: datetime) -> Iterator[PricedUsage]:
-    """The estimated rows: from the billed watermark (or the month start) to ``at``."""
-    since = max(start, snapshot.billed_through or start)
-    return (r for r in snapshot.tail if since <= r.start < snapshot.at)
 
 
 def _billed_spend(budget: Budget, days: Iterable[date], billed: UsageIndex, tail: UsageIndex,

@@ -8,11 +8,16 @@ Everything past the Admin API adapter is one of these: JSON never travels furthe
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from guard.core.directory import Directory
+
+if TYPE_CHECKING:
+    from guard.core.usage import Period, PeriodIndex
 
 DEFAULT_WORKSPACE = "default"
 """The name budgets use for the default workspace, which the API reports as ``null``."""
@@ -231,21 +236,22 @@ class Snapshot:
     """What the ledger and the forecast need, as of ``at``.
 
     ``settled``: the cost report of settled days, this month and ≥ 8 weeks back.
-    ``usage``: priced usage per day from ``usage_from`` (two weeks before the month), the
-    fresh window per hour. ``recent_hours`` (stored, per hour) and ``recent_minutes`` (the
-    fresh window, per minute) cover the last hours, for burn rates. ``hourly``: organization
-    spend per hour over two weeks, for the profile.
+    ``usage``: priced usage per UTC day (``guard.core.usage``) from ``usage_from`` (two weeks
+    before the month) through ``at``'s day, the fresh window included; ``today``: ``at``'s day
+    as rows per (workspace, API key, model), for the biggest movers behind an alert.
+    ``recent`` covers the last hours for burn rates: stored hours, then the fresh window per
+    minute. ``hourly``: organization spend per hour over two weeks, for the profile.
     """
 
     at: datetime
     settled: dict[date, CostDay]
-    usage: list[PricedUsage]
+    usage: Mapping[date, PeriodIndex]
     data_through: datetime | None
     api_requests: int
     usage_from: date | None = None
-    recent_hours: list[PricedUsage] = field(default_factory=list)
-    recent_minutes: list[PricedUsage] = field(default_factory=list)
+    recent: Sequence[Period] = ()
     hourly: dict[datetime, Decimal] = field(default_factory=dict)
+    today: Sequence[PricedUsage] = ()
     unpriced_models: tuple[str, ...] = ()
     """Models seen this month that the price table does not know (estimated at its dearest
     card)."""
@@ -254,13 +260,14 @@ class Snapshot:
     reconciliation cannot check them (their estimate is the fallback card by design)."""
     source: str = "legacy"
     """Where billed figures come from: ``analytics`` (hourly, per key) or ``legacy`` (daily)."""
-    billed: list[PricedUsage] = field(default_factory=list)
-    """Analytics source: billed cost per (day, workspace, key, model) of the month before
-    ``billed_through`` (``token_usd`` = tokens, ``web_search_usd`` = every other cost)."""
+    billed: Mapping[date, PeriodIndex] = field(default_factory=dict)
+    """Analytics source: billed cost per day of the month before ``billed_through``
+    (``token_usd`` = tokens, ``web_search_usd`` = every other cost)."""
     billed_through: datetime | None = None
     """Analytics source: the hour the bill is complete to (``data_refreshed_at``)."""
-    tail: list[PricedUsage] = field(default_factory=list)
-    """Analytics source: priced usage from ``billed_through`` to ``at``, the estimated part."""
+    tail: Mapping[date, PeriodIndex] = field(default_factory=dict)
+    """Analytics source: priced usage per day from ``billed_through`` (or the month start) to
+    ``at``, the estimated part."""
     calibration: Decimal = Decimal(1)
     """Billed / list over the last billed day: scales the estimated tail."""
     source_note: str | None = None

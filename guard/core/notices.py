@@ -41,6 +41,7 @@ from guard.core.render import (
     render_reset,
     render_thread_reply,
 )
+from guard.core.usage import Days, PeriodIndex
 
 UPDATE_EVERY = timedelta(minutes=5)
 Kind = NotificationKind
@@ -214,7 +215,7 @@ def movers(budget: Budget, rows: Iterable[PricedUsage],
         for dimension in ("workspaces", "models", "keys") if sums[dimension])
 
 
-def digest(a: Assessment, fallback: FallbackState, usage: Sequence[PricedUsage],
+def digest(a: Assessment, fallback: FallbackState, usage: Days,
            at: datetime) -> Planned:
     """The daily digest of ``at``'s day: spend against each budget, forecast, week over week,
     cache-hit ratio and firing conditions, and the fallback tier in force."""
@@ -233,22 +234,22 @@ def digest(a: Assessment, fallback: FallbackState, usage: Sequence[PricedUsage],
     return Planned(key, key, None, None, Kind.DIGEST, Payload(message.text, message.blocks))
 
 
-def _window(usage: Sequence[PricedUsage], at: datetime, back: int) -> list[PricedUsage]:
+def _week(usage: Days, at: datetime, back: int) -> list[PeriodIndex]:
     end = at.date() - timedelta(days=back)
-    return [r for r in usage if end - timedelta(days=7) <= r.start.date() < end]
+    return [index for day, index in usage.items() if end - timedelta(days=7) <= day < end]
 
 
-def _week_over_week(budget: Budget, usage: Sequence[PricedUsage],
-                    at: datetime) -> Decimal | None:
-    this = sum((attributable(budget, r) for r in _window(usage, at, 0)), Decimal(0))
-    last = sum((attributable(budget, r) for r in _window(usage, at, 7)), Decimal(0))
+def _week_over_week(budget: Budget, usage: Days, at: datetime) -> Decimal | None:
+    this = sum((index.spend(budget) for index in _week(usage, at, 0)), Decimal(0))
+    last = sum((index.spend(budget) for index in _week(usage, at, 7)), Decimal(0))
     return this / last - 1 if last > 0 else None
 
 
-def _cache_hits(budget: Budget, usage: Sequence[PricedUsage], at: datetime) -> Decimal | None:
+def _cache_hits(budget: Budget, usage: Days, at: datetime) -> Decimal | None:
     read = total = 0
-    for row in _window(usage, at, 0):
-        if attributable(budget, row):
-            read += row.cache_read_tokens
-            total += row.input_tokens + row.cache_write_tokens + row.cache_read_tokens
+    for index in _week(usage, at, 0):
+        if index.spend(budget):
+            sums = index.sums(budget)
+            read += sums.cache_read_tokens
+            total += sums.input_tokens + sums.cache_write_tokens + sums.cache_read_tokens
     return Decimal(read) / Decimal(total) if total else None

@@ -24,10 +24,11 @@ from guard.core.forecast import (
     hour_profile,
     seasonal,
 )
-from guard.core.ledger import ZERO, UsageIndex, attributable, day_spend
-from guard.core.model import Budget, BudgetSpend, CostDay, Ledger, PricedUsage, Scope
-from guard.core.period import HOUR, MINUTE, day_start, days_between
+from guard.core.ledger import ZERO, UsageIndex, day_spend
+from guard.core.model import Budget, BudgetSpend, CostDay, Ledger, Scope
+from guard.core.period import day_start, days_between
 from guard.core.policy import BudgetInput
+from guard.core.usage import Days, Period
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,9 @@ class OutlookInputs:
     """The slices of a fetch snapshot the outlook reads."""
 
     settled: Mapping[date, CostDay]
-    usage: Sequence[PricedUsage]
+    usage: Days
     usage_from: date | None
-    recent_hours: Sequence[PricedUsage]
-    recent_minutes: Sequence[PricedUsage]
+    recent: Sequence[Period]
     hourly: Mapping[datetime, Decimal]
 
 
@@ -56,9 +56,7 @@ def history(budget: Budget, first: date, today: date, data: OutlookInputs,
 
 def spent_between(budget: Budget, data: OutlookInputs) -> Callable[[datetime, datetime], Decimal]:
     """Spend of ``budget`` in a window, hours pro-rated where the window cuts them."""
-    rows = [(r.start, HOUR, usd) for r in data.recent_hours if (usd := attributable(budget, r))]
-    rows += [(r.start, MINUTE, usd) for r in data.recent_minutes
-             if (usd := attributable(budget, r))]
+    rows = [(p.start, p.width, usd) for p in data.recent if (usd := p.index.spend(budget))]
 
     def between(start: datetime, end: datetime) -> Decimal:
         total = ZERO

@@ -11,7 +11,6 @@ unpriced instead.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -52,10 +51,9 @@ def price_drift(snapshot: Snapshot) -> tuple[Drift, ...]:
     day = reconciled_day(snapshot)
     if day is None:
         return ()
-    estimated: dict[str, Decimal] = defaultdict(Decimal)
-    for row in snapshot.usage:
-        if row.model is not None and row.start.date() == day:
-            estimated[row.model] += row.token_usd
+    index = snapshot.usage.get(day)
+    estimated = {model: sums.token_usd for model, sums in (index.model or {}).items()
+                 } if index is not None else {}
     cost = snapshot.settled[day]
     billed, scale = cost.by_model, cost.calibration
     estimated = {model: usd * scale for model, usd in estimated.items()}

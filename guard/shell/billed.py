@@ -20,7 +20,9 @@ from guard.core.billed import ANALYTICS, AUTO, LEGACY, BilledPolicy, BilledRead
 from guard.core.model import BilledCost, CostDay
 from guard.core.period import DAY, day_start, floor_hour
 from guard.core.plausible import Bounds, billed_rows, cost_rows
+from guard.core.usage import COST
 from guard.errors import MalformedResponse, UpstreamError
+from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
 
 log = logging.getLogger("guard.sync")
@@ -83,6 +85,8 @@ class BilledSync:
         self.configured = configured
         self.policy = policy or BilledPolicy()
         self.listing = listing or WorkspaceListing(client)
+        self.memo: DayMemo | None = None
+        """Where cost days read before are kept while unchanged (``None``: read each time)."""
 
     # --- which source ------------------------------------------------------------------------
 
@@ -221,6 +225,8 @@ class BilledSync:
             start = billed.billed_from(at)
             whole = min(day_start(through.date()), day_start(at.date()))
             days += [start.date() + DAY * i for i in range(max(0, (whole - start) // DAY))]
+        if self.memo is not None:
+            return self.memo.days(COST, "history", days, self.caches.cost_days)
         return self.caches.cost_days(days) if days else {}
 
     # --- the default workspace ------------------------------------------------------------------

@@ -8,7 +8,7 @@ load no Slack client unless Slack is configured.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -38,6 +38,7 @@ from guard.core.records import (
     ReloadResult,
     Silence,
 )
+from guard.core.usage import PeriodIndex
 
 
 class AdminReports(Protocol):
@@ -100,18 +101,34 @@ class CachePort(Protocol):
         ...
 
     def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
-                            fetched_at: datetime) -> None:
-        """Make ``rows`` the whole content of ``hours``."""
+                            fetched_at: datetime,
+                            known: Callable[[str], bool] | None = None) -> None:
+        """Make ``rows`` the whole content of ``hours`` (and rebuild their days' sums;
+        ``known``: the models the price table has a card for)."""
         ...
 
-    def usage_by_day(self, start: datetime, end: datetime,
-                     api_keys: Collection[str] | None = None) -> list[PricedUsage]:
-        """Stored usage summed per UTC day."""
+    def ensure_sums(self, known: Callable[[str], bool] | None) -> None:
+        """Build the running sums once for rows stored before they existed."""
         ...
 
-    def usage_by_hour(self, start: datetime, end: datetime,
-                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
-        """Stored usage summed per hour."""
+    def versions(self, kind: str, first: date, last: date) -> dict[date, int]:
+        """The version of each day in ``[first, last]`` whose ``kind`` of data was written."""
+        ...
+
+    def usage_days(self, days: Collection[date], workspaces: Collection[str] | None = None,
+                   api_keys: Collection[str] | None = None) -> dict[date, PeriodIndex]:
+        """The stored usage of ``days`` per budget dimension (the running sums)."""
+        ...
+
+    def billed_sums(self, days: Collection[date], workspaces: Collection[str] | None = None,
+                    api_keys: Collection[str] | None = None) -> dict[date, PeriodIndex]:
+        """The stored billed cost of ``days`` per budget dimension (the running sums)."""
+        ...
+
+    def usage_rows(self, start: datetime, end: datetime, seconds: int,
+                   api_keys: Collection[str] | None = None,
+                   workspaces: Collection[str] | None = None) -> list[PricedUsage]:
+        """Stored usage in ``[start, end)`` summed per period of ``seconds``."""
         ...
 
     def hourly_totals(self, start: datetime, end: datetime) -> dict[datetime, Decimal]:

@@ -22,6 +22,7 @@ from guard.core.model import CostDay, PricedUsage, Snapshot
 from guard.core.period import (
     DAY,
     HOUR,
+    MINUTE,
     day_start,
     days_between,
     floor_day,
@@ -32,12 +33,48 @@ from guard.core.period import (
 from guard.core.plausible import Bounds, cost_rows, usage_rows
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy, UsagePlan
+from guard.core.usage import (
+    BILLED,
+    COST,
+    USAGE,
+    Days,
+    PeriodIndex,
+    days_of,
+    merged_days,
+    periods_of,
+)
 from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
+from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
 
 COST_GROUP_BY = ("workspace_id", "description")
+DAY_S = 86_400
 WATERMARK = "usage_read_through"
+
+
+class Unpriced:
+    """The models the price table has no card for, as a container."""
+
+    def __init__(self, prices: PriceTable) -> None:
+        self.prices = prices
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, model: object) -> bool:
+        if not isinstance(model, str):
+            return False
+        known = self._known.get(model)
+        if known is None:
+            known = self._known[model] = self.prices.known(model)
+        return not known
+
+
+def _days(start: datetime, end: datetime) -> list[date]:
+    """The UTC days ``[start, end)`` touches."""
+    if end <= start:
+        return []
+    first, last = floor_day(start), floor_day(end - MINUTE)
+    return [first.date() + DAY * i for i in range((last - first) // DAY + 1)]
 
 
 class Fetcher:
@@ -62,6 +99,10 @@ class Fetcher:
         self.billed = BilledSync(client, caches, source, billed_policy, listing=self.listing,
                                  bounds=self.bounds)
         self.directory = DirectorySync(client, caches, self.listing)
+        self.memo = DayMemo(caches)
+        """What this fetcher read of the store, per day, while the day has not changed."""
+        self.billed.memo = self.memo
+        self.unpriced = Unpriced(prices)
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -76,6 +117,7 @@ class Fetcher:
 
     def _refresh(self, at: datetime, api_keys: Collection[str] | None) -> Snapshot:
         before = self.client.requests
+        self.caches.ensure_sums(self.prices.known)
         self.listing.fresh = False
         read_through = self.watermark()
         usage_from = self.policy.usage_from(at)
@@ -120,7 +162,7 @@ class Fetcher:
 
     def _with_source(self, snapshot: Snapshot, source: Source, fresh_from: datetime,
                      minutes: list[PricedUsage], api_keys: Collection[str] | None) -> Snapshot:
-        """The snapshot with its billing source; for analytics, the billed hours and the
+        """The snapshot with its billing source; for analytics, the billed days and the
         estimated tail after them."""
         if source.name != ANALYTICS:
             billed_days = [d for d in snapshot.settled if day_start(d) + DAY <= snapshot.at]
@@ -130,43 +172,108 @@ class Fetcher:
         at, start = snapshot.at, month_start(snapshot.at)
         stored = self.billed.through()
         through = min(stored, floor_hour(at)) if stored is not None else None
-        rows = (self.caches.billed_by_day(start, through, api_keys, self.workspaces)
-                if through is not None and through > start else [])
+        billed = (self._billed_days(start, through, api_keys)
+                  if through is not None and through > start else {})
         since = max(start, through or start)
-        tail = [*(self.caches.usage_by_hour(since, fresh_from, api_keys)
-                  if fresh_from > since else []),
-                *(r for r in settle.by_hour(minutes) if r.start >= since)]
-        return replace(snapshot, source=ANALYTICS, billed=rows, billed_through=through,
-                       tail=tail, calibration=self.billed.calibration(at))
+        stored_tail = (self.memo.span(
+            USAGE, "tail", _days(since, fresh_from), (since, fresh_from, self._fold(api_keys)),
+            lambda: self.caches.usage_rows(since, fresh_from, 3600, api_keys, self.workspaces))
+            if fresh_from > since else [])
+        fresh = [r for r in settle.by_hour(self._folded(minutes, api_keys)) if r.start >= since]
+        tail = days_of([*stored_tail, *fresh], self.unpriced)
+        return replace(snapshot, source=ANALYTICS, billed=billed,
+                       billed_through=through, tail=tail,
+                       calibration=self.billed.calibration(at))
+
+    def _billed_days(self, start: datetime, through: datetime,
+                     api_keys: Collection[str] | None) -> dict[date, PeriodIndex]:
+        """Billed cost per day of the month before ``through``: whole days from the running
+        sums, the day ``through`` cuts from its hours."""
+        whole = _days(start, floor_day(through))
+        days = self.memo.days(BILLED, ("days", self._fold(api_keys)), whole,
+                              lambda d: self.caches.billed_sums(d, self.workspaces, api_keys))
+        if through > floor_day(through):
+            cut = floor_day(through)
+            rows = self.memo.span(
+                BILLED, "cut", [cut.date()], (through, self._fold(api_keys)),
+                lambda: self.caches.billed_by_day(cut, through, api_keys, self.workspaces))
+            days = merged_days(days, days_of(rows))
+        return days
 
     def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,
                   fresh_from: datetime, minutes: list[PricedUsage],
                   api_keys: Collection[str] | None, through: datetime | None,
                   requests: int) -> Snapshot:
-        fresh = settle.by_hour(minutes)
-        usage = self.caches.usage_by_day(usage_from, fresh_from, api_keys) + fresh
+        """The snapshot from the running sums per day and the fresh window.
+
+        A stored hour counts from the store, the fresh window only for the hours it has that
+        are not stored (the hour in progress): a complete hour of the window was stored from
+        these same rows. An ``at`` before the stored data (a what-if) takes its own day from
+        the hours before the window instead, as the data stood then.
+        """
+        fresh = settle.by_hour(self._folded(minutes, api_keys))
+        today = floor_day(at)
+        what_if = self._what_if(at)
+        before = _days(usage_from, today if what_if else today + DAY)
+        usage: dict[date, PeriodIndex] = self.memo.days(
+            USAGE, ("days", self._fold(api_keys)), before,
+            lambda d: self.caches.usage_days(d, self.workspaces, api_keys))
+        if what_if:
+            cut = self.caches.usage_rows(today, fresh_from, DAY_S, api_keys)
+            unstored = fresh
+            today_rows = [*cut, *(r for r in fresh if r.start >= today)]
+        else:
+            stored = set(self.caches.usage_fetched(fresh_from, floor_hour(at) + HOUR))
+            unstored = [r for r in fresh if r.start not in stored]
+            today_rows = [*self.memo.span(
+                USAGE, "today", [today.date()], (today, self._fold(api_keys)),
+                lambda: self.caches.usage_rows(today, today + DAY, DAY_S, api_keys)),
+                *(r for r in unstored if r.start >= today)]
+            cut = []
+        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced))
         recent_from = max(usage_from, floor_hour(at - self.policy.recent))
-        recent = self.caches.usage_by_hour(recent_from, fresh_from, api_keys)
-        hourly = self.caches.hourly_totals(max(usage_from, floor_day(at) - 14 * DAY), fresh_from)
+        recent = [*periods_of(self.memo.span(
+            USAGE, "recent", _days(recent_from, fresh_from),
+            (recent_from, fresh_from, self._fold(api_keys)),
+            lambda: self.caches.usage_rows(recent_from, fresh_from, 3600, api_keys,
+                                           self.workspaces)), HOUR, self.unpriced),
+            *periods_of(self._folded(minutes, api_keys), MINUTE, self.unpriced)]
+        hourly = self.caches.hourly_totals(max(usage_from, today - 14 * DAY), fresh_from)
         for row in fresh:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
         this_month, unknown = self._unpriced(usage, month_start(at))
         return Snapshot(at=at, settled=settled, usage=usage, data_through=through,
                         api_requests=requests, usage_from=usage_from.date(),
-                        recent_hours=recent, recent_minutes=minutes, hourly=hourly,
+                        recent=recent, hourly=hourly, today=today_rows,
                         unpriced_models=this_month, unknown_models=unknown,
                         priced_models=self.prices.names())
 
-    def _unpriced(self, usage: list[PricedUsage],
+    def _what_if(self, at: datetime) -> bool:
+        known = self.caches.get_meta(WATERMARK)
+        return known is not None and floor_minute(at) < datetime.fromisoformat(known)
+
+    def _fold(self, api_keys: Collection[str] | None) -> frozenset[str] | None:
+        return frozenset(api_keys) if api_keys is not None else None
+
+    @staticmethod
+    def _folded(rows: list[PricedUsage], api_keys: Collection[str] | None) -> list[PricedUsage]:
+        """``rows`` with keys other than ``api_keys`` under no key (as the store reads them)."""
+        if api_keys is None:
+            return rows
+        return [r if r.api_key_id is None or r.api_key_id in api_keys
+                else replace(r, api_key_id=None) for r in rows]
+
+    def _unpriced(self, usage: Days,
                   since: datetime) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Models the price table has no card for: those of usage since ``since`` (this
         month), and those of any usage the snapshot holds."""
-        latest: dict[str, datetime] = {}
-        for r in usage:
-            if r.model and (r.model not in latest or r.start > latest[r.model]):
-                latest[r.model] = r.start
+        latest: dict[str, date] = {}
+        for day, index in usage.items():
+            for model in index.models():
+                if model not in latest or day > latest[model]:
+                    latest[model] = day
         unknown = sorted(m for m in latest if not self.prices.known(m))
-        return tuple(m for m in unknown if latest[m] >= since), tuple(unknown)
+        return tuple(m for m in unknown if latest[m] >= since.date()), tuple(unknown)
 
     def watermark(self) -> datetime | None:
         """How far usage has been read: an ``at`` before it is a what-if."""
@@ -197,7 +304,7 @@ class Fetcher:
             hours = [b.starting_at for b in buckets if b.ending_at - b.starting_at == HOUR]
             priced = settle.price_buckets(buckets, self.prices)
             plausible(self.bounds, usage_rows(priced), "the usage report")
-            self.caches.replace_usage_hours(hours, priced, at)
+            self.caches.replace_usage_hours(hours, priced, at, self.prices.known)
 
     def _read_minutes(self, plan: UsagePlan, at: datetime) -> list[PricedUsage]:
         """Priced rows per minute of the window; its complete hours are also stored."""
@@ -207,7 +314,7 @@ class Fetcher:
         plausible(self.bounds, usage_rows(priced), "the usage report")
         complete = settle.complete_hours(buckets, at)
         stored = settle.by_hour(r for r in priced if floor_hour(r.start) in complete)
-        self.caches.replace_usage_hours(complete, stored, at)
+        self.caches.replace_usage_hours(complete, stored, at, self.prices.known)
         return priced
 
     # --- cost --------------------------------------------------------------------------------
@@ -227,7 +334,7 @@ class Fetcher:
         return self._stored_cost(settle.settled_days(closed, fetched, self.policy))
 
     def _stored_cost(self, days: list[date]) -> dict[date, CostDay]:
-        return self.caches.cost_days(days) if days else {}
+        return self.memo.days(COST, "settled", days, self.caches.cost_days)
 
     def _read_cost(self, start: datetime, end: datetime) -> Iterator[list[CostDay]]:
         pages = self.client.cost_pages(start, end, COST_GROUP_BY,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from guard.sim.clock import SimClock
-from guard.sim.org import SimOrg
+from guard.sim.org import SimOrg, size_of
 from guard.sim.params import ApiError, parse_time
 from guard.sim.server import SimServer
 
@@ -29,7 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m guard.sim", description=__doc__)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--size", choices=("small", "large"), default="small")
+    parser.add_argument("--size", type=_size, default="small",
+                        help="small, large (200 workspaces × 2,000 keys) or WORKSPACESxKEYS")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--now", type=_moment,
@@ -50,6 +51,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-analytics", dest="analytics", action="store_false",
                         help="serve no analytics API (404)")
     return parser.parse_args(argv)
+
+
+def _size(text: str) -> str:
+    try:
+        size_of(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _decimal(text: str) -> Decimal:

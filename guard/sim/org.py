@@ -89,6 +89,21 @@ def token_factor(price_errors: Mapping[str, Decimal] | None, model: str) -> Deci
     return (price_errors or {}).get(model, Decimal(1))
 
 
+SIZES: dict[str, tuple[int, int]] = {"small": (4, 16), "large": (200, 2000)}
+"""Named organization sizes: (named workspaces, API keys)."""
+
+
+def size_of(size: str) -> tuple[int, int]:
+    """(named workspaces, API keys) of a size: a name in ``SIZES`` or ``WxK``."""
+    if size in SIZES:
+        return SIZES[size]
+    workspaces, sep, keys = size.partition("x")
+    if sep and workspaces.isdigit() and keys.isdigit() and int(keys) >= 1:
+        return int(workspaces), int(keys)
+    raise ValueError(f"unknown size {size!r}; expected small, large or WORKSPACESxKEYS "
+                     "(e.g. 1000x20000)")
+
+
 class SimOrg:
     """The simulated organization: its directory, its usage at any minute, and its true bill."""
 
@@ -118,10 +133,10 @@ class SimOrg:
 
     @classmethod
     def sized(cls, seed: int, size: str) -> SimOrg:
-        """``"small"`` (the default sizes) or ``"large"``."""
-        if size not in ("small", "large"):
-            raise ValueError(f"unknown size {size!r}; expected 'small' or 'large'")
-        return cls.large(seed) if size == "large" else cls.generate(seed)
+        """A named size (``SIZES``): ``small`` is the default, ``large`` the 200 × 2,000 one,
+        ``WxK`` any other (``1000x20000``: the largest organization the benchmarks run)."""
+        workspaces, keys = size_of(size)
+        return cls.generate(seed, workspaces=workspaces, keys=keys)
 
     # --- directory ---------------------------------------------------------------------------
 

@@ -7,17 +7,23 @@
 - ``billed_hours``: the analytics source's billed cost per (hour, workspace, API key, model),
   tokens and other costs apart, and the list price; replaced a range at a time.
 - ``meta``: small named values (watermarks).
+
+Every write that changes usage, billed hours or cost days also rebuilds the running sums of
+the days it touched and raises their versions (``guard.adapters.store.sums``), in the same
+transaction: the sums never disagree with the rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from guard.adapters.store import sums
 from guard.adapters.store.engine import (
     DAY_S,
     Store,
@@ -33,13 +39,18 @@ from guard.adapters.store.schema import (
     cost_fetches,
     meta,
     usage_fetches,
+    usage_hour_totals,
     usage_hours,
 )
 from guard.core.billed import BilledHour
 from guard.core.model import CostDay, PricedUsage
+from guard.core.usage import PeriodIndex
 
 OTHER_WORKSPACES = "(other workspaces)"
 """Where ``billed_by_day`` folds workspaces no budget names (no workspace id looks like it)."""
+SUMS = "running_sums"
+SUMS_VERSION = "1"
+"""The running sums' named value: equal when they were built for every stored row."""
 
 
 class Caches:
@@ -52,24 +63,84 @@ class Caches:
 
     def usage_fetched(self, start: datetime, end: datetime) -> dict[datetime, datetime]:
         """When each hour in ``[start, end)`` was last read: hour → fetched_at."""
-        query = sa.select(usage_fetches).where(usage_fetches.c.hour >= epoch(start),
-                                               usage_fetches.c.hour < epoch(end))
+        query = sa.select(usage_fetches.c.hour, usage_fetches.c.fetched_at).where(
+            usage_fetches.c.hour >= epoch(start),
+            usage_fetches.c.hour < epoch(end))
         with self.store.reading() as conn:
             return {at_epoch(h): at_epoch(f) for h, f in conn.execute(query)}
 
     def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
-                            fetched_at: datetime) -> None:
-        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``."""
+                            fetched_at: datetime,
+                            known: Callable[[str], bool] | None = None) -> None:
+        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``.
+
+        An hour read again with the same rows only has its read time moved; an hour that
+        changed has its rows replaced, and its day's sums rebuilt and version raised, in the
+        same transaction. ``known`` tells which models the price table has a card for.
+        """
         keys = sorted({epoch(h) for h in hours})
         if not keys:
             return
+        records: dict[int, list[dict[str, Any]]] = {h: [] for h in keys}
+        for row in rows:
+            records[epoch(row.start)].append(_usage_record(row))
+        digests = {h: _digest(records[h]) for h in keys}
+        c = usage_fetches.c
         with self.store.writing() as conn:
-            conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(keys)))
-            conn.execute(usage_fetches.delete().where(usage_fetches.c.hour.in_(keys)))
-            if rows:
-                conn.execute(usage_hours.insert(), [_usage_record(r) for r in rows])
+            stored = {int(h): d for h, d in
+                      conn.execute(sa.select(c.hour, c.digest).where(c.hour.in_(keys)))}
+            changed = [h for h in keys if h not in stored or stored[h] != digests[h]]
+            conn.execute(usage_fetches.delete().where(c.hour.in_(keys)))
             conn.execute(usage_fetches.insert(),
-                         [{"hour": h, "fetched_at": epoch(fetched_at)} for h in keys])
+                         [{"hour": h, "fetched_at": epoch(fetched_at), "digest": digests[h]}
+                          for h in keys])
+            if not changed:
+                return
+            conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(changed)))
+            fresh = [record for h in changed for record in records[h]]
+            if fresh:
+                conn.execute(usage_hours.insert(), fresh)
+            days = {h - h % DAY_S for h in changed}
+            sums.rebuild_hour_totals(conn, changed)
+            sums.rebuild_usage_days(conn, days, known)
+            sums.bump(conn, sums.USAGE, days)
+
+    def ensure_sums(self, known: Callable[[str], bool] | None) -> None:
+        """Build the running sums of a store whose rows were written before they existed
+        (once: a named value says they are current)."""
+        if self.get_meta(SUMS) == SUMS_VERSION:
+            return
+        with self.store.writing() as conn:
+            hours = [int(h) for h in conn.scalars(sa.select(usage_hours.c.hour).distinct())]
+            days = {h - h % DAY_S for h in hours}
+            sums.rebuild_hour_totals(conn, hours)
+            sums.rebuild_usage_days(conn, days, known)
+            sums.bump(conn, sums.USAGE, days)
+            billed = {int(h) - int(h) % DAY_S
+                      for h in conn.scalars(sa.select(billed_hours.c.hour).distinct())}
+            sums.rebuild_billed_days(conn, billed)
+            sums.bump(conn, sums.BILLED, billed)
+            self.set_meta(SUMS, SUMS_VERSION)
+
+    def versions(self, kind: str, first: date, last: date) -> dict[date, int]:
+        """The version of each day in ``[first, last]`` whose ``kind`` of data was written."""
+        with self.store.reading() as conn:
+            found = sums.versions(conn, kind, day_epoch(first), day_epoch(last))
+        return {at_epoch(day).date(): version for day, version in found.items()}
+
+    def usage_days(self, days: Collection[date], workspaces: Collection[str] | None = None,
+                   api_keys: Collection[str] | None = None) -> dict[date, PeriodIndex]:
+        """The stored usage of ``days`` per budget dimension: the organization, every model,
+        and the workspaces and keys asked for (``None``: all)."""
+        with self.store.reading() as conn:
+            return sums.usage_days(conn, {day_epoch(d) for d in days}, workspaces, api_keys)
+
+    def billed_sums(self, days: Collection[date], workspaces: Collection[str] | None = None,
+                    api_keys: Collection[str] | None = None) -> dict[date, PeriodIndex]:
+        """The stored billed cost of ``days`` per budget dimension, like ``usage_days``
+        (``token_usd`` = tokens, ``web_search_usd`` = every other cost)."""
+        with self.store.reading() as conn:
+            return sums.billed_days(conn, {day_epoch(d) for d in days}, workspaces, api_keys)
 
     def usage_by_day(self, start: datetime, end: datetime,
                      api_keys: Collection[str] | None = None) -> list[PricedUsage]:
@@ -85,25 +156,34 @@ class Caches:
         """Like ``usage_by_day``, per hour: for burn rates over recent windows."""
         return self._usage(start, end, 3600, api_keys)
 
+    def usage_rows(self, start: datetime, end: datetime, seconds: int,
+                   api_keys: Collection[str] | None = None,
+                   workspaces: Collection[str] | None = None) -> list[PricedUsage]:
+        """Stored usage in ``[start, end)`` summed per period of ``seconds`` (3600 or a
+        day), workspace, API key and model; keys other than ``api_keys`` under no key, and
+        with ``workspaces``, named workspaces other than those under ``OTHER_WORKSPACES``."""
+        return self._usage(start, end, seconds, api_keys, workspaces)
+
     def hourly_totals(self, start: datetime, end: datetime) -> dict[datetime, Decimal]:
         """Organization-wide spend per stored hour in ``[start, end)``: the daily profile."""
-        c = usage_hours.c
-        query = (sa.select(c.hour, sa.func.sum(c.token_units + c.web_search_units))
-                 .where(c.hour >= epoch(start), c.hour < epoch(end)).group_by(c.hour))
+        c = usage_hour_totals.c
+        query = sa.select(c.hour, c.units).where(c.hour >= epoch(start), c.hour < epoch(end))
         with self.store.reading() as conn:
             return {at_epoch(int(h)): from_units(units) for h, units in conn.execute(query)}
 
     def _usage(self, start: datetime, end: datetime, seconds: int,
-               api_keys: Collection[str] | None) -> list[PricedUsage]:
+               api_keys: Collection[str] | None,
+               workspaces: Collection[str] | None = None) -> list[PricedUsage]:
         c = usage_hours.c
         period = (c.hour - c.hour % seconds).label("period")
         key = _folded_keys(c.api_key_id, api_keys)
-        sums = [sa.func.sum(col) for col in (
+        ws = _folded_workspaces(c.workspace_id, workspaces)
+        totals = [sa.func.sum(col) for col in (
             c.token_units, c.web_search_units, c.input_tokens, c.cache_write_tokens,
             c.cache_read_tokens, c.output_tokens, c.web_search_requests)]
-        query = (sa.select(period, c.workspace_id, key, c.model, *sums)
+        query = (sa.select(period, ws, key, c.model, *totals)
                  .where(c.hour >= epoch(start), c.hour < epoch(end))
-                 .group_by(period, c.workspace_id, key, c.model))
+                 .group_by(period, ws, key, c.model))
         with self.store.reading() as conn:
             rows = conn.execute(query).all()
         starts: dict[int, datetime] = {}
@@ -131,6 +211,7 @@ class Caches:
                 conn.execute(cost_days.insert(), records)
             conn.execute(cost_fetches.insert(),
                          [{"day": k, "fetched_at": epoch(fetched_at)} for k in keys])
+            sums.bump(conn, sums.COST, keys)
 
     def cost_days(self, days: Iterable[date]) -> dict[date, CostDay]:
         """The stored cost of each of ``days`` that has been read."""
@@ -163,10 +244,14 @@ class Caches:
                              hours: Sequence[BilledHour]) -> None:
         """Make ``hours`` the whole billed content of ``[start, end)``."""
         c = billed_hours.c
+        first, stop = epoch(start), epoch(end)
+        days = set(range(first - first % DAY_S, stop, DAY_S)) if stop > first else set()
         with self.store.writing() as conn:
-            conn.execute(billed_hours.delete().where(c.hour >= epoch(start), c.hour < epoch(end)))
+            conn.execute(billed_hours.delete().where(c.hour >= first, c.hour < stop))
             if hours:
                 conn.execute(billed_hours.insert(), [_billed_record(h) for h in hours])
+            sums.rebuild_billed_days(conn, days)
+            sums.bump(conn, sums.BILLED, days)
 
     def billed_by_day(self, start: datetime, end: datetime,
                       api_keys: Collection[str] | None = None,
@@ -181,12 +266,7 @@ class Caches:
         c = billed_hours.c
         period = (c.hour - c.hour % DAY_S).label("period")
         key = _folded_keys(c.api_key_id, api_keys)
-        ws: Any = c.workspace_id
-        if workspaces is not None:
-            ws = sa.case((c.workspace_id.is_(None), None),
-                         (c.workspace_id.in_(sorted(workspaces)), c.workspace_id),
-                         else_=OTHER_WORKSPACES)
-        ws = ws.label("workspace_id")
+        ws = _folded_workspaces(c.workspace_id, workspaces)
         query = (sa.select(period, ws, key, c.model, sa.func.sum(c.token_units),
                            sa.func.sum(c.other_units))
                  .where(c.hour >= epoch(start), c.hour < epoch(end))
@@ -262,6 +342,21 @@ def _folded_keys(column: Any, api_keys: Collection[str] | None) -> Any:
     if api_keys is not None:
         column = sa.case((column.in_(sorted(api_keys)), column), else_=None)
     return column.label("api_key_id")
+
+
+def _folded_workspaces(column: Any, workspaces: Collection[str] | None) -> Any:
+    """``workspace_id``, with named workspaces other than ``workspaces`` folded into
+    ``OTHER_WORKSPACES`` when given (the default workspace stays ``None``)."""
+    if workspaces is not None:
+        column = sa.case((column.is_(None), None),
+                         (column.in_(sorted(workspaces)), column), else_=OTHER_WORKSPACES)
+    return column.label("workspace_id")
+
+
+def _digest(records: Sequence[dict[str, Any]]) -> str:
+    """A digest of an hour's rows, whatever their order."""
+    lines = sorted(repr(tuple(r.values())) for r in records)
+    return hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
 
 
 def _billed_record(hour: BilledHour) -> dict[str, Any]:

@@ -28,6 +28,49 @@ usage_fetches = sa.Table(
     "usage_fetches", metadata,
     sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("fetched_at", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(32)),  # of the hour's rows: a re-read that changed nothing
+)
+
+# --- running sums, kept with the rows they sum (guard.adapters.store.sums) -------------------
+
+usage_scope_days = sa.Table(
+    "usage_scope_days", metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),   # organization|workspace|api_key|model
+    sa.Column("match", sa.String(128), primary_key=True),  # '' | workspace id or 'default' | …
+    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("token_units", sa.BigInteger, nullable=False),
+    sa.Column("web_search_units", sa.BigInteger, nullable=False),
+    sa.Column("unpriced_units", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("web_search_requests", sa.BigInteger, nullable=False),
+    sa.Index("ix_usage_scope_days_day", "day"),
+)
+
+billed_scope_days = sa.Table(
+    "billed_scope_days", metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("match", sa.String(128), primary_key=True),
+    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("token_units", sa.BigInteger, nullable=False),
+    sa.Column("other_units", sa.BigInteger, nullable=False),
+    sa.Column("list_units", sa.BigInteger, nullable=False),
+    sa.Index("ix_billed_scope_days_day", "day"),
+)
+
+usage_hour_totals = sa.Table(
+    "usage_hour_totals", metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+)
+
+day_versions = sa.Table(
+    "day_versions", metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),    # usage | billed | cost
+    sa.Column("day", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False),   # +1 whenever the day's data changes
 )
 
 cost_days = sa.Table(
@@ -176,5 +219,6 @@ leases = sa.Table(
 ADDED_COLUMNS: tuple[tuple[sa.Table, sa.Column[object]], ...] = (*(
     (fallback_state, fallback_state.c[name])
     for name in ("chain", "override_expires_at", "override_by", "override_reason")),
-    (outbox, outbox.c.sending_since), (leases, leases.c.epoch))
+    (outbox, outbox.c.sending_since), (leases, leases.c.epoch),
+    (usage_fetches, usage_fetches.c.digest))
 """Nullable columns added after 0.1: a store created by 0.1 gains them at start."""
