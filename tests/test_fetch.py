@@ -70,15 +70,19 @@ def test_settled_data_is_never_fetched_twice(sim: SimServer, fetcher: Fetcher) -
     assert cost.query["ending_at"] == ["2026-03-20T00:00:00Z"]
 
 
-def test_the_previous_hour_is_reread_until_it_settles(sim: SimServer, fetcher: Fetcher) -> None:
-    """An hour is re-read for late rows and revisions until an hour and ten minutes after
-    it ends: at 15:05 the 13:00 hour still is; at 15:15 it no longer is."""
+def test_an_hour_is_reread_for_late_rows_then_once_for_revisions(sim: SimServer,
+                                                                 fetcher: Fetcher) -> None:
+    """An hour is re-read every tick until a read ten minutes after it ends, then once more
+    an hour later for revisions; in between the stored hour stands. At 15:06 the 14:00 hour
+    is still late (the 13:00 one, read at 15:05, waits for its revision at 15:10); at 15:10
+    both are read, the 13:00 one for the last time; from 15:11 only the current hour."""
     fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 5, tzinfo=UTC)))
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 6, tzinfo=UTC)))
-    assert sim.requests[0].query["starting_at"] == ["2026-03-09T13:00:00Z"]
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 15, tzinfo=UTC)))
-    fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 16, tzinfo=UTC)))
-    assert sim.requests[0].query["starting_at"] == ["2026-03-09T14:00:00Z"]
+    starts = []
+    for minute in (6, 10, 11, 16):
+        fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, minute, tzinfo=UTC)))
+        starts.append(sim.requests[0].query["starting_at"][0])
+    assert starts == ["2026-03-09T14:00:00Z", "2026-03-09T13:00:00Z",
+                      "2026-03-09T15:00:00Z", "2026-03-09T15:00:00Z"]
 
 
 def test_a_late_revision_of_a_settled_hour_is_picked_up(sim: SimServer,

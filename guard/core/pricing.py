@@ -107,6 +107,8 @@ class PriceTable:
         self.unknown_models: set[str] = set()
         self._resolved: dict[str | None, tuple[PriceCard, ...]] = {}
         self._by_day: dict[tuple[str | None, date | None], PriceCard] = {}
+        self._terms: dict[tuple[str | None, date | None, str | None, str | None, str | None,
+                                str | None], tuple[Decimal, ...]] = {}
 
     def names(self) -> tuple[str, ...]:
         """Every model id the table prices: card names and their aliases, sorted."""
@@ -146,6 +148,22 @@ class PriceTable:
 
     def price(self, row: UsageRow, day: date | None = None) -> tuple[Decimal, Decimal]:
         """``(token_usd, web_search_usd)`` for one usage row of ``day``."""
+        terms = self._terms.get((row.model, day, row.context_window, row.service_tier,
+                                 row.speed, row.inference_geo))
+        if terms is None:
+            terms = self._terms_of(row, day)
+        price_in, write_5m, write_1h, read, scale_in, price_out, scale_out, modifier = terms
+        input_side = (row.uncached_input_tokens * price_in
+                      + row.cache_write_5m_tokens * write_5m
+                      + row.cache_write_1h_tokens * write_1h
+                      + row.cache_read_input_tokens * read)
+        tokens = (input_side * scale_in + row.output_tokens * price_out * scale_out) / MTOK
+        tokens *= modifier
+        return tokens, row.web_search_requests * self.multipliers.web_search_usd
+
+    def _terms_of(self, row: UsageRow, day: date | None) -> tuple[Decimal, ...]:
+        """What ``price`` multiplies a row's counts by, the same for every row of one card,
+        context window, tier, speed and geo (kept: a page has thousands of such rows)."""
         card = self.card(row.model, day)
         price_in, price_out = card.input, card.output
         scale_in = scale_out = Decimal(1)
@@ -153,13 +171,11 @@ class PriceTable:
             scale_in = card.long_context_input / price_in if price_in else Decimal(1)
             scale_out = ((card.long_context_output or price_out) / price_out if price_out
                          else Decimal(1))
-        input_side = (row.uncached_input_tokens * price_in
-                      + row.cache_write_5m_tokens * card.cache_write_5m
-                      + row.cache_write_1h_tokens * card.cache_write_1h
-                      + row.cache_read_input_tokens * card.cache_read)
-        tokens = (input_side * scale_in + row.output_tokens * price_out * scale_out) / MTOK
-        tokens *= self._modifier(card, row)
-        return tokens, row.web_search_requests * self.multipliers.web_search_usd
+        terms = (price_in, card.cache_write_5m, card.cache_write_1h, card.cache_read, scale_in,
+                 price_out, scale_out, self._modifier(card, row))
+        self._terms[row.model, day, row.context_window, row.service_tier, row.speed,
+                    row.inference_geo] = terms
+        return terms
 
     def _modifier(self, card: PriceCard, row: UsageRow) -> Decimal:
         factor = Decimal(1)

@@ -2,10 +2,11 @@
 
 Settled data is never fetched twice. As of ``at``, a refresh re-reads only:
 
-- usage hours not yet settled (an hour settles once it was read ``late_window`` after it ended;
-  normally the current hour and, in its first minutes, the previous one), as 1-minute buckets
-  ending at the minute of ``at``. The in-progress hour is never stored; a gap longer than
-  ``minute_window_max`` is backfilled with 1-hour buckets first;
+- usage hours not yet settled (an hour is read until a read ``late_window`` after it ended,
+  then once more ``usage_revision`` later; normally the current hour and, in its first
+  minutes, the previous one), as 1-minute buckets ending at the minute of ``at``. The
+  in-progress hour is never stored; a gap longer than ``minute_window_max`` is backfilled
+  with 1-hour buckets first;
 - cost days not yet final (a closed day is re-read about hourly for ``cost_final_after``, and
   once more after ``cost_settle``, when it becomes authoritative).
 
@@ -74,6 +75,14 @@ class FetchPolicy:
         return fetched_at is not None and fetched_at >= (
             hour + HOUR + self.late_window + self.usage_revision)
 
+    def hour_due(self, hour: datetime, fetched_at: datetime | None, at: datetime) -> bool:
+        """Whether a complete hour should be read at ``at``: never read after its late rows
+        (then every tick), or due for its one revision read."""
+        late = hour + HOUR + self.late_window
+        if fetched_at is None or fetched_at < late:
+            return True
+        return not self.hour_settled(hour, fetched_at) and at >= late + self.usage_revision
+
     def cost_settled(self, day: date, fetched_at: datetime | None) -> bool:
         """Whether a stored cost day was read late enough to count as billed."""
         return fetched_at is not None and fetched_at >= (
@@ -118,11 +127,16 @@ class UsagePlan:
 
 def plan_usage(start: datetime, at: datetime, fetched: Mapping[datetime, datetime],
                policy: FetchPolicy) -> UsagePlan:
-    """What to read of usage in ``[start, at)``, given when each stored hour was read."""
+    """What to read of usage in ``[start, at)``, given when each stored hour was read.
+
+    A complete hour is read every tick until a read after its late window, then once more
+    for revisions ``usage_revision`` later; in between, what is stored stands. So the minute
+    window of a steady tick starts at the previous hour in the first minutes of an hour, and
+    at the current hour the rest of it (plus, once an hour, the hour under revision).
+    """
     hour_now, through = floor_hour(at), floor_minute(at)
-    unsettled = [h for h in hours_between(start, hour_now)
-                 if not policy.hour_settled(h, fetched.get(h))]
-    first = min(unsettled, default=hour_now)
+    due = [h for h in hours_between(start, hour_now) if policy.hour_due(h, fetched.get(h), at)]
+    first = min(due, default=hour_now)
     if hour_now - first > policy.minute_window_max:
         return UsagePlan((first, hour_now), hour_now, through)
     return UsagePlan(None, first, through)

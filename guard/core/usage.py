@@ -118,8 +118,10 @@ class PeriodIndex:
                            _merged(self.model, other.model))
 
     @classmethod
-    def of(cls, rows: Iterable[PricedUsage], unpriced: Container[str] = ()) -> PeriodIndex:
-        """The index of ``rows`` (any period); ``unpriced``: the models without a card."""
+    def of(cls, rows: Iterable[PricedUsage], unpriced: Container[str] = (),
+           keys: Container[str] | None = None) -> PeriodIndex:
+        """The index of ``rows`` (any period); ``unpriced``: the models without a card;
+        ``keys``: the API keys to keep apart (``None``: all)."""
         org: list[Decimal | int] = _zero()
         workspace: dict[str, list[Decimal | int]] = {}
         api_key: dict[str, list[Decimal | int]] = {}
@@ -131,7 +133,7 @@ class PeriodIndex:
                 row.web_search_requests)
             targets = [org, workspace.get(ws := row.workspace_id or DEFAULT_WORKSPACE)
                        or workspace.setdefault(ws, _zero())]
-            if row.api_key_id is not None:
+            if row.api_key_id is not None and (keys is None or row.api_key_id in keys):
                 targets.append(api_key.get(row.api_key_id)
                                or api_key.setdefault(row.api_key_id, _zero()))
             if row.model is not None:
@@ -150,22 +152,22 @@ Days = Mapping[date, PeriodIndex]
 """Usage per UTC day."""
 
 
-def days_of(rows: Iterable[PricedUsage],
-            unpriced: Container[str] = ()) -> dict[date, PeriodIndex]:
-    """Rows grouped into one index per UTC day."""
+def days_of(rows: Iterable[PricedUsage], unpriced: Container[str] = (),
+            keys: Container[str] | None = None) -> dict[date, PeriodIndex]:
+    """Rows grouped into one index per UTC day (``keys`` as in ``PeriodIndex.of``)."""
     by_day: dict[date, list[PricedUsage]] = {}
     for row in rows:
         by_day.setdefault(row.start.date(), []).append(row)
-    return {day: PeriodIndex.of(group, unpriced) for day, group in sorted(by_day.items())}
+    return {day: PeriodIndex.of(group, unpriced, keys) for day, group in sorted(by_day.items())}
 
 
 def periods_of(rows: Iterable[PricedUsage], width: timedelta,
-               unpriced: Container[str] = ()) -> list[Period]:
+               unpriced: Container[str] = (), keys: Container[str] | None = None) -> list[Period]:
     """Rows (each of one period of ``width``) grouped into one index per period start."""
     by_start: dict[datetime, list[PricedUsage]] = {}
     for row in rows:
         by_start.setdefault(row.start, []).append(row)
-    return [Period(start, width, PeriodIndex.of(group, unpriced))
+    return [Period(start, width, PeriodIndex.of(group, unpriced, keys))
             for start, group in sorted(by_start.items())]
 
 

@@ -12,7 +12,7 @@ is ever requested.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -28,6 +28,7 @@ from guard.core.period import (
     floor_day,
     floor_hour,
     floor_minute,
+    hours_between,
     month_start,
 )
 from guard.core.plausible import Bounds, cost_rows, usage_rows
@@ -38,6 +39,7 @@ from guard.core.usage import (
     COST,
     USAGE,
     Days,
+    Period,
     PeriodIndex,
     days_of,
     merged_days,
@@ -51,6 +53,14 @@ from guard.shell.ports import AdminReports, CachePort
 COST_GROUP_BY = ("workspace_id", "description")
 DAY_S = 86_400
 WATERMARK = "usage_read_through"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The fresh window as read: priced rows per minute, and the same summed per hour."""
+
+    minutes: list[PricedUsage] = field(default_factory=list)
+    hours: list[PricedUsage] = field(default_factory=list)
 
 
 class Unpriced:
@@ -103,6 +113,8 @@ class Fetcher:
         """What this fetcher read of the store, per day, while the day has not changed."""
         self.billed.memo = self.memo
         self.unpriced = Unpriced(prices)
+        self._minutes: dict[datetime, list[Period]] = {}
+        """Complete hours of earlier windows, per minute, for burn rates while recent."""
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -121,7 +133,7 @@ class Fetcher:
         self.listing.fresh = False
         read_through = self.watermark()
         usage_from = self.policy.usage_from(at)
-        fresh_from, minutes = self._refresh_usage(usage_from, at)
+        fresh_from, window = self._refresh_usage(usage_from, at)
         source = self.billed.refresh(at)
         if source.name == ANALYTICS:
             self.billed.refresh_history(self.policy.cost_from(at), at)
@@ -133,10 +145,10 @@ class Fetcher:
             at, self.workspaces or (), api_keys or (),
             keep=read_through is None or at >= read_through)
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                                  minutes=minutes, api_keys=api_keys, through=floor_minute(at),
+                                  window=window, api_keys=api_keys, through=floor_minute(at),
                                   requests=self.client.requests - before)
         snapshot = replace(snapshot, directory=directory)
-        return self._with_source(snapshot, source, fresh_from, minutes, api_keys)
+        return self._with_source(snapshot, source, fresh_from, window, api_keys)
 
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """The month's data as the store has it, without a single request (an outage).
@@ -156,12 +168,13 @@ class Fetcher:
             settled = self._stored_cost(settle.settled_days(closed, fetched, self.policy))
         fresh_from = min(floor_hour(at), floor_hour(through)) if through else usage_from
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                                  minutes=[], api_keys=api_keys, through=through, requests=0)
+                                  window=Window(), api_keys=api_keys, through=through,
+                                  requests=0)
         snapshot = replace(snapshot, directory=self.directory.stored())
-        return self._with_source(snapshot, source, fresh_from, [], api_keys)
+        return self._with_source(snapshot, source, fresh_from, Window(), api_keys)
 
     def _with_source(self, snapshot: Snapshot, source: Source, fresh_from: datetime,
-                     minutes: list[PricedUsage], api_keys: Collection[str] | None) -> Snapshot:
+                     window: Window, api_keys: Collection[str] | None) -> Snapshot:
         """The snapshot with its billing source; for analytics, the billed days and the
         estimated tail after them."""
         if source.name != ANALYTICS:
@@ -179,8 +192,8 @@ class Fetcher:
             USAGE, "tail", _days(since, fresh_from), (since, fresh_from, self._fold(api_keys)),
             lambda: self.caches.usage_rows(since, fresh_from, 3600, api_keys, self.workspaces))
             if fresh_from > since else [])
-        fresh = [r for r in settle.by_hour(self._folded(minutes, api_keys)) if r.start >= since]
-        tail = days_of([*stored_tail, *fresh], self.unpriced)
+        fresh = [r for r in window.hours if r.start >= since]
+        tail = days_of([*stored_tail, *fresh], self.unpriced, self._fold(api_keys))
         return replace(snapshot, source=ANALYTICS, billed=billed,
                        billed_through=through, tail=tail,
                        calibration=self.billed.calibration(at))
@@ -201,7 +214,7 @@ class Fetcher:
         return days
 
     def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,
-                  fresh_from: datetime, minutes: list[PricedUsage],
+                  fresh_from: datetime, window: Window,
                   api_keys: Collection[str] | None, through: datetime | None,
                   requests: int) -> Snapshot:
         """The snapshot from the running sums per day and the fresh window.
@@ -211,7 +224,7 @@ class Fetcher:
         these same rows. An ``at`` before the stored data (a what-if) takes its own day from
         the hours before the window instead, as the data stood then.
         """
-        fresh = settle.by_hour(self._folded(minutes, api_keys))
+        fresh, keys = window.hours, self._fold(api_keys)
         today = floor_day(at)
         what_if = self._what_if(at)
         before = _days(usage_from, today if what_if else today + DAY)
@@ -221,23 +234,17 @@ class Fetcher:
         if what_if:
             cut = self.caches.usage_rows(today, fresh_from, DAY_S, api_keys)
             unstored = fresh
-            today_rows = [*cut, *(r for r in fresh if r.start >= today)]
+            today_rows = [*cut, *self._folded([r for r in fresh if r.start >= today], api_keys)]
         else:
             stored = set(self.caches.usage_fetched(fresh_from, floor_hour(at) + HOUR))
             unstored = [r for r in fresh if r.start not in stored]
             today_rows = [*self.memo.span(
                 USAGE, "today", [today.date()], (today, self._fold(api_keys)),
                 lambda: self.caches.usage_rows(today, today + DAY, DAY_S, api_keys)),
-                *(r for r in unstored if r.start >= today)]
+                *self._folded([r for r in unstored if r.start >= today], api_keys)]
             cut = []
-        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced))
-        recent_from = max(usage_from, floor_hour(at - self.policy.recent))
-        recent = [*periods_of(self.memo.span(
-            USAGE, "recent", _days(recent_from, fresh_from),
-            (recent_from, fresh_from, self._fold(api_keys)),
-            lambda: self.caches.usage_rows(recent_from, fresh_from, 3600, api_keys,
-                                           self.workspaces)), HOUR, self.unpriced),
-            *periods_of(self._folded(minutes, api_keys), MINUTE, self.unpriced)]
+        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced, keys))
+        recent = self._recent(at, usage_from, fresh_from, window, api_keys)
         hourly = self.caches.hourly_totals(max(usage_from, today - 14 * DAY), fresh_from)
         for row in fresh:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
@@ -247,6 +254,25 @@ class Fetcher:
                         recent=recent, hourly=hourly, today=today_rows,
                         unpriced_models=this_month, unknown_models=unknown,
                         priced_models=self.prices.names())
+
+    def _recent(self, at: datetime, usage_from: datetime, fresh_from: datetime, window: Window,
+                api_keys: Collection[str] | None) -> list[Period]:
+        """The last hours for burn rates: per minute where this fetcher read minutes (this
+        window, and complete hours of earlier windows it kept), else per stored hour."""
+        keys = self._fold(api_keys)
+        recent_from = max(usage_from, floor_hour(at - self.policy.recent))
+        minutes = periods_of(window.minutes, MINUTE, self.unpriced, keys)
+        kept = {h: p for h, p in self._minutes.items() if recent_from <= h < fresh_from}
+        for hour in hours_between(fresh_from, floor_hour(at)):
+            kept[hour] = [p for p in minutes if floor_hour(p.start) == hour]
+        self._minutes = kept
+        stored = self.memo.span(
+            USAGE, "recent", _days(recent_from, fresh_from), (recent_from, fresh_from, keys),
+            lambda: periods_of(self.caches.usage_rows(recent_from, fresh_from, 3600, api_keys,
+                                                      self.workspaces), HOUR, self.unpriced))
+        return [*(p for p in stored if p.start not in kept),
+                *(p for hour in sorted(kept) if hour < fresh_from for p in kept[hour]),
+                *minutes]
 
     def _what_if(self, at: datetime) -> bool:
         known = self.caches.get_meta(WATERMARK)
@@ -260,8 +286,10 @@ class Fetcher:
         """``rows`` with keys other than ``api_keys`` under no key (as the store reads them)."""
         if api_keys is None:
             return rows
-        return [r if r.api_key_id is None or r.api_key_id in api_keys
-                else replace(r, api_key_id=None) for r in rows]
+        return [r if r.api_key_id is None or r.api_key_id in api_keys else PricedUsage(
+            r.start, r.workspace_id, None, r.model, r.token_usd, r.web_search_usd,
+            r.input_tokens, r.cache_write_tokens, r.cache_read_tokens, r.output_tokens,
+            r.web_search_requests) for r in rows]
 
     def _unpriced(self, usage: Days,
                   since: datetime) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -288,14 +316,13 @@ class Fetcher:
 
     # --- usage -------------------------------------------------------------------------------
 
-    def _refresh_usage(self, start: datetime,
-                       at: datetime) -> tuple[datetime, list[PricedUsage]]:
+    def _refresh_usage(self, start: datetime, at: datetime) -> tuple[datetime, Window]:
         """Re-read unsettled hours; return where the fresh minute window starts, and its rows."""
         plan = settle.plan_usage(start, at, self.caches.usage_fetched(start, floor_hour(at)),
                                  self.policy)
         if plan.backfill is not None:
             self._backfill_hours(*plan.backfill, at)
-        return plan.fresh_from, self._read_minutes(plan, at) if plan.minutes else []
+        return plan.fresh_from, self._read_minutes(plan, at) if plan.minutes else Window()
 
     def _backfill_hours(self, first: datetime, end: datetime, at: datetime) -> None:
         pages = self.client.usage_pages(first, end, "1h",
@@ -306,16 +333,18 @@ class Fetcher:
             plausible(self.bounds, usage_rows(priced), "the usage report")
             self.caches.replace_usage_hours(hours, priced, at, self.prices.known)
 
-    def _read_minutes(self, plan: UsagePlan, at: datetime) -> list[PricedUsage]:
-        """Priced rows per minute of the window; its complete hours are also stored."""
+    def _read_minutes(self, plan: UsagePlan, at: datetime) -> Window:
+        """Priced rows per minute of the window, and per hour; its complete hours are also
+        stored."""
         buckets = [b for page in self.client.usage_pages(plan.fresh_from, plan.through, "1m")
                    for b in page]
         priced = settle.price_buckets(buckets, self.prices, by_minute=True)
         plausible(self.bounds, usage_rows(priced), "the usage report")
         complete = settle.complete_hours(buckets, at)
-        stored = settle.by_hour(r for r in priced if floor_hour(r.start) in complete)
-        self.caches.replace_usage_hours(complete, stored, at, self.prices.known)
-        return priced
+        hours = settle.by_hour(priced)
+        self.caches.replace_usage_hours(complete, [r for r in hours if r.start in complete], at,
+                                        self.prices.known)
+        return Window(priced, hours)
 
     # --- cost --------------------------------------------------------------------------------
 

@@ -127,9 +127,41 @@ def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
 
 
 def usage_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[UsageBucket]:
-    """Usage buckets; ``first`` numbers the buckets across pages."""
-    return [_bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket)
+    """Usage buckets; ``first`` numbers the buckets across pages.
+
+    Rows take a fast path that checks each field's type and range inline; only a row that
+    fails it goes through ``usage_row``, which names the bucket, the row and the field.
+    """
+    return [_bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket,
+                    fast=_usage_row_fast)
             for i, item in enumerate(data)]
+
+
+class _Slow(Exception):
+    """A row the fast path does not vouch for: the checked path says what is wrong."""
+
+
+def _usage_row_fast(payload: object) -> UsageRow:
+    """``usage_row`` for a well-formed row, without building error context; ``_Slow`` for
+    anything else (the caller then parses it the checked way)."""
+    if type(payload) is not dict:
+        raise _Slow
+    cache = payload.get("cache_creation")
+    tools = payload.get("server_tool_use") or {}
+    if type(cache) is not dict or type(tools) is not dict:
+        raise _Slow
+    searches = tools.get("web_search_requests")
+    counts = (payload.get("uncached_input_tokens"), cache.get("ephemeral_5m_input_tokens"),
+              cache.get("ephemeral_1h_input_tokens"), payload.get("cache_read_input_tokens"),
+              payload.get("output_tokens"), 0 if searches is None else searches)
+    for count in counts:
+        if type(count) is not int or not 0 <= count <= MAX_COUNT:
+            raise _Slow
+    dims = [payload.get(name) for name in _DIMENSIONS]
+    for dim in dims:
+        if dim is not None and type(dim) is not str:
+            raise _Slow
+    return UsageRow(*counts, *dims)  # type: ignore[arg-type]
 
 
 def cost_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[CostBucket]:
@@ -200,15 +232,23 @@ def timestamp(raw: object, where: Where) -> datetime:
 
 
 def _bucket(payload: object, where: Where, parse: Callable[[object, Where], Any],
-            make: Callable[..., T]) -> T:
+            make: Callable[..., T], fast: Callable[[object], Any] | None = None) -> T:
     obj = _object(payload, where)
     start = timestamp(obj.get("starting_at"), where / "`starting_at`")
     end = timestamp(obj.get("ending_at"), where / "`ending_at`")
     if end <= start:
         raise where.fail("`ending_at` is not after `starting_at`")
     rows = _field(obj, "results", list, where)
-    results = tuple(parse(row, where / f"result {i}") for i, row in enumerate(rows))
-    return make(starting_at=start, ending_at=end, results=results)
+    if fast is None:
+        results = tuple(parse(row, where / f"result {i}") for i, row in enumerate(rows))
+        return make(starting_at=start, ending_at=end, results=results)
+    parsed = []
+    for i, row in enumerate(rows):
+        try:
+            parsed.append(fast(row))
+        except _Slow:
+            parsed.append(parse(row, where / f"result {i}"))
+    return make(starting_at=start, ending_at=end, results=tuple(parsed))
 
 
 def _object(payload: object, where: Where) -> Mapping[str, Any]:

@@ -1,0 +1,208 @@
+"""Benchmark: the cost of a tick as the organization, the month and the budgets grow (issue 13).
+
+The simulated Admin API (``python -m guard.sim --size WxK``) runs in its own process on
+loopback, so its CPU and memory are not counted. Each measured case runs in a fresh child
+process that builds the guard the way ``guard run`` does (``wiring.build``) and ticks it with
+``run_tick`` (fetch → decide → act → record, notifications to nowhere, fallback files in a
+temporary directory), so a steady tick keeps what the previous ticks read, as the daemon does.
+CPU is the child's ``getrusage`` time around each tick; peak RSS is its ``ru_maxrss``.
+
+Cases (``--case``, default all): ``first`` (an empty store, the month and eight weeks of
+history backfilled), ``steady`` (ticks a minute apart after it, on day 2 and day 28),
+``budgets`` (1, 100 and 1,000 budgets), ``midnight`` (240 one-minute ticks across a midnight:
+requests per tick), ``rss`` (a small organization, 1,000 ticks: the daemon's memory), and
+``naive`` (a poller that re-reads and re-prices the month each tick, side by side).
+
+    python bench/scale.py [--size 1000x20000] [--case steady] [--json bench/scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+KEY = "sk-ant-admin-bench-scale"
+SEED = 11
+MONTH = (2026, 11)
+GOALS = {"steady_cpu_s": 0.5, "steady_rss_mb": 150.0, "day28_over_day2": 1.15,
+         "steady_requests": 2, "first_start_wall_s": 30.0, "budgets_1000_over_1": 2.0,
+         "idle_rss_mb": 80.0, "idle_rss_growth_mb": 1.0, "naive_ratio_day2": 0.5,
+         "naive_ratio_day28": 0.1}
+
+
+# --- the child: one case in its own process ------------------------------------------------------
+
+def config_text(tmp: Path, url: str, budgets: list[str]) -> str:
+    return (f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{url}"\n'
+            "tick_deadline_s = 900\ntimeout_s = 300\n"
+            f'[state]\nurl = "sqlite:///{tmp / "state.db"}"\n'
+            f'[fallback]\nenv_file = "{tmp / "model.env"}"\n'
+            f'state_file = "{tmp / "fallback.json"}"\n' + "".join(budgets))
+
+
+def budget_blocks(size: str, count: int) -> list[str]:
+    """``count`` budgets: the organization, the default workspace, a model family, then
+    workspaces and keys in turn."""
+    from guard.sim import SimOrg  # noqa: PLC0415  (ids only)
+
+    org = SimOrg.sized(SEED, size)
+    limits = "soft_limit_usd = 100000000\nhard_limit_usd = 200000000\n"
+    blocks = [f'[[budgets]]\nname = "org"\nscope = "organization"\n{limits}',
+              f'[[budgets]]\nname = "default"\nscope = "workspace"\nmatch = "default"\n{limits}',
+              f'[[budgets]]\nname = "opus"\nscope = "model"\nmatch = "claude-opus"\n{limits}']
+    for i in range(max(0, count - len(blocks))):
+        if i % 2 == 0 and i // 2 < len(org.workspaces):
+            ws = org.workspaces[i // 2].id
+            blocks.append(f'[[budgets]]\nname = "ws-{i}"\nscope = "workspace"\n'
+                          f'match = "{ws}"\n{limits}')
+        else:
+            key = org.api_keys[i // 2 % len(org.api_keys)].id
+            blocks.append(f'[[budgets]]\nname = "key-{i}"\nscope = "api_key"\n'
+                          f'match = "{key}"\n{limits}')
+    return blocks[:count]
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ticks(config: Path, moments: list[datetime]) -> list[dict[str, Any]]:
+    """Tick a daemon-built guard at each moment; CPU, wall, requests and RSS of each."""
+    from guard.config.loading import load_settings  # noqa: PLC0415
+    from guard.entry import wiring  # noqa: PLC0415
+    from guard.shell.tick import run_tick  # noqa: PLC0415
+
+    settings = load_settings(config)
+    figures = []
+    profile = os.environ.get("BENCH_PROFILE")
+    with wiring.opened(settings) as guard:
+        for i, at in enumerate(moments):
+            profiler = cProfile.Profile() if profile and i == len(moments) - 1 else None
+            if profiler is not None:
+                profiler.enable()
+            cpu, wall = cpu_now(), time.perf_counter()
+            report = run_tick(guard.tick, at)
+            cpu, wall = cpu_now() - cpu, time.perf_counter() - wall
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(str(profile))
+            body = report.as_json()
+            figures.append({"at": at.isoformat(), "cpu_s": round(cpu, 4),
+                            "wall_s": round(wall, 4), "requests": body["api_requests"],
+                            "org_usd": body["budgets"][0]["spend_usd"] if body["budgets"]
+                            else None,
+                            "rss_mb": round(resource.getrusage(
+                                resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                            "error": body.get("upstream_error")})
+        guard.tick.release()
+    return figures
+
+
+def child(args: argparse.Namespace) -> None:
+    moments = [datetime.fromisoformat(m) for m in args.moments.split(",")]
+    result = ticks(Path(args.config), moments)
+    print(json.dumps({"ticks": result,
+                      "peak_rss_mb": round(resource.getrusage(
+                          resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+# --- the parent ---------------------------------------------------------------------------------
+
+class Sim:
+    """The simulated Admin API in its own process, its clock at ``now``."""
+
+    def __init__(self, size: str, now: datetime) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "guard.sim", "--seed", str(SEED), "--size", size,
+             "--now", now.isoformat(), "--admin-key", KEY, "--discount", "0.07"],
+            stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def run_child(tmp: Path, url: str, budgets: list[str], moments: list[datetime]) -> dict[str, Any]:
+    config = tmp / "guard.toml"
+    config.write_text(config_text(tmp, url, budgets))
+    out = subprocess.run([sys.executable, __file__, "--child", "--config", str(config),
+                          "--moments", ",".join(m.isoformat() for m in moments)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"child failed:\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any]:
+    """First start on ``day`` at 14:03, then ``steady`` ticks a minute apart in a new process
+    (the first of which reads the store cold)."""
+    first = datetime(*MONTH, day, 14, 3, tzinfo=UTC)
+    moments = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
+    sim = Sim(size, moments[-1] + timedelta(minutes=1))
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            blocks = budget_blocks(size, budgets)
+            start = run_child(tmp, sim.url, blocks, [first])
+            run = run_child(tmp, sim.url, blocks, moments)
+    finally:
+        sim.close()
+    warm = run["ticks"][1:]
+    return {"size": size, "day": day, "budgets": budgets,
+            "first": start["ticks"][0], "first_rss_mb": start["peak_rss_mb"],
+            "cold": run["ticks"][0],
+            "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
+            "steady_wall_s": statistics.median(t["wall_s"] for t in warm),
+            "steady_requests_max": max(t["requests"] for t in warm),
+            "steady_rss_mb": run["peak_rss_mb"], "ticks": warm}
+
+
+def report_steady(r: dict[str, Any]) -> str:
+    f = r["first"]
+    return (f"{r['size']:>10} day {r['day']:2d} {r['budgets']:5d} budgets: first start "
+            f"{f['wall_s']:6.1f} s wall {f['cpu_s']:6.1f} s CPU {f['requests']:4d} req "
+            f"{r['first_rss_mb']:6.1f} MB | cold tick {r['cold']['cpu_s']:6.3f} s | steady "
+            f"{r['steady_cpu_s']:6.3f} s CPU {r['steady_wall_s']:6.3f} s wall "
+            f"≤{r['steady_requests_max']} req, peak RSS {r['steady_rss_mb']:6.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1000x20000")
+    parser.add_argument("--day", type=int, action="append")
+    parser.add_argument("--budgets", type=int, default=23)
+    parser.add_argument("--steady", type=int, default=5, help="steady ticks to measure")
+    parser.add_argument("--json", type=Path, default=Path("bench/scale.json"))
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--config")
+    parser.add_argument("--moments")
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    results = []
+    for day in args.day or [2, 28]:
+        result = steady_case(args.size, day, args.budgets, args.steady)
+        results.append(result)
+        print(report_steady(result), flush=True)
+    args.json.write_text(json.dumps({"goals": GOALS, "results": results}, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
