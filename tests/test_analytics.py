@@ -15,6 +15,7 @@ from guard.core import billed
 from guard.core.billed import BilledPolicy, BilledRead
 from guard.core.ledger import includes_unpriced, ledger_of
 from guard.core.model import BilledCost, Budget, PricedUsage, Scope, Snapshot
+from guard.core.period import floor_hour
 from guard.core.usage import days_of
 from guard.errors import MalformedResponse, RequestRejected
 from tests.test_admin_client import Recorder, make_client
@@ -142,10 +143,10 @@ def test_a_read_one_minute_later_costs_nothing_and_a_poll_later_reads_recent_hou
                               full=False)
 
 
-def test_the_whole_range_is_read_again_daily_for_revisions_and_at_a_new_month() -> None:
+def test_the_whole_range_is_read_at_a_new_month_and_swept_again_daily() -> None:
     mark = datetime(2026, 11, 14, 8, tzinfo=UTC)
-    plan = billed.plan_read(AT + POLICY.full_every, mark, AT, AT, POLICY)
-    assert plan is not None and plan.full
+    poll = billed.plan_read(AT + POLICY.full_every, mark, AT, AT, POLICY)
+    assert poll is not None and not poll.full  # a day later still a poll: the sweep re-reads
     december = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
     last_full = datetime(2026, 11, 29, 23, tzinfo=UTC)  # before the new range starts
     plan = billed.plan_read(december, mark, december - timedelta(minutes=1), last_full, POLICY)
@@ -153,6 +154,47 @@ def test_the_whole_range_is_read_again_daily_for_revisions_and_at_a_new_month() 
     covered = datetime(2026, 11, 30, 23, tzinfo=UTC)  # already reads the new range whole
     assert billed.plan_read(december, mark, december - timedelta(minutes=1), covered,
                             POLICY) is None
+
+
+def test_a_poll_reads_no_more_hours_than_fit_one_page() -> None:
+    """At 450 rows an hour a page holds two hours: the poll reads from one hour behind the
+    watermark; a small organization's poll still reads the day behind it."""
+    mark = datetime(2026, 11, 14, 8, tzinfo=UTC)
+    later = AT + POLICY.poll
+    assert billed.page_hours(Decimal(450), POLICY) == 2
+    big = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(450))
+    assert big == BilledRead(mark - timedelta(hours=1), floor_hour(later), full=False)
+    small = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(3))
+    assert small is not None and small.start == mark - POLICY.recent
+    assert billed.page_hours(Decimal(5000), POLICY) == 1
+
+
+def test_a_sweep_walks_back_a_page_at_a_time_and_starts_again_a_day_later() -> None:
+    """Below where the poll starts, one page every two minutes down to the start of the
+    range; then nothing until a day after the sweep began."""
+    below = datetime(2026, 11, 3, 0, tzinfo=UTC)
+    start = billed.billed_from(below)  # October 31
+    density = Decimal(300)  # three hours a page
+    began = below
+    state = billed.Sweep(None, None, None)
+    pages, now = [], below
+    while True:
+        plan = billed.plan_sweep(now, below, state, POLICY, density)
+        if plan is None:
+            break
+        pages.append(plan)
+        began = now if state.cursor is None else began
+        state = billed.Sweep(began, None if plan.start <= start else plan.start, now)
+        now += POLICY.sweep_every
+    assert pages[0].end == below and pages[-1].start == start
+    assert all(p.end - p.start <= timedelta(hours=3) for p in pages)
+    assert [p.end for p in pages[1:]] == [p.start for p in pages[:-1]]
+    assert billed.plan_sweep(now, below, state, POLICY, density) is None
+    again = billed.plan_sweep(began + POLICY.full_every, below, state, POLICY, density)
+    assert again is not None and again.end == below
+    paused = billed.Sweep(began, pages[0].start, below)  # a page read at `below`
+    assert billed.plan_sweep(below + timedelta(minutes=1), below, paused, POLICY,
+                             density) is None
 
 
 def test_billed_hours_never_start_before_the_apis_epoch() -> None:

@@ -49,8 +49,25 @@ class BilledPolicy:
 
     poll: timedelta = timedelta(minutes=15)
     recent: timedelta = timedelta(hours=24)
+    """How far behind the watermark a poll reads again (less when that would not fit one
+    page: ``page_hours``)."""
     full_every: timedelta = timedelta(hours=24)
+    """How often the whole range is read again for revisions, when it fits one page a
+    poll; a larger organization's is swept a page per tick instead (``plan_sweep``)."""
     probe_every: timedelta = timedelta(hours=24)
+    sweep_every: timedelta = timedelta(minutes=2)
+    """How often one page of older hours is read again for revisions (never on a poll)."""
+    page_rows: int = 900
+    """Rows one request should hold: under the API's 1,000-row page, with room for growth."""
+
+
+def page_hours(rows_per_hour: Decimal | None, policy: BilledPolicy) -> int:
+    """How many hours one request can cover in one page, from the rows per hour last seen
+    (``None``: not known yet, so the largest chunk)."""
+    most = CHUNK // HOUR
+    if rows_per_hour is None or rows_per_hour <= 0:
+        return most
+    return max(1, min(most, int(policy.page_rows / rows_per_hour)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +111,63 @@ def billed_from(at: datetime) -> datetime:
 
 
 def plan_read(at: datetime, watermark: datetime | None, read_at: datetime | None,
-              full_at: datetime | None, policy: BilledPolicy) -> BilledRead | None:
-    """What to read of billed hours at ``at``, or ``None`` when nothing can have moved."""
+              full_at: datetime | None, policy: BilledPolicy, *,
+              rows_per_hour: Decimal | None = None) -> BilledRead | None:
+    """What to read of billed hours at ``at``, or ``None`` when nothing can have moved.
+
+    A poll reads from a little behind the watermark to now: as far back as ``recent``, but no
+    more hours than fit one page, so a steady poll is one request however large the
+    organization. The whole range is read at first and at a new month; after that,
+    ``plan_sweep`` reads it again daily, a page per tick.
+    """
     start, end = billed_from(at), floor_hour(at)
     if end <= start:
         return None
-    if full_at is None or full_at < start or at - full_at >= policy.full_every or (
-            full_at > at):
+    if full_at is None or full_at < start or full_at > at:
         return BilledRead(start, end, full=True)
     if read_at is not None and timedelta(0) <= at - read_at < policy.poll:
         return None
-    recent = (watermark - policy.recent) if watermark is not None else start
-    return BilledRead(max(start, min(recent, end - HOUR)), end, full=False)
+    return BilledRead(poll_start(at, watermark, policy, rows_per_hour), end, full=False)
+
+
+def poll_start(at: datetime, watermark: datetime | None, policy: BilledPolicy,
+               rows_per_hour: Decimal | None) -> datetime:
+    """Where a poll's read starts: ``recent`` behind the watermark, or as many hours as fit
+    one page with the next hour to be exported."""
+    start, end = billed_from(at), floor_hour(at)
+    back = min(policy.recent, HOUR * max(1, page_hours(rows_per_hour, policy) - 1))
+    recent = (watermark - back) if watermark is not None else start
+    return max(start, min(recent, end - HOUR))
+
+
+def plan_sweep(at: datetime, below: datetime, sweep: Sweep, policy: BilledPolicy,
+               rows_per_hour: Decimal | None) -> BilledRead | None:
+    """One page of the hours before ``below`` (where a poll starts) to read again for
+    revisions, or ``None``. A sweep walks back from ``below`` to the start of the range, a
+    page at most every ``sweep_every``, and starts again ``full_every`` after it began."""
+    start = billed_from(at)
+    if below <= start:
+        return None
+    if sweep.cursor is None:
+        if sweep.began is not None and timedelta(0) <= at - sweep.began < policy.full_every:
+            return None
+        top = below
+    else:
+        if sweep.read_at is not None and timedelta(0) <= at - sweep.read_at < policy.sweep_every:
+            return None
+        top = min(sweep.cursor, below)
+    hours = page_hours(rows_per_hour, policy)
+    return BilledRead(max(start, top - HOUR * hours), top, full=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Where a revision sweep stands: when it began (or the last whole read), where its last
+    page started (``None``: no sweep under way), and when that page was read."""
+
+    began: datetime | None
+    cursor: datetime | None
+    read_at: datetime | None
 
 
 def watermark_of(refreshed_at: datetime | None, start: datetime, end: datetime) -> datetime:

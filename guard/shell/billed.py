@@ -18,7 +18,7 @@ from decimal import Decimal
 from guard.core import billed
 from guard.core.billed import ANALYTICS, AUTO, LEGACY, BilledPolicy, BilledRead
 from guard.core.model import BilledCost, CostDay
-from guard.core.period import DAY, day_start, floor_hour
+from guard.core.period import DAY, HOUR, day_start, floor_hour
 from guard.core.plausible import Bounds, billed_rows, cost_rows
 from guard.core.usage import COST
 from guard.errors import MalformedResponse, UpstreamError
@@ -32,6 +32,12 @@ READ_AT = "billed_read_at"
 FULL_AT = "billed_full_at"
 FULL_NEXT = "billed_full_next"
 """Where an unfinished full read goes on from: every hour before it was read completely."""
+DENSITY = "billed_rows_per_hour"
+SWEEP_AT = "billed_sweep_at"
+"""When the current (or last) revision sweep began."""
+SWEEP_NEXT = "billed_sweep_next"
+"""Where the sweep under way goes on down from (empty: none under way)."""
+SWEEP_READ_AT = "billed_sweep_read_at"
 SOURCE = "billed_source"
 SOURCE_AT = "billed_source_at"
 SOURCE_NOTE = "billed_source_note"
@@ -135,28 +141,23 @@ class BilledSync:
     # --- billed hours ------------------------------------------------------------------------
 
     def _read_hours(self, at: datetime, force: bool) -> None:
+        """Poll the billed hours when due (a full read at first and at a new month), else
+        read one page of older hours again for revisions."""
+        density = self._density()
         plan = billed.plan_read(at, self.through(), self._time(READ_AT),
-                                self._time(FULL_AT), self.policy)
+                                self._time(FULL_AT), self.policy, rows_per_hour=density)
         if plan is None and force:
             plan = BilledRead(billed.billed_from(at), floor_hour(at), full=True)
-        if plan is None or plan.end <= plan.start:
+        if plan is None:
+            self._sweep(at, density)
+            return
+        if plan.end <= plan.start:
             return
         first, plan = plan.start, self._resumed(plan)
-        through = plan.end
+        through, rows, hours = plan.end, 0, 0
         for start, end in plan.chunks():
-            page = self.client.analytics_cost(start, end, "1h")
-            claimed = billed.watermark_of(page.refreshed_at, start, end)
-            named = self._workspaces(page.rows)
-            hours = billed.hours_of(page.rows, named, claimed)
-            mark = billed.written_through(claimed, start, hours,
-                                          self.caches.hourly_totals(start, claimed))
-            if mark < claimed:
-                log.warning("the analytics cost says it is complete through %s but has no row "
-                            "for %s, which usage priced: billed only through that hour, the "
-                            "rest estimated", claimed.isoformat(), mark.isoformat())
-                hours = [h for h in hours if h.start < mark]
-            plausible(self.bounds, billed_rows(hours), "the analytics cost")
-            self.caches.replace_billed_hours(start, mark, hours)
+            mark, count = self._read_chunk(start, end)
+            rows, hours = rows + count, hours + (mark - start) // HOUR
             if mark < end:
                 through = min(through, mark)
             elif plan.full and through == plan.end:  # a deadline may end the read here
@@ -164,9 +165,56 @@ class BilledSync:
         self._store_whole_days(first, through, at)
         self.caches.set_meta(THROUGH, through.isoformat())
         self.caches.set_meta(READ_AT, at.isoformat())
+        if hours > 0:
+            self.caches.set_meta(DENSITY, str(Decimal(rows) / hours))
         if plan.full:
             self.caches.set_meta(FULL_AT, at.isoformat())
             self.caches.set_meta(FULL_NEXT, "")
+            self.caches.set_meta(SWEEP_AT, at.isoformat())
+            self.caches.set_meta(SWEEP_NEXT, "")
+
+    def _read_chunk(self, start: datetime, end: datetime) -> tuple[datetime, int]:
+        """Read and store the billed hours of ``[start, end)``: how far the bill is complete
+        there, and how many rows it had."""
+        page = self.client.analytics_cost(start, end, "1h")
+        claimed = billed.watermark_of(page.refreshed_at, start, end)
+        named = self._workspaces(page.rows)
+        hours = billed.hours_of(page.rows, named, claimed)
+        mark = billed.written_through(claimed, start, hours,
+                                      self.caches.hourly_totals(start, claimed))
+        if mark < claimed:
+            log.warning("the analytics cost says it is complete through %s but has no row "
+                        "for %s, which usage priced: billed only through that hour, the "
+                        "rest estimated", claimed.isoformat(), mark.isoformat())
+            hours = [h for h in hours if h.start < mark]
+        plausible(self.bounds, billed_rows(hours), "the analytics cost")
+        self.caches.replace_billed_hours(start, mark, hours)
+        return mark, len(hours)
+
+    def _sweep(self, at: datetime, density: Decimal | None) -> None:
+        """Read one page of the hours a poll no longer covers again (revisions), walking back
+        through the range once a day."""
+        through = self.through()
+        if through is None:
+            return
+        below = billed.poll_start(at, through, self.policy, density)
+        state = billed.Sweep(self._time(SWEEP_AT), self._time(SWEEP_NEXT),
+                             self._time(SWEEP_READ_AT))
+        plan = billed.plan_sweep(at, below, state, self.policy, density)
+        if plan is None:
+            return
+        if state.cursor is None:
+            self.caches.set_meta(SWEEP_AT, at.isoformat())
+        self._read_chunk(plan.start, plan.end)
+        self._store_whole_days(plan.start, plan.end, at)
+        done = plan.start <= billed.billed_from(at)
+        self.caches.set_meta(SWEEP_NEXT, "" if done else plan.start.isoformat())
+        self.caches.set_meta(SWEEP_READ_AT, at.isoformat())
+
+    def _density(self) -> Decimal | None:
+        """Billed rows per hour, as last read."""
+        value = self.caches.get_meta(DENSITY)
+        return Decimal(value) if value else None
 
     def _resumed(self, plan: BilledRead) -> BilledRead:
         """A full read goes on where an unfinished one stopped (a tick's deadline), so a

@@ -52,6 +52,8 @@ from guard.shell.ports import AdminReports, CachePort
 
 COST_GROUP_BY = ("workspace_id", "description")
 DAY_S = 86_400
+STEADY_COST_DAYS = 7
+"""A cost re-read of at most this many days is one request (the API allows 31 buckets)."""
 WATERMARK = "usage_read_through"
 
 
@@ -366,7 +368,10 @@ class Fetcher:
         return self.memo.days(COST, "settled", days, self.caches.cost_days)
 
     def _read_cost(self, start: datetime, end: datetime) -> Iterator[list[CostDay]]:
-        pages = self.client.cost_pages(start, end, COST_GROUP_BY,
-                                       page_buckets=self.policy.cost_page_buckets)
+        """The cost days of ``[start, end)``: a re-read of the last week in one page, a
+        backfill a few days a page (memory stays flat)."""
+        days = (end - start) // DAY
+        per_page = days if 0 < days <= STEADY_COST_DAYS else self.policy.cost_page_buckets
+        pages = self.client.cost_pages(start, end, COST_GROUP_BY, page_buckets=per_page)
         for buckets in pages:
             yield [settle.cost_day(b) for b in buckets if b.ending_at - b.starting_at == DAY]
