@@ -1,6 +1,6 @@
 """``python -m guard``: the same entry point as the ``guard`` console script."""
 
-from guard.entry.cli import main
+from guard.entry.launch import main
 
 if __name__ == "__main__":
     main()
