@@ -18,6 +18,8 @@ from guard.adapters.store.state import Records
 from guard.core.billed import BilledHour
 from guard.core.fallback import FallbackState
 from guard.core.model import CostDay, PricedUsage
+from guard.core.period import HOUR
+from guard.core.usage import days_of
 from guard.entry import wiring
 from guard.errors import StoreError
 
@@ -35,7 +37,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Caches]:
         opened = wiring.connect_store(request.getfixturevalue("pg_url"))
         with opened.engine.begin() as conn:
             for table in ("usage_hours", "usage_fetches", "cost_days", "cost_fetches", "meta",
-                          "billed_hours"):
+                          "billed_hours", "usage_scope_days", "billed_scope_days",
+                          "usage_hour_totals", "day_versions"):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
     yield Caches(opened)
     opened.close()
@@ -281,3 +284,81 @@ def test_a_postgresql_session_ends_a_transaction_left_idle(pg_url: str) -> None:
     with wiring.opened_store(pg_url) as store, store.engine.connect() as conn:
         shown = conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar()
     assert shown == "10s"
+
+
+# --- running sums (issue 13) ---------------------------------------------------------------------
+
+DAY2 = date(2026, 3, 2)
+
+
+def mixed_hours() -> list[PricedUsage]:
+    return [priced(H10, "0.000123456"), priced(H11, "1.1"), priced(H11, "2", key=None,
+                                                                  ws="wrkspc_x"),
+            replace(priced(H11, "0.5", key="apikey_2", ws="wrkspc_x"), model="claude-nova-1")]
+
+
+def test_the_running_sums_equal_the_rows_they_sum(store: Caches) -> None:
+    """Per scope and day, the sums the store keeps are what grouping the hours gives."""
+    rows = mixed_hours()
+    store.replace_usage_hours([H10, H11], rows, H11, known=lambda m: m != "claude-nova-1")
+    [(day, index)] = store.usage_days([DAY2]).items()
+    grouped = days_of(store.usage_rows(H10, H10 + timedelta(days=1), 86_400),
+                      {"claude-nova-1"})[DAY2]
+    assert day == DAY2 and index == grouped
+    assert index.organization.usd == sum((r.usd for r in rows), Decimal(0))
+    assert set(index.workspace or {}) == {"default", "wrkspc_x"}
+    assert (index.model or {})["claude-nova-1"].unpriced_usd == Decimal("0.51")
+    assert store.hourly_totals(H10, H11 + timedelta(hours=1)) == {
+        H10: Decimal("0.010123456"), H11: Decimal("3.63")}
+
+
+def test_only_the_keys_and_workspaces_asked_for_come_back(store: Caches) -> None:
+    store.replace_usage_hours([H10, H11], mixed_hours(), H11)
+    index = store.usage_days([DAY2], workspaces=(), api_keys={"apikey_2"})[DAY2]
+    assert set(index.api_key or {}) == {"apikey_2"}
+    assert set(index.workspace or {}) == {"default"}  # the default workspace always
+    assert index.organization.usd == Decimal("3.640123456")
+
+
+def test_a_reread_with_the_same_rows_changes_no_version(store: Caches) -> None:
+    """An hour read again unchanged only moves its read time; a change raises the day's
+    version and the sums follow."""
+    store.replace_usage_hours([H10, H11], mixed_hours(), H11)
+    first = store.versions("usage", DAY2, DAY2)
+    store.replace_usage_hours([H11], [r for r in mixed_hours() if r.start == H11], H11 + HOUR)
+    assert store.versions("usage", DAY2, DAY2) == first
+    assert store.usage_fetched(H11, H11 + HOUR) == {H11: H11 + HOUR}
+    store.replace_usage_hours([H11], [priced(H11, "7")], H11 + 2 * HOUR)
+    assert store.versions("usage", DAY2, DAY2)[DAY2] == first[DAY2] + 1
+    assert store.usage_days([DAY2])[DAY2].organization.usd == Decimal("7.020123456")
+
+
+def test_an_emptied_day_has_no_sums(store: Caches) -> None:
+    store.replace_usage_hours([H10], [priced(H10, "1")], H11)
+    store.replace_usage_hours([H10], [], H11 + HOUR)
+    assert store.usage_days([DAY2]) == {}
+
+
+def test_billed_sums_equal_the_billed_hours(store: Caches) -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    hours = [BilledHour(day + timedelta(hours=h), ws, key, "claude-opus-4-7", Decimal("1.5"),
+                        Decimal("0.25"), Decimal(2))
+             for h, ws, key in ((1, None, "apikey_1"), (2, "wrkspc_x", "apikey_2"),
+                                (5, "wrkspc_x", None))]
+    store.replace_billed_hours(day, day + timedelta(days=1), hours)
+    index = store.billed_sums([DAY2], api_keys={"apikey_1"})[DAY2]
+    assert index == days_of(store.billed_by_day(day, day + timedelta(days=1),
+                                                api_keys={"apikey_1"}))[DAY2]
+    assert store.versions("billed", DAY2, DAY2) == {DAY2: 1}
+
+
+def test_a_store_written_before_the_sums_gets_them_once(store: Caches) -> None:
+    store.replace_usage_hours([H10, H11], mixed_hours(), H11)
+    expected = store.usage_days([DAY2])
+    with store.store.writing() as conn:
+        conn.execute(sa.text("DELETE FROM usage_scope_days"))
+        conn.execute(sa.text("DELETE FROM usage_hour_totals"))
+    assert store.usage_days([DAY2]) == {}
+    store.ensure_sums(None)
+    assert store.usage_days([DAY2]) == expected
+    assert store.hourly_totals(H10, H11 + HOUR)[H11] == Decimal("3.63")
