@@ -46,7 +46,7 @@ usage_scope_days = sa.Table(
     sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
     sa.Column("output_tokens", sa.BigInteger, nullable=False),
     sa.Column("web_search_requests", sa.BigInteger, nullable=False),
-    sa.Index("ix_usage_scope_days_day", "day"),
+    sa.Index("ix_usage_scope_days_day", "day", "scope"),
 )
 
 billed_scope_days = sa.Table(
@@ -57,7 +57,7 @@ billed_scope_days = sa.Table(
     sa.Column("token_units", sa.BigInteger, nullable=False),
     sa.Column("other_units", sa.BigInteger, nullable=False),
     sa.Column("list_units", sa.BigInteger, nullable=False),
-    sa.Index("ix_billed_scope_days_day", "day"),
+    sa.Index("ix_billed_scope_days_day", "day", "scope"),
 )
 
 usage_hour_totals = sa.Table(
