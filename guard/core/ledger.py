@@ -61,18 +61,17 @@ class UsageIndex:
 
 def authoritative_spend(budget: Budget, cost: CostDay) -> Decimal | None:
     """Billed spend of ``budget`` on a settled day; ``None`` when the report cannot say."""
-    match budget.scope:
-        case Scope.ORGANIZATION:
-            return cost.total_usd
-        case Scope.WORKSPACE:
-            workspace = None if budget.match == DEFAULT_WORKSPACE else budget.match
-            return cost.by_workspace.get(workspace, ZERO)
-        case Scope.MODEL:
-            prefix = budget.match or ""
-            return sum((usd for model, usd in cost.by_model.items() if model.startswith(prefix)),
-                       ZERO)
-        case Scope.API_KEY:
-            return None
+    scope = budget.scope
+    if scope is Scope.ORGANIZATION:
+        return cost.total_usd
+    if scope is Scope.WORKSPACE:
+        workspace = None if budget.match == DEFAULT_WORKSPACE else budget.match
+        return cost.by_workspace.get(workspace, ZERO)
+    if scope is Scope.MODEL:
+        prefix = budget.match or ""
+        return sum((usd for model, usd in cost.by_model.items() if model.startswith(prefix)),
+                   ZERO)
+    return None
 
 
 def day_spend(budget: Budget, day: date, settled: Mapping[date, CostDay],

@@ -8,6 +8,7 @@ band replayed from the complete months of that history.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -15,9 +16,11 @@ from decimal import Decimal
 
 from guard.core.forecast import (
     DEFAULT_TIERS,
+    Band,
     Burn,
     BurnTier,
     Profile,
+    Seasonal,
     burn,
     calibrate,
     forecast,
@@ -43,10 +46,11 @@ class OutlookInputs:
 
 
 def history(budget: Budget, first: date, today: date, data: OutlookInputs,
-            index: UsageIndex) -> dict[date, Decimal]:
-    """Known spend of ``budget`` per complete day in ``[first, today)``; unknown days absent."""
+            index: UsageIndex, *, days: Sequence[date] | None = None) -> dict[date, Decimal]:
+    """Known spend of ``budget`` per complete day in ``[first, today)``; unknown days absent
+    (``days``: those days, when the caller has listed them for every budget)."""
     series: dict[date, Decimal] = {}
-    for day in days_between(first, today):
+    for day in days if days is not None else days_between(first, today):
         billed = budget.scope is not Scope.API_KEY and day in data.settled
         covered = data.usage_from is not None and day >= data.usage_from
         if billed or covered:
@@ -78,6 +82,7 @@ class _Context:
     now: datetime
     lag: timedelta
     tiers: Sequence[BurnTier]
+    days: Sequence[date]
 
 
 def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
@@ -87,20 +92,37 @@ def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
     today = now.date()
     first = min([*data.settled, *([data.usage_from] if data.usage_from else [])], default=today)
     profile = hour_profile({h: v for h, v in data.hourly.items() if h < day_start(today)})
-    ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers)
+    ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers,
+                   days_between(first, today))
     return [_one(spend, ctx) for spend in ledger.budgets]
 
 
 def _one(spend: BudgetSpend, ctx: _Context) -> BudgetInput:
     budget, today = spend.budget, ctx.now.date()
-    series = history(budget, ctx.first, today, ctx.data, ctx.index)
-    band = calibrate(series, today.replace(day=1), ctx.profile)
+    series = history(budget, ctx.first, today, ctx.data, ctx.index, days=ctx.days)
+    key = tuple(series.items())
+    band = _calibrated(key, today.replace(day=1), ctx.profile)
+    season = _seasonal(key, today)
     outlook = forecast(mtd=spend.spend_usd, history=series, profile=ctx.profile, band=band,
-                       now=ctx.now, hard_limit=budget.hard_limit_usd)
+                       now=ctx.now, hard_limit=budget.hard_limit_usd, season=season)
     rates = burn(spent_between=spent_between(budget, ctx.data),
-                 season=seasonal(series, today), profile=ctx.profile, end=ctx.now - ctx.lag,
+                 season=season, profile=ctx.profile, end=ctx.now - ctx.lag,
                  mtd=spend.spend_usd, hard_limit=budget.hard_limit_usd, tiers=ctx.tiers)
     return BudgetInput(spend, outlook, rates)
+
+
+@functools.lru_cache(maxsize=4096)
+def _calibrated(series: tuple[tuple[date, Decimal], ...], before: date,
+                profile: Profile) -> Band:
+    """``calibrate`` of a budget's complete days: the same all day until one of them moves,
+    so a daemon replays each budget's months once a day, not once a tick."""
+    return calibrate(dict(series), before, profile)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seasonal(series: tuple[tuple[date, Decimal], ...], before: date) -> Seasonal:
+    """``seasonal`` of a budget's complete days, kept likewise."""
+    return seasonal(dict(series), before)
 
 
 def describe_burn(rates: Burn) -> dict[str, object]:

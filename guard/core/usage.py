@@ -14,7 +14,7 @@ table did not know when it was priced: a budget holding some cannot be trusted t
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -75,23 +75,32 @@ class PeriodIndex:
     workspace: Mapping[str, Sums] | None = None
     api_key: Mapping[str, Sums] | None = None
     model: Mapping[str, Sums] | None = None
+    _spent: dict[tuple[Scope, str | None], Decimal] = field(
+        default_factory=dict, compare=False, repr=False)
+    """Each budget's spend once asked: an index lives for ticks while its day is unchanged."""
 
     def sums(self, budget: Budget) -> Sums:
         """What counts toward ``budget`` (for a ``model`` budget, every matching model)."""
-        match budget.scope:
-            case Scope.ORGANIZATION:
-                return self.organization
-            case Scope.WORKSPACE:
-                return (self.workspace or {}).get(budget.match or DEFAULT_WORKSPACE, NONE)
-            case Scope.API_KEY:
-                return (self.api_key or {}).get(budget.match or "", NONE)
-            case Scope.MODEL:
-                return _total(s for model, s in (self.model or {}).items()
-                              if model.startswith(budget.match or ""))
+        scope = budget.scope
+        if scope is Scope.ORGANIZATION:
+            return self.organization
+        if scope is Scope.WORKSPACE:
+            return (self.workspace or {}).get(budget.match or DEFAULT_WORKSPACE, NONE)
+        if scope is Scope.API_KEY:
+            return (self.api_key or {}).get(budget.match or "", NONE)
+        return _total(s for model, s in (self.model or {}).items()
+                      if model.startswith(budget.match or ""))
 
     def spend(self, budget: Budget) -> Decimal:
         """The budget's spend: tokens only for a ``model`` budget (the bill attributes no web
         search to a model), everything for the others."""
+        key = (budget.scope, budget.match)
+        known = self._spent.get(key)
+        if known is None:
+            known = self._spent[key] = self._spend(budget)
+        return known
+
+    def _spend(self, budget: Budget) -> Decimal:
         if budget.scope is Scope.MODEL:
             prefix = budget.match or ""
             return sum((s.token_usd for model, s in (self.model or {}).items()

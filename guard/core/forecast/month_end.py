@@ -36,9 +36,10 @@ class Forecast:
 
 
 def forecast(*, mtd: Decimal, history: DailySeries, profile: Profile, band: Band,
-             now: datetime, hard_limit: Decimal) -> Forecast:
-    """P10/P50/P90 month-end spend as of ``now`` (the data watermark) for one budget."""
-    season = seasonal(history, now.date())
+             now: datetime, hard_limit: Decimal, season: Seasonal | None = None) -> Forecast:
+    """P10/P50/P90 month-end spend as of ``now`` (the data watermark) for one budget;
+    ``season``: ``seasonal(history, now.date())`` when the caller has it already."""
+    season = season or seasonal(history, now.date())
     if season.known_days == 0:
         season = _cold_start(mtd, profile, now)
     rest = forecast_rest(season, profile, now)
