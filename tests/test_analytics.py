@@ -167,6 +167,8 @@ def test_a_poll_reads_no_more_hours_than_fit_one_page() -> None:
     small = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(3))
     assert small is not None and small.start == mark - POLICY.recent
     assert billed.page_hours(Decimal(5000), POLICY) == 1
+    huge = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(5000))
+    assert huge is not None and huge.start == mark  # only hours not exported yet
 
 
 def test_a_sweep_walks_back_a_page_at_a_time_and_starts_again_a_day_later() -> None:

@@ -133,9 +133,9 @@ def plan_read(at: datetime, watermark: datetime | None, read_at: datetime | None
 def poll_start(at: datetime, watermark: datetime | None, policy: BilledPolicy,
                rows_per_hour: Decimal | None) -> datetime:
     """Where a poll's read starts: ``recent`` behind the watermark, or as many hours as fit
-    one page with the next hour to be exported."""
+    one page with the next hour to be exported (at a page an hour, the watermark itself)."""
     start, end = billed_from(at), floor_hour(at)
-    back = min(policy.recent, HOUR * max(1, page_hours(rows_per_hour, policy) - 1))
+    back = min(policy.recent, HOUR * (page_hours(rows_per_hour, policy) - 1))
     recent = (watermark - back) if watermark is not None else start
     return max(start, min(recent, end - HOUR))
 
