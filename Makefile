@@ -28,6 +28,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/daemon.py
 
