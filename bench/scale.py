@@ -35,7 +35,9 @@ from typing import Any
 
 KEY = "sk-ant-admin-bench-scale"
 SEED = 11
-MONTH = (2026, 11)
+MONTH = (2026, 10)
+"""October 2026: the 2nd is a Friday and the 28th a Wednesday, two weekdays alike in traffic,
+so day 28 against day 2 shows what the month adds, not what a weekend takes away."""
 GOALS = {"steady_cpu_s": 0.5, "steady_rss_mb": 150.0, "day28_over_day2": 1.15,
          "steady_requests": 2, "first_start_wall_s": 30.0, "budgets_1000_over_1": 2.0,
          "idle_rss_mb": 80.0, "idle_rss_growth_mb": 1.0, "naive_ratio_day2": 0.5,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from guard.core.model import CostBucket, CostDay, PricedUsage, UsageBucket
 from guard.core.period import (
@@ -37,6 +38,7 @@ from guard.core.period import (
 from guard.core.pricing import PriceTable
 
 _CENTS = Decimal(100)
+ZERO = Decimal(0)
 _Key = tuple[datetime, str | None, str | None, str | None]
 
 
@@ -163,45 +165,53 @@ def complete_hours(buckets: Sequence[UsageBucket], at: datetime) -> set[datetime
     return {h for h, n in minutes.items() if h < hour_now and n == 60}
 
 
-@dataclass
-class _Sums:
-    token_usd: Decimal = Decimal(0)
-    web_search_usd: Decimal = Decimal(0)
-    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+_Acc = list[Any]
+"""[token_usd, web_search_usd, input, cache_write, cache_read, output, web_search_requests]:
+a plain list, the cheapest accumulator for the thousands of rows of a minute window."""
 
 
 def price_buckets(buckets: Iterable[UsageBucket], prices: PriceTable,
                   by_minute: bool = False) -> list[PricedUsage]:
     """Price every row and sum per (hour or minute, workspace, API key, model)."""
-    sums: dict[_Key, _Sums] = {}
+    sums: dict[_Key, _Acc] = {}
     for bucket in buckets:
         start = bucket.starting_at if by_minute else floor_hour(bucket.starting_at)
+        day = start.date()
         for row in bucket.results:
             key = (start, row.workspace_id, row.api_key_id, row.model)
-            acc = sums.get(key) or sums.setdefault(key, _Sums())
-            tokens, searches = prices.price(row, start.date())
-            acc.token_usd += tokens
-            acc.web_search_usd += searches
-            c = acc.counts
-            c[0] += row.uncached_input_tokens
-            c[1] += row.cache_write_5m_tokens + row.cache_write_1h_tokens
-            c[2] += row.cache_read_input_tokens
-            c[3] += row.output_tokens
-            c[4] += row.web_search_requests
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = [ZERO, ZERO, 0, 0, 0, 0, 0]
+            tokens, searches = prices.price(row, day)
+            acc[0] += tokens
+            acc[1] += searches
+            acc[2] += row.uncached_input_tokens
+            acc[3] += row.cache_write_5m_tokens + row.cache_write_1h_tokens
+            acc[4] += row.cache_read_input_tokens
+            acc[5] += row.output_tokens
+            acc[6] += row.web_search_requests
     return [_priced(key, acc) for key, acc in sums.items()]
 
 
 def by_hour(rows: Iterable[PricedUsage]) -> list[PricedUsage]:
     """Sum finer-grained priced rows per (hour, workspace, API key, model)."""
-    sums: dict[_Key, _Sums] = {}
+    sums: dict[_Key, _Acc] = {}
+    hours: dict[datetime, datetime] = {}
     for row in rows:
-        key = (floor_hour(row.start), row.workspace_id, row.api_key_id, row.model)
-        acc = sums.get(key) or sums.setdefault(key, _Sums())
-        acc.token_usd += row.token_usd
-        acc.web_search_usd += row.web_search_usd
-        for i, n in enumerate((row.input_tokens, row.cache_write_tokens, row.cache_read_tokens,
-                               row.output_tokens, row.web_search_requests)):
-            acc.counts[i] += n
+        hour = hours.get(row.start)
+        if hour is None:
+            hour = hours[row.start] = floor_hour(row.start)
+        key = (hour, row.workspace_id, row.api_key_id, row.model)
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [ZERO, ZERO, 0, 0, 0, 0, 0]
+        acc[0] += row.token_usd
+        acc[1] += row.web_search_usd
+        acc[2] += row.input_tokens
+        acc[3] += row.cache_write_tokens
+        acc[4] += row.cache_read_tokens
+        acc[5] += row.output_tokens
+        acc[6] += row.web_search_requests
     return [_priced(key, acc) for key, acc in sums.items()]
 
 
@@ -220,11 +230,8 @@ def cost_day(bucket: CostBucket) -> CostDay:
     return day
 
 
-def _priced(key: _Key, acc: _Sums) -> PricedUsage:
+def _priced(key: _Key, acc: _Acc) -> PricedUsage:
     hour, workspace_id, api_key_id, model = key
-    inp, cache_write, cache_read, out, searches = acc.counts
-    return PricedUsage(start=hour, workspace_id=workspace_id, api_key_id=api_key_id,
-                       model=model, token_usd=acc.token_usd, web_search_usd=acc.web_search_usd,
-                       input_tokens=inp, cache_write_tokens=cache_write,
-                       cache_read_tokens=cache_read, output_tokens=out,
-                       web_search_requests=searches)
+    tok, web, inp, cache_write, cache_read, out, searches = acc
+    return PricedUsage(hour, workspace_id, api_key_id, model, tok, web, inp, cache_write,
+                       cache_read, out, searches)
