@@ -24,6 +24,11 @@ def render_settings(settings: Settings) -> str:
         for name in getattr(settings, section)._secrets:
             if f"{name}_file" in data[section]:
                 del data[section][name]  # read from the file, which is what to show
+    if not data.get("organizations"):
+        data.pop("organizations", None)  # a single-organization config shows as it always did
+    for org in data.get("organizations", ()):
+        if "admin_api_key_file" in org:
+            del org["admin_api_key"]
     return tomli_w.dumps(_plain(data))
 
 

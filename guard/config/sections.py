@@ -412,3 +412,52 @@ class ModelPriceOverride(_Section):
     long_context_output: Usd | None = None
     inference_geo_us: bool | None = None
     fast: PositiveUsd | None = None  # the fast-mode multiplier, e.g. 2
+
+
+ORGANIZATION_NAME = r"[a-z0-9][a-z0-9_-]{0,31}"
+OrganizationName = Annotated[str, _matching(
+    ORGANIZATION_NAME, "an organization name (lowercase letters, digits, _ and -; at most 32, "
+                       "starting with a letter or digit)")]
+
+
+class OrganizationSettings(_SecretSection):
+    """One ``[[organizations]]`` entry: its admin key, endpoint, budgets and fallback outputs.
+
+    What it leaves unset comes from the shared sections: ``base_url`` and ``source`` from
+    ``[anthropic]``, ``reload_command`` from ``[fallback]``; ``env_file`` and ``state_file``
+    default to ``[fallback]``'s with the name before the suffix (``model.acme.env``).
+    """
+
+    _secrets = ("admin_api_key",)
+
+    name: OrganizationName
+    admin_api_key: SecretStr | None = None
+    admin_api_key_file: Path | None = None
+    base_url: HttpUrl | None = None
+    source: Literal["auto", "analytics", "legacy"] | None = None
+    budgets: list[BudgetSettings] = Field(default_factory=list)
+    env_file: Path | None = None
+    state_file: Path | None = None
+    reload_command: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> Self:
+        if self.admin_api_key is None:
+            raise _problem("required: set admin_api_key or admin_api_key_file",
+                           "admin_api_key")
+        return self
+
+    @field_validator("budgets")
+    @classmethod
+    def _budget_names_are_unique(cls, budgets: list[BudgetSettings]) -> list[BudgetSettings]:
+        return unique_budget_names(budgets)
+
+
+def unique_budget_names(budgets: list[BudgetSettings]) -> list[BudgetSettings]:
+    """``budgets``, or the problem of the first name used twice."""
+    seen: set[str] = set()
+    for i, budget in enumerate(budgets):
+        if budget.name in seen:
+            raise _problem(f"budget name '{budget.name}' is used twice", i, "name")
+        seen.add(budget.name)
+    return budgets

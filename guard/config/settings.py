@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -25,13 +25,18 @@ from guard.config.sections import (
     HttpSettings,
     ModelPriceOverride,
     NonBlank,
+    OrganizationSettings,
     PolicySettings,
     SlackSettings,
     StateSettings,
     _problem,
+    unique_budget_names,
 )
 from guard.core.model import Budget
 from guard.core.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from guard.config.organizations import Organization
 
 
 class Settings(BaseSettings):
@@ -54,6 +59,9 @@ class Settings(BaseSettings):
     enforcement: EnforcementSettings = Field(default_factory=EnforcementSettings)
     budgets: list[BudgetSettings] = Field(default_factory=list)
     pricing: dict[NonBlank, ModelPriceOverride] = Field(default_factory=dict)
+    organizations: list[OrganizationSettings] = Field(default_factory=list)
+    """Several organizations in one daemon; empty: ``[anthropic]`` and ``[[budgets]]`` are
+    the one organization, named ``default``."""
 
     @classmethod
     def settings_customise_sources(
@@ -70,25 +78,46 @@ class Settings(BaseSettings):
     @field_validator("budgets")
     @classmethod
     def _names_are_unique(cls, budgets: list[BudgetSettings]) -> list[BudgetSettings]:
-        seen: set[str] = set()
-        for i, budget in enumerate(budgets):
-            if budget.name in seen:
-                raise _problem(f"budget name '{budget.name}' is used twice", i, "name")
-            seen.add(budget.name)
-        return budgets
+        return unique_budget_names(budgets)
 
     @model_validator(mode="after")
     def _ceilings_are_tiers(self) -> Self:
         allowed = [*self.fallback.chain, NO_CEILING]
-        for i, budget in enumerate(self.budgets):
-            for condition, tier in budget.ceilings.items():
-                if tier not in allowed:
-                    raise _problem(
-                        f"'{tier}' is not a tier of fallback.chain or '{NO_CEILING}'"
-                        f" (one of {', '.join(allowed)})",
-                        "budgets", i, "ceilings", condition,
-                    )
+        lists: list[tuple[tuple[str | int, ...], list[BudgetSettings]]] = [
+            (("budgets",), self.budgets),
+            *((("organizations", i, "budgets"), org.budgets)
+              for i, org in enumerate(self.organizations))]
+        for at, budgets in lists:
+            for i, budget in enumerate(budgets):
+                for condition, tier in budget.ceilings.items():
+                    if tier not in allowed:
+                        raise _problem(
+                            f"'{tier}' is not a tier of fallback.chain or '{NO_CEILING}'"
+                            f" (one of {', '.join(allowed)})",
+                            *at, i, "ceilings", condition,
+                        )
         return self
+
+    @model_validator(mode="after")
+    def _organizations_stand_alone(self) -> Self:
+        from guard.config.organizations import organizations_problem  # noqa: PLC0415
+
+        problem = organizations_problem(self)
+        if problem is not None:
+            raise _problem(*problem)
+        return self
+
+    def organizations_in_force(self) -> tuple[Organization, ...]:
+        """Every organization this config guards, each as a single-organization view: the
+        ``[[organizations]]`` in file order, else ``default`` (this config itself)."""
+        from guard.config.organizations import organizations_of  # noqa: PLC0415
+
+        return organizations_of(self)
+
+    @property
+    def several(self) -> bool:
+        """Whether ``[[organizations]]`` is in use (reports and metrics then name them)."""
+        return bool(self.organizations)
 
     def policy_config(self) -> PolicyConfig:
         """The policy's knobs: the chain, lifecycle timing and the staleness threshold."""
