@@ -32,6 +32,7 @@ from guard.errors import StoreError
 UNITS_PER_USD = 10**10
 _UNIT = Decimal(1) / UNITS_PER_USD
 DAY_S = 86_400
+SCHEMA_LOCK = 0x6275_6467_6574  # "budget": the advisory lock of schema creation
 
 
 def to_units(usd: Decimal) -> int:
@@ -60,25 +61,45 @@ def day_epoch(day: date) -> int:
 
 
 class Store:
-    """An engine with the guard's schema, and error translation for every use of it."""
+    """An engine with the guard's schema, and error translation for every use of it.
 
-    def __init__(self, engine: Engine) -> None:
+    With a ``schema``, its engine is another store's seen through a PostgreSQL schema of its
+    own (SQLAlchemy's ``schema_translate_map``, on the same connection pool): one
+    organization's tables among several (``guard.config.organizations``); ``create_schema``
+    creates that schema, and ``close`` leaves the pool to its owner.
+    """
+
+    def __init__(self, engine: Engine, schema: str | None = None,
+                 owns_engine: bool = True) -> None:
         self.engine = engine
+        self.schema = schema
+        self.owns_engine = owns_engine
         self._open = threading.local()
         """This thread's open transaction, which nested reads and writes join."""
 
     def create_schema(self) -> None:
-        """Create missing tables, and add columns that later versions added to old tables."""
+        """Create missing tables, and add columns that later versions added to old tables.
+
+        On PostgreSQL this holds an advisory lock, so replicas starting together on a new
+        database do not race to create the same tables."""
         try:
-            metadata.create_all(self.engine)
-            _add_missing_columns(self.engine)
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": SCHEMA_LOCK})
+                    if self.schema is not None:
+                        quoted = conn.dialect.identifier_preparer.quote_schema(self.schema)
+                        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+                metadata.create_all(conn)
+                _add_missing_columns(conn, self.schema)
         except SQLAlchemyError as exc:
             raise unavailable(self.engine.url.render_as_string(hide_password=True),
                               exc) from None
 
     def close(self) -> None:
-        """Release the connection pool."""
-        self.engine.dispose()
+        """Release the connection pool (unless it is another store's, see ``within``)."""
+        if self.owns_engine:
+            self.engine.dispose()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -164,18 +185,20 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(conn: Connection, schema: str | None = None) -> None:
     """``ALTER TABLE … ADD COLUMN`` for nullable columns a store made by an older version lacks."""
     present: dict[str, set[str]] = {}
-    inspector = sa.inspect(engine)
+    inspector = sa.inspect(conn)
+    prefix = f"{conn.dialect.identifier_preparer.quote_schema(schema)}." if schema else ""
     for table, column in ADDED_COLUMNS:
         if table.name not in present:
-            present[table.name] = {c["name"] for c in inspector.get_columns(table.name)}
+            present[table.name] = {c["name"] for c in inspector.get_columns(table.name,
+                                                                            schema=schema)}
         if column.name in present[table.name]:
             continue
-        kind = column.type.compile(dialect=engine.dialect)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE {prefix}{table.name} ADD COLUMN "{column.name}" '
+                             f"{kind}"))
 
 
 def _reason(exc: SQLAlchemyError) -> str:
