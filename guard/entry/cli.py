@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,12 +23,10 @@ from guard.core.assess import Assessment, assess
 from guard.core.ledger import budget_api_keys
 from guard.core.summary import TickReport, report_json, warnings
 from guard.entry import wiring
+from guard.entry.common import EXIT_CONFIG, EXIT_STANDBY, EXIT_UPSTREAM, log_to_stderr
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
 from guard.entry.report import report_table
 from guard.entry.terminal import (
-    EXIT_CONFIG,
-    EXIT_STANDBY,
-    EXIT_UPSTREAM,
     AtOption,
     DryRunOption,
     JsonOption,
@@ -373,6 +370,5 @@ def compute_report(settings: Settings, at: datetime) -> Assessment:
 
 def main() -> None:
     """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     app()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from collections.abc import Callable
@@ -13,9 +12,9 @@ import typer
 from guard.config import Settings, load_settings
 from guard.core.keys import KeyDecision
 from guard.entry import wiring
+from guard.entry.common import EXIT_CONFIG, EXIT_UPSTREAM
+from guard.entry.status import status_text
 from guard.entry.terminal import (
-    EXIT_CONFIG,
-    EXIT_UPSTREAM,
     DryRunOption,
     JsonOption,
     caller,
@@ -25,7 +24,7 @@ from guard.entry.terminal import (
     now,
 )
 from guard.errors import ConfigError, InvalidInput
-from guard.shell.ops import check_reason, describe_status, parse_duration
+from guard.shell.ops import check_reason, parse_duration
 
 fallback_app = typer.Typer(no_args_is_help=True, help="See, pin or release the model fallback.")
 keys_app = typer.Typer(no_args_is_help=True, help="Undo the hard stop's key deactivations.")
@@ -38,14 +37,7 @@ DurationOption = Annotated[str, typer.Option("--for", help="How long: 30m, 4h, 2
 @fallback_app.command("status")
 def fallback_status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """The fallback in force, why, and any on-call pin."""
-    settings = guarded(lambda: load_settings(ctx.obj.config_path))
-
-    def status() -> dict[str, object]:
-        with wiring.opened_store(settings.state.url) as store:
-            return wiring.ops(settings, store).fallback_status(now())
-
-    found = guarded(status)
-    typer.echo(json.dumps(found, indent=2) if as_json else describe_status(found))
+    typer.echo(guarded(lambda: status_text(ctx.obj.config_path, as_json)))
 
 
 @fallback_app.command("pin")

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from guard.errors import ConfigError, GuardError, InvalidInput, StoreError, UpstreamError
+from guard.entry.common import failure
+from guard.errors import GuardError, InvalidInput
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-EXIT_CONFIG = 2
-EXIT_UPSTREAM = 3
-EXIT_STANDBY = 4
 T = TypeVar("T")
 
 
@@ -85,12 +83,8 @@ def guarded(action: Callable[[], T]) -> T:
     """Run ``action``; a known error becomes a clear message and its exit code."""
     try:
         return action()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_CONFIG)
-    except (UpstreamError, StoreError) as exc:
-        fail(f"error: {exc}", EXIT_UPSTREAM)
     except GuardError as exc:
-        fail(f"error: {exc}", 1)
+        fail(*failure(exc))
 
 
 def fail(message: str, code: int) -> NoReturn:

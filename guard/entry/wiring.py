@@ -3,7 +3,9 @@
 ``Guard`` is everything a tick needs, built once per settings generation: the daemon keeps one
 until a SIGHUP brings new settings, ``guard check`` builds one for its single tick. The state
 store can outlive a generation (``Stores``), so a reload that keeps ``state.url`` keeps its
-connection pool. Nothing else in ``guard/`` constructs an engine or a client.
+connection pool. Nothing else in ``guard/`` constructs an engine or a client, but
+``stores``, the store's part, which commands that need only the store (``guard fallback
+status``) import without the clients' libraries.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import hashlib
 import os
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from guard import __version__
 from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
@@ -30,13 +30,7 @@ from guard.adapters.chat import LogTransport, PacedTransport
 from guard.adapters.journal import Journal
 from guard.adapters.sinks import FileSinks
 from guard.adapters.store.caches import Caches
-from guard.adapters.store.engine import (
-    Store,
-    postgres_session,
-    safe_url,
-    sqlite_pragmas,
-    unavailable,
-)
+from guard.adapters.store.engine import Store
 from guard.adapters.store.lease import Lease
 from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.silences import Silences
@@ -49,6 +43,7 @@ from guard.core.ledger import budget_workspaces
 from guard.core.plausible import bounds_of
 from guard.core.pricing import PriceTable
 from guard.core.summary import TickReport
+from guard.entry import stores
 from guard.errors import ConfigError, StoreError
 from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.enforce import Enforcer
@@ -63,54 +58,16 @@ if TYPE_CHECKING:
     from guard.adapters.slack import SlackWebApi, SlackWebhook
 
 SLACK_TIMEOUT_S = 10
-PG_CONNECT_TIMEOUT_S = 10
-"""How long opening a PostgreSQL connection may take (a host that drops packets)."""
 SLACK_RETRIES = 2
 
 
-# --- the state store -------------------------------------------------------------------------
+# --- the state store (built in guard.entry.stores) -------------------------------------------
 
-
-def connect_store(url: str) -> Store:
-    """Open ``url`` (SQLite in WAL mode, or PostgreSQL) and create the schema if missing."""
-    try:
-        parsed = sa.engine.make_url(url)
-        postgres = parsed.get_backend_name() == "postgresql"
-        connect = ({"connect_timeout": PG_CONNECT_TIMEOUT_S}
-                   if postgres and "connect_timeout" not in parsed.query else {})
-        engine = sa.create_engine(url, future=True, connect_args=connect)
-    except SQLAlchemyError as exc:
-        raise unavailable(safe_url(url), exc) from None
-    if engine.dialect.name == "sqlite":
-        private_database(engine.url.database)
-        sa.event.listen(engine, "connect", sqlite_pragmas)
-    elif postgres:
-        sa.event.listen(engine, "connect", postgres_session)
-    store = Store(engine)
-    store.create_schema()
-    return store
-
-
-def private_database(database: str | None) -> None:
-    """Create a missing SQLite file 0600 (whatever the umask) before SQLite opens it; its WAL
-    and shared-memory files take the same mode. An existing file is left as it is."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    try:
-        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        return
-    except OSError:
-        return  # a missing directory: SQLite says so when it opens, as a store error
-
-
-def memory_store() -> Store:
-    """A private store in memory: the caches of ticks whose own store is unavailable."""
-    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
-                              connect_args={"check_same_thread": False})
-    store = Store(engine)
-    store.create_schema()
-    return store
+connect_store = stores.connect_store
+opened_store = stores.opened_store
+memory_store = stores.memory_store
+Stores = stores.Stores
+ops = stores.ops
 
 
 def journal_paths(settings: Settings) -> tuple[Path, ...]:
@@ -126,53 +83,6 @@ def journal_paths(settings: Settings) -> tuple[Path, ...]:
                 and not database.startswith("file:"):
             first = Path(f"{database}.journal")
     return (first, spare) if first is not None and first != spare else (spare,)
-
-
-@contextmanager
-def opened_store(url: str) -> Iterator[Store]:
-    """A store for one command, closed afterwards."""
-    store = connect_store(url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-class Stores:
-    """One open store per state URL, kept across settings generations (the daemon's).
-
-    The tick thread and the HTTP endpoint's threads share it; an engine is thread-safe.
-    """
-
-    def __init__(self) -> None:
-        self.url: str | None = None
-        self.store: Store | None = None
-        self._lock = threading.Lock()
-
-    def get(self, url: str) -> Store:
-        """The store for ``url``, reopened only when the URL changes (a reload)."""
-        with self._lock:
-            if self.store is None or url != self.url:
-                self._close()
-                self.store, self.url = connect_store(url), url
-            return self.store
-
-    def close(self) -> None:
-        """Close the open store, if any."""
-        with self._lock:
-            self._close()
-
-    def _close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-
-def ops(settings: Settings, store: Store) -> Ops:
-    """On-call operations over ``store`` for the configured chain and budgets."""
-    fallback = settings.fallback
-    return Ops(Records(store), Silences(store), tuple(fallback.chain), dict(fallback.models),
-               tuple(b.name for b in settings.budgets), str(fallback.env_file))
 
 
 # --- the Admin API ---------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The state store's part of the composition root: ``wiring`` re-exports all of it.
+
+It is a module of its own so that what needs only the store (``guard fallback status``)
+opens it without importing the Admin API's and Slack's libraries. Nothing outside
+``wiring`` and this module builds an engine or a ``Store``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from guard.adapters.store.engine import (
+    Store,
+    postgres_session,
+    safe_url,
+    sqlite_pragmas,
+    unavailable,
+)
+from guard.adapters.store.silences import Silences
+from guard.adapters.store.state import Records
+from guard.shell.ops import Ops
+
+if TYPE_CHECKING:
+    from guard.config import Settings
+
+PG_CONNECT_TIMEOUT_S = 10
+"""How long opening a PostgreSQL connection may take (a host that drops packets)."""
+
+
+def connect_store(url: str) -> Store:
+    """Open ``url`` (SQLite in WAL mode, or PostgreSQL) and create the schema if missing."""
+    try:
+        parsed = sa.engine.make_url(url)
+        postgres = parsed.get_backend_name() == "postgresql"
+        connect = ({"connect_timeout": PG_CONNECT_TIMEOUT_S}
+                   if postgres and "connect_timeout" not in parsed.query else {})
+        engine = sa.create_engine(url, future=True, connect_args=connect)
+    except SQLAlchemyError as exc:
+        raise unavailable(safe_url(url), exc) from None
+    if engine.dialect.name == "sqlite":
+        private_database(engine.url.database)
+        sa.event.listen(engine, "connect", sqlite_pragmas)
+    elif postgres:
+        sa.event.listen(engine, "connect", postgres_session)
+    store = Store(engine)
+    store.create_schema()
+    return store
+
+
+def private_database(database: str | None) -> None:
+    """Create a missing SQLite file 0600 (whatever the umask) before SQLite opens it; its WAL
+    and shared-memory files take the same mode. An existing file is left as it is."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory: SQLite says so when it opens, as a store error
+
+
+def memory_store() -> Store:
+    """A private store in memory: the caches of ticks whose own store is unavailable."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool,
+                              connect_args={"check_same_thread": False})
+    store = Store(engine)
+    store.create_schema()
+    return store
+
+
+@contextmanager
+def opened_store(url: str) -> Iterator[Store]:
+    """A store for one command, closed afterwards."""
+    store = connect_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+class Stores:
+    """One open store per state URL, kept across settings generations (the daemon's).
+
+    The tick thread and the HTTP endpoint's threads share it; an engine is thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> Store:
+        """The store for ``url``, reopened only when the URL changes (a reload)."""
+        with self._lock:
+            if self.store is None or url != self.url:
+                self._close()
+                self.store, self.url = connect_store(url), url
+            return self.store
+
+    def close(self) -> None:
+        """Close the open store, if any."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def ops(settings: Settings, store: Store) -> Ops:
+    """On-call operations over ``store`` for the configured chain and budgets."""
+    fallback = settings.fallback
+    return Ops(Records(store), Silences(store), tuple(fallback.chain), dict(fallback.models),
+               tuple(b.name for b in settings.budgets), str(fallback.env_file))
