@@ -1,12 +1,15 @@
-"""Chat transports that need no Slack client: the log, and pacing around a real one.
+"""Chat transports that need no Slack client: the log, pacing around a real one, and labels.
 
 ``LogTransport`` is the transport when Slack is not configured; ``PacedTransport`` keeps any
-transport to Slack's one message per second per channel. Neither imports slack-sdk.
+transport to Slack's one message per second per channel (shared by several organizations'
+ticks, from their threads); ``Labelled`` names the organization a message is about. None
+imports slack-sdk.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -59,6 +62,7 @@ class PacedTransport:
         self.sleep = sleep
         self.monotonic = monotonic
         self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @property
     def supports_updates(self) -> bool:
@@ -87,9 +91,58 @@ class PacedTransport:
         return self.inner.update(channel, ts, text, blocks)
 
     def _wait(self, channel: str) -> None:
-        last = self._last.get(channel)
-        if last is not None:
-            gap = self.min_interval - (self.monotonic() - last)
-            if gap > 0:
-                self.sleep(gap)
-        self._last[channel] = self.monotonic()
+        """Wait for this send's slot: each sender books the next one, then sleeps unlocked."""
+        with self._lock:
+            now = self.monotonic()
+            last = self._last.get(channel)
+            slot = now if last is None else max(now, last + self.min_interval)
+            self._last[channel] = slot
+        if slot > now:
+            self.sleep(slot - now)
+
+
+class Labelled:
+    """Names the organization in every message (text and blocks) of one of several, and keeps
+    its deduplication keys apart from the others' in a shared channel."""
+
+    def __init__(self, inner: SlackTransport, organization: str) -> None:
+        self.inner = inner
+        self.organization = organization
+
+    @property
+    def supports_updates(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_updates
+
+    @property
+    def supports_lookup(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_lookup
+
+    def post(self, channel: str, text: str, blocks: Blocks,
+             thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
+        """Post, labelled."""
+        return self.inner.post(channel, self._text(text), self._blocks(blocks), thread_ts,
+                               dedup=self._dedup(dedup) if dedup is not None else None)
+
+    def find(self, channel: str, dedup: str, oldest: datetime,
+             thread_ts: str | None = None) -> Posted | None:
+        """Look up this organization's message."""
+        return self.inner.find(channel, self._dedup(dedup), oldest, thread_ts)
+
+    def update(self, channel: str, ts: str, text: str, blocks: Blocks) -> Posted:
+        """Update, labelled."""
+        return self.inner.update(channel, ts, self._text(text), self._blocks(blocks))
+
+    def _text(self, text: str) -> str:
+        return f"[{self.organization}] {text}"
+
+    def _blocks(self, blocks: Blocks) -> Blocks:
+        if not blocks:
+            return blocks
+        label = {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"organization *{self.organization}*"}]}
+        return [label, *blocks]
+
+    def _dedup(self, dedup: str) -> str:
+        return f"{self.organization}/{dedup}"

@@ -205,10 +205,13 @@ class TickReport:
     """Why the state store could not be used: the tick only tightened (DESIGN §6)."""
     sink_error: str | None = None
     """Why the fallback files could not be written (the old ones stay)."""
+    organization: str | None = None
+    """The organization of ``[[organizations]]`` this tick was for (``None``: the one)."""
 
     def as_json(self) -> dict[str, Any]:
-        """The ``guard check --json`` object."""
-        out = report_json(self.assessment)
+        """The ``guard check --json`` object; ``organization`` first when it names one."""
+        out = ({"organization": self.organization} if self.organization else {}) | \
+            report_json(self.assessment)
         out["fallback"] = {"tier": self.fallback.tier, "model": self.fallback.model,
                            "chain": list(self.fallback.chain), "source": self.fallback.source,
                            "changed": self.changed, "reason": self.fallback.reason}

@@ -8,6 +8,10 @@
     POST /v1/fallback/pin        {"tier": "haiku", "for": "4h", "reason": "..."}
     POST /v1/fallback/release    {"reason": "..."}
 
+With several organizations (``OrganizationsState``), ``/v1/status`` and ``/v1/fallback`` are
+JSON objects keyed by organization name, ``null`` for one without a completed tick yet, and
+``/readyz`` answers 200 while any organization is ready, one line per organization.
+
 The daemon runs ticks on its own thread and hands each result to ``HttpState.update``; the
 server only reads what was handed over, so a request never waits for a tick and never touches
 the Admin API. Writes need ``Authorization: Bearer <http.admin_token>`` and go through
@@ -25,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -146,6 +150,59 @@ class HttpState:
         return True, f"ok: last tick succeeded {ago} s ago{failed}{slack}"
 
 
+class StatusBoard(Protocol):
+    """What the endpoints read: one organization's ``HttpState``, or several's."""
+
+    def status_json(self) -> bytes | None:
+        """The last tick's report JSON, or ``None`` before the first one."""
+        ...
+
+    def fallback_json(self) -> bytes | None:
+        """The fallback in force as state-file JSON, or ``None`` before the first tick."""
+        ...
+
+    def readiness(self, now: datetime) -> tuple[bool, str]:
+        """Whether to take traffic, and why."""
+        ...
+
+
+class OrganizationsState:
+    """The ``HttpState`` of each of several organizations, shown together."""
+
+    def __init__(self, organizations: Sequence[str],
+                 ready_failures: int = READY_FAILURES) -> None:
+        self.states = {name: HttpState(ready_failures) for name in organizations}
+
+    def update(self, report: TickReport | None, now: datetime,
+               error: Exception | None = None, organization: str = "") -> None:
+        """Record one tick of ``organization`` (one added by a reload is added here)."""
+        if organization not in self.states:
+            self.states[organization] = HttpState()
+        self.states[organization].update(report, now, error)
+
+    def status_json(self) -> bytes | None:
+        """Each organization's last report, by name."""
+        return self._joined({name: s.status_json() for name, s in self.states.items()})
+
+    def fallback_json(self) -> bytes | None:
+        """Each organization's fallback state document, by name."""
+        return self._joined({name: s.fallback_json() for name, s in self.states.items()})
+
+    def readiness(self, now: datetime) -> tuple[bool, str]:
+        """Ready while any organization is; one line per organization."""
+        answers = {name: s.readiness(now) for name, s in self.states.items()}
+        lines = "\n".join(f"{name}: {why}" for name, (_, why) in answers.items())
+        return any(ready for ready, _ in answers.values()), lines
+
+    @staticmethod
+    def _joined(parts: dict[str, bytes | None]) -> bytes | None:
+        if all(part is None for part in parts.values()):
+            return None
+        body = ", ".join(f"{json.dumps(name)}: {(part or b'null').decode('utf-8')}"
+                         for name, part in parts.items())
+        return f"{{{body}}}".encode()
+
+
 def describe_error(error: Exception | None) -> str:
     """An error for a probe: the guard's own messages (secret-free), else only the class."""
     if error is None:
@@ -180,7 +237,7 @@ def _refused(_: Request, exc: Exception) -> Response:
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
-def build_app(state: HttpState, metrics: Metrics, settings_provider: Callable[[], Settings],
+def build_app(state: StatusBoard, metrics: Metrics, settings_provider: Callable[[], Settings],
               ops_provider: Callable[[], Ops], *,
               now: Callable[[], datetime] = _utcnow) -> Starlette:
     """The ASGI application; both providers are asked per write, so reloads take effect."""
@@ -201,7 +258,7 @@ def build_app(state: HttpState, metrics: Metrics, settings_provider: Callable[[]
 class _Endpoints:
     """The handlers, bound to what they read."""
 
-    state: HttpState
+    state: StatusBoard
     registry: Metrics
     settings_provider: Callable[[], Settings]
     ops_provider: Callable[[], Ops]
