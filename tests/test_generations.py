@@ -13,7 +13,7 @@ from test_shell import AT, CONFIG, snapshot
 
 from guard.adapters.admin.client import AdminClient
 from guard.adapters.store.engine import Store
-from guard.config import Settings
+from guard.config.organizations import Organization
 from guard.entry import wiring
 from guard.entry.daemon import Daemon
 from guard.entry.wiring import Guard
@@ -38,7 +38,8 @@ class Builder:
         self.store = store
         self.built: list[Guard] = []
 
-    def __call__(self, settings: Settings) -> Guard:
+    def __call__(self, org: Organization) -> Guard:
+        settings = org.settings
         outbox = MemoryOutbox()
         tick = Tick(StaticFetcher(snapshot()), MemoryState(), outbox, outbox, outbox,
                     RecordingSinks(), RecordingTransport(), CONFIG)
@@ -84,11 +85,11 @@ def test_a_generation_that_cannot_be_built_fails_the_tick_and_is_tried_again(
     build = Builder(store)
     calls: list[int] = []
 
-    def flaky(settings: Settings) -> Guard:
+    def flaky(org: Organization) -> Guard:
         calls.append(1)
         if len(calls) == 1:
             raise OSError("state store unavailable")
-        return build(settings)
+        return build(org)
 
     daemon = Daemon(config, flaky, clock=lambda: AT)
     assert daemon.tick() is None

@@ -37,6 +37,10 @@ class Organization:
     name: str
     settings: Settings
     schema: str | None = None
+    shared_url: str = ""
+    """The state store every organization's leader lease is kept in (``[state] url``)."""
+    several: bool = False
+    """Whether it is one of ``[[organizations]]`` (its reports and messages name it)."""
 
     @property
     def default(self) -> bool:
@@ -47,7 +51,7 @@ class Organization:
 def organizations_of(settings: Settings) -> tuple[Organization, ...]:
     """The organizations of ``settings`` (``default`` alone without ``[[organizations]]``)."""
     if not settings.organizations:
-        return (Organization(DEFAULT_ORGANIZATION, settings),)
+        return (Organization(DEFAULT_ORGANIZATION, settings, shared_url=settings.state.url),)
     return tuple(_view(settings, org) for org in settings.organizations)
 
 
@@ -74,7 +78,7 @@ def _view(settings: Settings, org: OrganizationSettings) -> Organization:
     view = settings.model_copy(update={"anthropic": anthropic, "fallback": outputs,
                                        "state": state, "budgets": list(org.budgets),
                                        "organizations": []})
-    return Organization(org.name, view, schema)
+    return Organization(org.name, view, schema, settings.state.url, several=True)
 
 
 def tagged(path: Path, name: str) -> Path:

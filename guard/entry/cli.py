@@ -23,7 +23,7 @@ from guard.core.assess import Assessment, assess
 from guard.core.ledger import budget_api_keys
 from guard.core.summary import TickReport, report_json, warnings
 from guard.entry import wiring
-from guard.entry.common import EXIT_CONFIG, EXIT_STANDBY, EXIT_UPSTREAM, log_to_stderr
+from guard.entry.common import EXIT_CONFIG, EXIT_STANDBY, EXIT_UPSTREAM, failure, log_to_stderr
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
 from guard.entry.report import report_table
 from guard.entry.terminal import (
@@ -38,7 +38,7 @@ from guard.entry.terminal import (
     now,
     parse_at,
 )
-from guard.errors import GuardError, StoreError
+from guard.errors import ConfigError, GuardError, StoreError
 from guard.shell.ops import Ops
 from guard.shell.tick import run_tick
 
@@ -92,24 +92,34 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
 def run(ctx: typer.Context) -> None:
     """The daemon: a tick every poll_interval_s until SIGTERM; SIGHUP reloads the config."""
     from guard.entry.daemon import Daemon, configure_logging  # noqa: PLC0415
-    from guard.entry.http import HttpState, build_app  # noqa: PLC0415
+    from guard.entry.http import HttpState, OrganizationsState, build_app  # noqa: PLC0415
     from guard.entry.metrics import Metrics  # noqa: PLC0415
     from guard.entry.server import HttpServer  # noqa: PLC0415
 
     configure_logging()
-    state, metrics = HttpState(), Metrics()
+    stores = wiring.Stores()
+    daemon = guarded(lambda: Daemon(
+        ctx.obj.config_path, lambda org: wiring.build_organization(org, stores),
+        degrade=lambda org: wiring.degraded(org.settings, wiring.admin_client(org.settings),
+                                            organization=org.name if org.several else None)))
+    names = [org.name for org in daemon.settings.organizations_in_force()]
+    state = OrganizationsState(names) if daemon.settings.several else HttpState()
+    metrics = Metrics(names if daemon.settings.several else ())
 
     def observe(report: TickReport | None, seconds: float, at: datetime,
-                error: Exception | None) -> None:
-        state.update(report, at, error)
-        metrics.observe(report, seconds, at, error)
+                error: Exception | None, organization: str) -> None:
+        if isinstance(state, OrganizationsState):
+            state.update(report, at, error, organization)
+        else:
+            state.update(report, at, error)
+        metrics.observe(report, seconds, at, error, organization)
 
-    stores = wiring.Stores()
-    daemon = guarded(lambda: Daemon(ctx.obj.config_path,
-                                    lambda s: wiring.build(s, stores.get(s.state.url)), observe,
-                                    degrade=lambda s: wiring.degraded(s, wiring.admin_client(s))))
+    daemon.observe = observe
 
     def on_call() -> Ops:
+        if daemon.settings.several:
+            raise ConfigError([("organization", "on-call writes over HTTP and Slack name no "
+                                "organization yet, so with [[organizations]] they are refused")])
         return wiring.ops(daemon.settings, stores.get(daemon.settings.state.url))
 
     http = daemon.settings.http
@@ -191,34 +201,84 @@ def check(ctx: typer.Context, at: AtOption = None, dry_run: DryRunOption = False
         finally:
             guard.close()
 
+    if settings.several:
+        _check_several(settings, moment, dry_run=dry_run, as_json=as_json)
+        return
     result = guarded(one)
     if as_json:
         body = result.as_json()
         body["warnings"] += settings_warnings(settings)
         typer.echo(json.dumps(body, indent=2))
     else:
-        console().print(report_table(result.assessment))
-        for warning in [*warnings(result.assessment), *result.warnings,
-                        *settings_warnings(settings)]:
-            typer.echo(f"warning: {warning}")
-        typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
-                   f"{result.fallback.source}){' changed' if result.changed else ''}"
-                   f"{dry(dry_run)}")
-        for line in key_lines(result):
-            typer.echo(line)
-        if result.what_if:
-            typer.echo("what-if: --at is before the data already read, so this shows what "
-                       "would have been decided and wrote nothing but the caches")
+        show_check(result, settings, dry_run)
+    problem = check_problem(result)
+    if problem is not None:
+        fail(*problem)
+
+
+def show_check(result: TickReport, settings: Settings, dry_run: bool) -> None:
+    """One tick's report for people: the table, warnings, the fallback and the keys."""
+    console().print(report_table(result.assessment))
+    for warning in [*warnings(result.assessment), *result.warnings,
+                    *settings_warnings(settings)]:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
+               f"{result.fallback.source}){' changed' if result.changed else ''}"
+               f"{dry(dry_run)}")
+    for line in key_lines(result):
+        typer.echo(line)
+    if result.what_if:
+        typer.echo("what-if: --at is before the data already read, so this shows what "
+                   "would have been decided and wrote nothing but the caches")
+
+
+def check_problem(result: TickReport) -> tuple[str, int] | None:
+    """What ``guard check`` ends with after ``result`` (message and exit code), if not 0."""
     if result.sink_error:
-        fail(f"error: {result.sink_error}", EXIT_UPSTREAM)
+        return f"error: {result.sink_error}", EXIT_UPSTREAM
     if result.store_error:
-        fail(f"error: {result.store_error} (decided without the store: only a more "
-             "restrictive tier and critical alerts)", EXIT_UPSTREAM)
+        return (f"error: {result.store_error} (decided without the store: only a more "
+                "restrictive tier and critical alerts)", EXIT_UPSTREAM)
     if result.upstream_error:
-        fail(f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM)
+        return f"error: {result.upstream_error} (decided on stored data)", EXIT_UPSTREAM
     if result.standby:
-        fail("standby: another replica holds the leader lease, so this check decided but "
-             "wrote nothing (no fallback file, no notification, no key change)", EXIT_STANDBY)
+        return ("standby: another replica holds the leader lease, so this check decided but "
+                "wrote nothing (no fallback file, no notification, no key change)", EXIT_STANDBY)
+    return None
+
+
+def _check_several(settings: Settings, moment: datetime, *, dry_run: bool,
+                   as_json: bool) -> None:
+    """``guard check`` of every organization at once: one report each (JSON: an object by
+    organization), and the worst exit code of them (3 before 4)."""
+    from guard.entry.several import check_all  # noqa: PLC0415
+
+    results = check_all(settings, moment, dry_run)
+    extra = settings_warnings(settings)
+    problems: list[tuple[str, int]] = []
+    body: dict[str, Any] = {}
+    for name, result in results.items():
+        found = (failure(result) if isinstance(result, GuardError) else check_problem(result))
+        if found is not None:
+            problems.append((f"{name}: {found[0]}", found[1]))
+        if as_json:
+            body[name] = ({"organization": name, "error": str(result)}
+                          if isinstance(result, GuardError)
+                          else result.as_json() | {"warnings": [
+                              *result.as_json()["warnings"], *extra]})
+        else:
+            typer.echo(f"== organization {name} ==")
+            if isinstance(result, GuardError):
+                typer.echo(f"error: {result}")
+            else:
+                show_check(result, settings, dry_run)
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    for message, _ in problems:
+        typer.echo(message, err=True)
+    codes = {code for _, code in problems}
+    if codes:
+        raise typer.Exit(EXIT_UPSTREAM if EXIT_UPSTREAM in codes else max(codes))
 
 
 def settings_warnings(settings: Settings) -> list[str]:
@@ -260,22 +320,28 @@ def config_validate(ctx: typer.Context,
     options: Options = ctx.obj
     target = path or options.config_path
     settings = guarded(lambda: load_settings(target))
-    if settings.admin_api_key_value() is None:
+    if settings.admin_api_key_value() is None and not settings.several:
         fail("invalid configuration:\n  anthropic.admin_api_key: not set (set admin_api_key "
              "or admin_api_key_file); no command can read spend without it", EXIT_CONFIG)
     for warning in config_warnings(settings):
         typer.echo(f"warning: {warning}")
+    orgs = settings.organizations_in_force()
     if online:
-        client = wiring.admin_client(settings)
-        try:
-            found = list(online_checks(settings, client))
-        finally:
-            client.http.close()
-        for item in found:
-            typer.echo(item.line())
-        if not all(item.ok for item in found):
+        ok = True
+        for org in orgs:
+            client = wiring.admin_client(org.settings)
+            try:
+                found = list(online_checks(org.settings, client))
+            finally:
+                client.http.close()
+            for item in found:
+                typer.echo(f"{org.name}: {item.line()}" if org.several else item.line())
+            ok = ok and all(item.ok for item in found)
+        if not ok:
             fail(f"{target}: problems found against the organization", 1)
-    typer.echo(f"{target}: ok ({len(settings.budgets)} budgets)")
+    budgets = sum(len(org.settings.budgets) for org in orgs)
+    typer.echo(f"{target}: ok ({budgets} budgets)" if not settings.several
+               else f"{target}: ok ({len(orgs)} organizations, {budgets} budgets)")
 
 
 @config_app.command("show")

@@ -10,6 +10,13 @@ up to one interval still run (``misfire_grace_time``), and the first tick at sta
   running. A good one starts a new generation of parts (``guard.entry.wiring.Guard``) at the
   next tick: the HTTP client, the price table and the sinks are built once per generation,
   never per tick, and the state store is kept while ``state.url`` stays the same.
+
+With several organizations (``[[organizations]]``) each one is a job of its own, with its
+own parts, HTTP client and deadline, run by a pool of threads: one organization's dead key or
+slow Admin API delays only its own ticks. The organizations' leader leases are split between
+the replicas on the store by one ``SplitHeartbeat`` (``guard.entry.split``); a tick only
+renews its organization's lease. One organization alone keeps the one leader lease and its
+``Heartbeat``, as before.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -35,18 +42,25 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from guard import __version__
+from guard.adapters.store.lease import Lease, Renewing
 from guard.config import Settings, load_settings, render_settings
+from guard.config.organizations import Organization
 from guard.core.summary import TickReport
 from guard.entry.heartbeat import Heartbeat
-from guard.entry.wiring import Guard, daemon_holder
+from guard.entry.split import SplitHeartbeat
+from guard.entry.wiring import Guard, daemon_holder, organization_lease
 from guard.errors import ConfigError, GuardError, StoreError
 from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.tick import run_tick
 
 log = logging.getLogger("guard.daemon")
-Builder = Callable[[Settings], Guard]
-DegradedBuilder = Callable[[Settings], Degraded]
-Observer = Callable[[TickReport | None, float, datetime, Exception | None], None]
+Builder = Callable[[Organization], Guard]
+DegradedBuilder = Callable[[Organization], Degraded]
+Observer = Callable[[TickReport | None, float, datetime, Exception | None, str], None]
+"""A tick's report (or ``None``), its seconds, its time, its error, and the organization's
+name when it is one of several (else ``""``)."""
+MAX_CONCURRENT = 16
+"""Organizations ticking at once at most (each tick mostly waits on its Admin API)."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,6 +71,9 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage()}
+        organization = getattr(record, "organization", None)
+        if organization:
+            entry["organization"] = organization
         if record.exc_info and record.exc_info[1] is not None:
             entry["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         return json.dumps(entry)
@@ -77,8 +94,31 @@ def configure_logging(stream: Any = sys.stderr, level: int = logging.INFO) -> No
 
 
 @dataclass
+class Lane:
+    """One organization's place in the daemon: its parts, its lease's heartbeat (one
+    organization alone) and its tick count; its lock is held through each of its ticks."""
+
+    org: Organization
+    guard: Guard | None = None
+    heartbeat: Heartbeat | None = None
+    degraded: tuple[Settings, Degraded] | None = None
+    ticks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def job(self) -> str:
+        """The scheduler's id of this organization's tick."""
+        return f"tick:{self.org.name}" if self.org.several else "tick"
+
+    @property
+    def label(self) -> str:
+        """The name reports, logs and metrics give it (``""`` for the one organization)."""
+        return self.org.name if self.org.several else ""
+
+
+@dataclass
 class Daemon:
-    """Loads the config, schedules ticks and handles signals."""
+    """Loads the config, schedules each organization's ticks and handles signals."""
 
     config_path: Path
     build: Builder
@@ -89,112 +129,151 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.settings = load_settings(self.config_path)
-        self.scheduler = BlockingScheduler(timezone=UTC,
-                                           executors={"default": ThreadPoolExecutor(1)})
+        self.scheduler = BlockingScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(MAX_CONCURRENT)})
         self.ticks = 0
-        self._guard: Guard | None = None
-        self._heartbeat: Heartbeat | None = None
-        self._degraded: tuple[Settings, Degraded] | None = None
+        self.lanes = {org.name: Lane(org) for org in self.settings.organizations_in_force()}
+        self._split: tuple[Settings, SplitHeartbeat] | None = None
+        self._lock = threading.Lock()
 
     def run(self) -> int:
         """Schedule, block until a signal stops the scheduler, and return the exit code."""
         log.info("budget-guard %s starting; effective config:\n%s", __version__,
                  render_settings(self.settings))
-        self._schedule(first_at=self.clock())
+        for lane in list(self.lanes.values()):
+            self._schedule(lane, first_at=self.clock())
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._reload)
         self.scheduler.start()
-        self._stop_heartbeat()
         self._release()
-        self._retire()
+        for lane in list(self.lanes.values()):
+            self._retire(lane)
         log.info("stopped after %d ticks", self.ticks)
         return 0
 
     def _release(self) -> None:
-        """Give the leader lease up on a clean exit, so a standby takes over at once."""
-        current = self._guard
-        if current is None:
-            return
-        try:
-            if current.tick.release():
-                log.info("leader lease released")
-        except GuardError as exc:
-            log.warning("leader lease not released (it expires on its own): %s", exc)
+        """Give the leader leases up on a clean exit, so a standby takes over at once."""
+        split, self._split = self._split, None
+        if split is not None:
+            split[1].stop()
+            if given := split[1].release():
+                log.info("leader leases of %d organizations released", given)
+        for lane in self.lanes.values():
+            self._stop_heartbeat(lane)
+            if lane.guard is None or lane.org.several:
+                continue
+            try:
+                if lane.guard.tick.release():
+                    log.info("leader lease released")
+            except GuardError as exc:
+                log.warning("leader lease not released (it expires on its own): %s", exc)
 
-    def guard(self) -> Guard:
-        """The parts of the current settings generation, built on first use after a reload.
+    def guard(self, lane: Lane | None = None) -> Guard:
+        """The parts of an organization's current settings generation (the first's by
+        default), built on first use after a reload.
 
-        Only the tick thread calls it, between ticks, so a generation is never closed under
-        a tick in flight.
+        Only the organization's own tick calls it, between its ticks, so a generation is
+        never closed under a tick in flight.
         """
-        current = self._guard
-        if current is not None and current.settings is not self.settings:
-            self._retire()
+        lane = lane or next(iter(self.lanes.values()))
+        current = lane.guard
+        if current is not None and current.settings is not lane.org.settings:
+            self._retire(lane)
             current = None
         if current is None:
-            current = self._guard = self.build(self.settings)
+            current = lane.guard = self.build(lane.org)
             current.tick.holder = daemon_holder(self.settings)
-            if self._degraded is not None and self._degraded[0] is self.settings:
-                current.tick.degraded = self._degraded[1]  # its journal, in memory too
-            self._degraded = None
-            self._heartbeat = Heartbeat(current.tick.lease, current.tick.holder,
-                                        current.tick.config.lease_ttl, self.clock,
-                                        on_gain=self._tick_soon).start()
+            if lane.degraded is not None and lane.degraded[0] is lane.org.settings:
+                current.tick.degraded = lane.degraded[1]  # its journal, in memory too
+            lane.degraded = None
+            if lane.org.several and current.leases is not None:
+                current.tick.lease = Renewing(organization_lease(current.leases.store,
+                                                                   lane.org))
+                self._ensure_split(current.leases, current.tick.holder,
+                                   current.tick.config.lease_ttl)
+            else:
+                lane.heartbeat = Heartbeat(current.tick.lease, current.tick.holder,
+                                           current.tick.config.lease_ttl, self.clock,
+                                           on_gain=lambda: self._tick_soon(lane.org.name)
+                                           ).start()
         return current
 
-    def _tick_soon(self) -> None:
-        """The heartbeat just took the lease (the leader died or paused): tick now."""
-        if self.ticks:
-            with contextlib.suppress(JobLookupError, SchedulerNotRunningError):  # stopping
-                self.scheduler.modify_job("tick", next_run_time=self.clock())
+    def _ensure_split(self, leases: Lease, holder: str, ttl: timedelta) -> None:
+        """The split of this settings generation's organizations, started once."""
+        with self._lock:
+            if self._split is not None and self._split[0] is self.settings:
+                return
+            if self._split is not None:
+                self._split[1].stop()
+            orgs = {org.name: organization_lease(leases.store, org)
+                    for org in self.settings.organizations_in_force()}
+            split = SplitHeartbeat(leases, orgs, holder, ttl, self.clock,
+                                   on_gain=self._tick_soon)
+            split.start()
+            self._split = (self.settings, split)
 
-    def _stop_heartbeat(self) -> None:
-        beating, self._heartbeat = self._heartbeat, None
+    def _tick_soon(self, name: str) -> None:
+        """An organization's lease was just taken (a leader died or paused): tick it now."""
+        lane = self.lanes.get(name)
+        if lane is not None and lane.ticks:
+            with contextlib.suppress(JobLookupError, SchedulerNotRunningError):  # stopping
+                self.scheduler.modify_job(lane.job, next_run_time=self.clock())
+
+    def _stop_heartbeat(self, lane: Lane) -> None:
+        beating, lane.heartbeat = lane.heartbeat, None
         if beating is not None:
             beating.stop()
 
-    def tick(self) -> TickReport | None:
-        """One tick; a failure is logged with its reason and survived."""
+    def tick(self, name: str | None = None) -> TickReport | None:
+        """One tick of the organization ``name`` (the first by default); a failure is logged
+        with its reason and survived."""
+        lane = self.lanes[name] if name is not None else next(iter(self.lanes.values()))
         started, at = time.monotonic(), self.clock()
         report: TickReport | None = None
         error: Exception | None = None
-        try:
-            report = self._run(at)
-            self._log(report, time.monotonic() - started)
-        except (GuardError, OSError) as exc:
-            error = exc
-            log.error("tick failed, trying again next interval: %s", exc)
-        except Exception as exc:
-            error = exc
-            log.exception("tick failed unexpectedly, trying again next interval")
-        finally:
-            self.ticks += 1
+        extra = {"organization": lane.label}
+        with lane.lock:
+            try:
+                report = self._run(lane, at)
+                self._log(report, time.monotonic() - started, lane.label)
+            except (GuardError, OSError) as exc:
+                error = exc
+                log.error("tick%s failed, trying again next interval: %s", _of(lane.label), exc,
+                          extra=extra)
+            except Exception as exc:
+                error = exc
+                log.exception("tick%s failed unexpectedly, trying again next interval",
+                              _of(lane.label), extra=extra)
+            finally:
+                lane.ticks += 1
+                with self._lock:
+                    self.ticks += 1
         if self.observe is not None:
-            self.observe(report, time.monotonic() - started, at, error)
+            self.observe(report, time.monotonic() - started, at, error, lane.label)
         return report
 
-    def _run(self, at: datetime) -> TickReport:
+    def _run(self, lane: Lane, at: datetime) -> TickReport:
         """A tick with the store, or without it when it cannot even be opened."""
         try:
-            guard = self.guard()
+            guard = self.guard(lane)
         except StoreError as exc:
             if self.degrade is None:
                 raise
-            if self._degraded is None or self._degraded[0] is not self.settings:
-                self._degraded = (self.settings, self.degrade(self.settings))
-            return run_degraded(self._degraded[1], at, exc)
-        return run_tick(guard.tick, at)
+            if lane.degraded is None or lane.degraded[0] is not lane.org.settings:
+                lane.degraded = (lane.org.settings, self.degrade(lane.org))
+            return _named(run_degraded(lane.degraded[1], at, exc), lane.label)
+        return _named(run_tick(guard.tick, at), lane.label)
 
-    def _schedule(self, first_at: datetime | None = None) -> None:
+    def _schedule(self, lane: Lane, first_at: datetime | None = None) -> None:
         interval = self.settings.anthropic.poll_interval_s
         trigger = IntervalTrigger(seconds=interval, jitter=max(1, interval // 10), timezone=UTC)
-        self.scheduler.add_job(self.tick, trigger, id="tick", replace_existing=True,
-                               max_instances=1, coalesce=True, misfire_grace_time=interval,
-                               next_run_time=first_at)
+        self.scheduler.add_job(self.tick, trigger, args=(lane.org.name,), id=lane.job,
+                               replace_existing=True, max_instances=1, coalesce=True,
+                               misfire_grace_time=interval, next_run_time=first_at)
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received: finishing the tick in flight", signal.Signals(signum).name)
+        log.info("%s received: finishing the ticks in flight", signal.Signals(signum).name)
         threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
                          daemon=True).start()
 
@@ -205,28 +284,58 @@ class Daemon:
             log.error("SIGHUP: config reload refused, the old config keeps running: %s", exc)
             return
         changed = fresh.anthropic.poll_interval_s != self.settings.anthropic.poll_interval_s
-        self.settings = fresh  # the next tick builds its parts from these
-        if changed:
-            self._schedule(first_at=self.clock() + timedelta(
-                seconds=fresh.anthropic.poll_interval_s))
+        self.settings = fresh  # the next ticks build their parts from these
+        self._reorganize(fresh, changed)
         log.info("SIGHUP: config reloaded from %s", self.config_path)
 
-    def _retire(self) -> None:
-        """Close the current generation's parts (its heartbeat first)."""
-        self._stop_heartbeat()
-        old, self._guard = self._guard, None
-        if old is not None:
-            old.close()
+    def _reorganize(self, fresh: Settings, rescheduled: bool) -> None:
+        """Give each lane its organization of ``fresh``; schedule new ones, drop gone ones."""
+        first_at = self.clock() + timedelta(seconds=fresh.anthropic.poll_interval_s)
+        orgs = {org.name: org for org in fresh.organizations_in_force()}
+        for name, lane in list(self.lanes.items()):
+            if name not in orgs or orgs[name].several != lane.org.several:
+                del self.lanes[name]
+                with contextlib.suppress(JobLookupError, SchedulerNotRunningError):
+                    self.scheduler.remove_job(lane.job)
+                threading.Thread(target=self._retire, args=(lane, True), daemon=True).start()
+        for name, org in orgs.items():
+            fresh_lane = name not in self.lanes
+            lane = self.lanes.setdefault(name, Lane(org))
+            lane.org = org
+            if fresh_lane or rescheduled:
+                with contextlib.suppress(SchedulerNotRunningError):
+                    self._schedule(lane, first_at=self.clock() if fresh_lane else first_at)
 
-    def _log(self, report: TickReport, seconds: float) -> None:
+    def _retire(self, lane: Lane, waiting: bool = False) -> None:
+        """Close an organization's parts (its heartbeat first); ``waiting`` for its tick in
+        flight to finish (an organization a reload removed)."""
+        with lane.lock if waiting else contextlib.nullcontext():
+            self._stop_heartbeat(lane)
+            old, lane.guard = lane.guard, None
+            if old is not None:
+                if waiting and not lane.org.several:
+                    old.tick.release()
+                old.close()
+
+    def _log(self, report: TickReport, seconds: float, label: str) -> None:
         body = report.as_json()
-        log.info("tick finished in %.2fs: fallback %s (%s)%s, %d notifications, %d owed, "
-                 "%d Admin API requests%s", seconds, body["fallback"]["tier"],
+        extra = {"organization": label}
+        log.info("tick%s finished in %.2fs: fallback %s (%s)%s, %d notifications, %d owed, "
+                 "%d Admin API requests%s", _of(label), seconds, body["fallback"]["tier"],
                  body["fallback"]["source"], " changed" if body["fallback"]["changed"] else "",
                  len(body["notifications"]), body["notifications_owed"],
                  body["api_requests"], " [standby]" if report.standby else
-                 " [without the state store]" if report.store_error else "")
+                 " [without the state store]" if report.store_error else "", extra=extra)
         if report.upstream_error:
-            log.warning("Admin API unavailable; decided on stored data: %s",
-                        report.upstream_error)
+            log.warning("Admin API%s unavailable; decided on stored data: %s", _of(label),
+                        report.upstream_error, extra=extra)
 
+
+def _of(label: str) -> str:
+    """`` of acme`` for an organization of several; nothing for the one."""
+    return f" of {label}" if label else ""
+
+
+def _named(report: TickReport, label: str) -> TickReport:
+    """``report`` carrying its organization's name, when it is one of several."""
+    return replace(report, organization=label) if label else report

@@ -29,6 +29,7 @@ from guard.shell.ops import Ops
 
 if TYPE_CHECKING:
     from guard.config import Settings
+    from guard.config.organizations import Organization
 
 PG_CONNECT_TIMEOUT_S = 10
 """How long opening a PostgreSQL connection may take (a host that drops packets)."""
@@ -86,16 +87,29 @@ def opened_store(url: str) -> Iterator[Store]:
         store.close()
 
 
-class Stores:
-    """One open store per state URL, kept across settings generations (the daemon's).
+def schema_store(store: Store, schema: str) -> Store:
+    """``store``'s database with every table in the PostgreSQL ``schema`` (created if
+    missing), on ``store``'s connection pool, which stays ``store``'s to close."""
+    if store.engine.dialect.name != "postgresql":
+        raise ValueError("a schema of its own needs PostgreSQL")
+    translated = store.engine.execution_options(schema_translate_map={None: schema})
+    within = Store(translated, schema=schema, owns_engine=False)
+    within.create_schema()
+    return within
 
-    The tick thread and the HTTP endpoint's threads share it; an engine is thread-safe.
+
+class Stores:
+    """One open store per state URL, kept across settings generations (the daemon's), and
+    each organization's store beside it (``guard.config.organizations``).
+
+    The tick threads and the HTTP endpoint's threads share them; an engine is thread-safe.
     """
 
     def __init__(self) -> None:
         self.url: str | None = None
         self.store: Store | None = None
-        self._lock = threading.Lock()
+        self._organizations: dict[tuple[str, str | None], Store] = {}
+        self._lock = threading.RLock()
 
     def get(self, url: str) -> Store:
         """The store for ``url``, reopened only when the URL changes (a reload)."""
@@ -105,12 +119,35 @@ class Stores:
                 self.store, self.url = connect_store(url), url
             return self.store
 
+    def organization(self, org: Organization) -> Store:
+        """The store of ``org``'s own data: a schema of the shared PostgreSQL store, a SQLite
+        file of its own, or (``default``) the shared store itself."""
+        with self._lock:
+            shared = self.get(org.shared_url)
+            url = org.settings.state.url
+            if org.schema is None and url == org.shared_url:
+                return shared
+            key = (url, org.schema)
+            if key not in self._organizations:
+                self._organizations[key] = (schema_store(shared, org.schema) if org.schema
+                                            else connect_store(url))
+            return self._organizations[key]
+
     def close(self) -> None:
-        """Close the open store, if any."""
+        """Close the open stores, if any."""
         with self._lock:
             self._close()
 
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _close(self) -> None:
+        for store in self._organizations.values():
+            store.close()
+        self._organizations.clear()
         if self.store is not None:
             self.store.close()
             self.store = None

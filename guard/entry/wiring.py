@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from guard import __version__
 from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
-from guard.adapters.chat import LogTransport, PacedTransport
+from guard.adapters.chat import Labelled, LogTransport, PacedTransport
 from guard.adapters.journal import Journal
 from guard.adapters.sinks import FileSinks
 from guard.adapters.store.caches import Caches
@@ -48,7 +48,7 @@ from guard.errors import ConfigError, StoreError
 from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.enforce import Enforcer
 from guard.shell.ops import Ops
-from guard.shell.ports import Fetch, SinkPort, SlackTransport
+from guard.shell.ports import Fetch, LeasePort, SinkPort, SlackTransport
 from guard.shell.sync import Fetcher
 from guard.shell.tick import Tick
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from slack_sdk.socket_mode import SocketModeClient
 
     from guard.adapters.slack import SlackWebApi, SlackWebhook
+    from guard.config.organizations import Organization
 
 SLACK_TIMEOUT_S = 10
 SLACK_RETRIES = 2
@@ -70,10 +71,12 @@ Stores = stores.Stores
 ops = stores.ops
 
 
-def journal_paths(settings: Settings) -> tuple[Path, ...]:
+def journal_paths(settings: Settings, organization: str | None = None) -> tuple[Path, ...]:
     """Where the journal of ticks without the store goes: ``state.journal_file``, else next
-    to a SQLite file; then, in case that directory is the one failing, the temporary one."""
-    key = hashlib.sha256(f"{settings.state.url}|{settings.state.instance}".encode())
+    to a SQLite file; then, in case that directory is the one failing, the temporary one
+    (one per organization of several)."""
+    named = f"|{organization}" if organization else ""
+    key = hashlib.sha256(f"{settings.state.url}|{settings.state.instance}{named}".encode())
     spare = Path(tempfile.gettempdir()) / f"budget-guard-{key.hexdigest()[:10]}.journal"
     first = settings.state.journal_file
     if first is None:
@@ -218,14 +221,16 @@ def daemon_holder(settings: Settings) -> str:
 
 def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: PriceTable,
              sinks: SinkPort, transport: SlackTransport, channel: str = "",
-             source: str = "auto", deadline_s: float | None = None) -> Tick:
-    """A tick on real parts: the Admin API, the store's parts, the sinks and Slack."""
+             source: str = "auto", deadline_s: float | None = None,
+             lease: LeasePort | None = None) -> Tick:
+    """A tick on real parts: the Admin API, the store's parts, the sinks and Slack; the
+    leader lease is ``store``'s unless another is given (an organization's of several)."""
     records = Records(store)
     fetcher = Fetcher(admin, Caches(store), prices, source=source,
                       workspaces=budget_workspaces(config.budgets),
                       bounds=bounds_of(config.budgets), deadline_s=deadline_s)
-    return Tick(fetcher, records, Outbox(store), Silences(store), Lease(store), sinks, transport,
-                config,
+    return Tick(fetcher, records, Outbox(store), Silences(store), lease or Lease(store), sinks,
+                transport, config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())
 
 
@@ -238,6 +243,10 @@ class Guard:
     admin: AdminClient
     tick: Tick
     owns_store: bool = False
+    organization: str | None = None
+    """The organization's name when it is one of several (``[[organizations]]``)."""
+    leases: Lease | None = None
+    """Every organization's leases (the shared store's table), for a replica's split."""
     ops: Ops = field(init=False)
 
     def __post_init__(self) -> None:
@@ -258,8 +267,11 @@ class Guard:
 
 def build(settings: Settings, store: Store | None = None,
           transport: SlackTransport | None = None, channel: str | None = None,
-          http: httpx.Client | None = None) -> Guard:
-    """The parts of a tick for ``settings``; ``store``, ``transport`` and ``http`` may be given.
+          http: httpx.Client | None = None, *, lease: LeasePort | None = None,
+          organization: str | None = None) -> Guard:
+    """The parts of a tick for ``settings``; ``store``, ``transport``, ``http`` and the
+    leader ``lease`` may be given. With an ``organization`` (one of several), its Slack
+    messages are labelled with the name and its journal is its own.
 
     Raises ``ConfigError`` without an admin key and ``StoreError`` when the store cannot be
     opened (closing whatever was already opened).
@@ -272,29 +284,49 @@ def build(settings: Settings, store: Store | None = None,
         admin.http.close()
         raise
     config = tick_config(settings)
+    transport = _labelled(transport or transport_for(settings), organization)
     tick = tick_for(admin, store, config, prices=PriceTable.load(settings.pricing),
-                    sinks=file_sinks(settings.fallback),
-                    transport=transport or transport_for(settings),
+                    sinks=file_sinks(settings.fallback), transport=transport,
                     channel=(settings.slack.channel or "") if channel is None else channel,
                     source=settings.anthropic.source,
-                    deadline_s=settings.anthropic.tick_deadline_s)
+                    deadline_s=settings.anthropic.tick_deadline_s, lease=lease)
     tick.clock = wall_clock
-    tick.degraded = degraded(settings, admin, tick.sinks, tick.transport, tick.channel)
-    return Guard(settings, store, admin, tick, owns_store=owned)
+    tick.degraded = degraded(settings, admin, tick.sinks, tick.transport, tick.channel,
+                             organization=organization)
+    return Guard(settings, store, admin, tick, owns_store=owned, organization=organization)
+
+
+def build_organization(org: Organization, stores: Stores) -> Guard:
+    """The parts of a tick for ``org``: its own store (``Stores.organization``), its leader
+    lease among every organization's in the shared store's leases table (``leader:<name>``;
+    ``default``'s is ``leader``), and, as one of several, its name on its messages and
+    its report."""
+    shared = stores.get(org.shared_url)
+    guard = build(org.settings, stores.organization(org), lease=organization_lease(shared, org),
+                  organization=org.name if org.several else None)
+    guard.leases = Lease(shared)
+    return guard
+
+
+def organization_lease(shared: Store, org: Organization) -> Lease:
+    """``org``'s leader lease in the leases table of the ``shared`` store."""
+    return Lease(shared, None if org.default else org.name)
 
 
 def without_store(settings: Settings, at: datetime, cause: StoreError,
-                  dry_run: bool = False) -> TickReport:
+                  dry_run: bool = False, organization: str | None = None) -> TickReport:
     """One tick of ``guard check`` whose store cannot be opened (``run_degraded``)."""
     admin = admin_client(settings)
     try:
-        return run_degraded(degraded(settings, admin), at, cause, dry_run)
+        return run_degraded(degraded(settings, admin, organization=organization), at, cause,
+                            dry_run)
     finally:
         admin.http.close()
 
 
 def degraded(settings: Settings, admin: AdminClient, sinks: SinkPort | None = None,
-             transport: SlackTransport | None = None, channel: str | None = None) -> Degraded:
+             transport: SlackTransport | None = None, channel: str | None = None, *,
+             organization: str | None = None) -> Degraded:
     """The parts of a tick without its store: the Admin API into caches in memory, the
     sinks, Slack and the local journal."""
     config = tick_config(settings)
@@ -307,9 +339,14 @@ def degraded(settings: Settings, admin: AdminClient, sinks: SinkPort | None = No
                        deadline_s=settings.anthropic.tick_deadline_s)
 
     return Degraded(fetcher, sinks or file_sinks(settings.fallback),
-                    transport or transport_for(settings), Journal(journal_paths(settings)),
+                    transport or _labelled(transport_for(settings), organization),
+                    Journal(journal_paths(settings, organization)),
                     config, (settings.slack.channel or "") if channel is None else channel,
                     holder())
+
+
+def _labelled(transport: SlackTransport, organization: str | None) -> SlackTransport:
+    return transport if organization is None else Labelled(transport, organization)
 
 
 def wall_clock() -> datetime:
