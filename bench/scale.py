@@ -7,11 +7,18 @@ process that builds the guard the way ``guard run`` does (``wiring.build``) and 
 temporary directory), so a steady tick keeps what the previous ticks read, as the daemon does.
 CPU is the child's ``getrusage`` time around each tick; peak RSS is its ``ru_maxrss``.
 
-Cases (``--case``, default all): ``first`` (an empty store, the month and eight weeks of
-history backfilled), ``steady`` (ticks a minute apart after it, on day 2 and day 28),
-``budgets`` (1, 100 and 1,000 budgets), ``midnight`` (240 one-minute ticks across a midnight:
-requests per tick), ``rss`` (a small organization, 1,000 ticks: the daemon's memory), and
-``naive`` (a poller that re-reads and re-prices the month each tick, side by side).
+Cases (``--case``, repeatable; default all):
+
+- ``steady``: a first start (an empty store: the month and eight weeks of history
+  backfilled) at 14:03, then ticks a minute apart in a new process, on day 2 and day 28; the
+  day-28/day-2 ratio of steady CPU;
+- ``midnight``: a first start at 22:00, then 240 one-minute ticks across the midnight in one
+  process: the requests of every tick (the most, and the ticks over the goal);
+- ``budgets``: steady ticks on day 28 with 1, 100 and 1,000 budgets over one backfilled
+  store: CPU against one budget's.
+
+The daemon's memory over 1,000 ticks is ``bench/daemon.py --rss``; the naive poller side
+by side is ``bench/naive.py``.
 
     python bench/scale.py [--size 1000x20000] [--case steady] [--json bench/scale.json]
 """
@@ -23,6 +30,7 @@ import cProfile
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -186,12 +194,74 @@ def report_steady(r: dict[str, Any]) -> str:
             f"≤{r['steady_requests_max']} req, peak RSS {r['steady_rss_mb']:6.1f} MB")
 
 
+def midnight_case(size: str, day: int, budgets: int, count: int = 240) -> dict[str, Any]:
+    """A first start at 22:00 on ``day``, then ``count`` ticks a minute apart (in a new
+    process, as after a restart) across the midnight: the requests of each."""
+    first = datetime(*MONTH, day, 22, 0, tzinfo=UTC)
+    moments = [first + timedelta(minutes=i) for i in range(1, count + 1)]
+    sim = Sim(size, moments[-1] + timedelta(minutes=1))
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            blocks = budget_blocks(size, budgets)
+            start = run_child(tmp, sim.url, blocks, [first])
+            run = run_child(tmp, sim.url, blocks, moments)
+    finally:
+        sim.close()
+    ticks_ = run["ticks"]
+    over = [t for t in ticks_ if t["requests"] > GOALS["steady_requests"]]
+    return {"size": size, "day": day, "budgets": budgets, "first": start["ticks"][0],
+            "ticks_count": len(ticks_), "requests_max": max(t["requests"] for t in ticks_),
+            "requests_total": sum(t["requests"] for t in ticks_),
+            "over_goal": [(t["at"], t["requests"]) for t in over],
+            "cpu_median_s": statistics.median(t["cpu_s"] for t in ticks_),
+            "cpu_max_s": max(t["cpu_s"] for t in ticks_),
+            "errors": [t["error"] for t in ticks_ if t["error"]],
+            "peak_rss_mb": run["peak_rss_mb"]}
+
+
+def report_midnight(r: dict[str, Any]) -> str:
+    return (f"{r['size']:>10} midnight {r['day']:2d}→{r['day'] + 1:2d}: {r['ticks_count']} ticks, "
+            f"≤{r['requests_max']} req a tick ({r['requests_total']} in all; "
+            f"{len(r['over_goal'])} over {GOALS['steady_requests']}), CPU median "
+            f"{r['cpu_median_s']:.3f} s, max {r['cpu_max_s']:.3f} s, peak RSS "
+            f"{r['peak_rss_mb']:.1f} MB")
+
+
+def budgets_case(size: str, day: int, counts: list[int], steady: int) -> list[dict[str, Any]]:
+    """One backfilled store on ``day``, then ``steady`` ticks with each count of budgets in
+    a process of its own over a copy of it (the store holds usage, not budgets)."""
+    first = datetime(*MONTH, day, 14, 3, tzinfo=UTC)
+    moments = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
+    sim = Sim(size, moments[-1] + timedelta(minutes=1))
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            base = Path(name) / "base"
+            base.mkdir()
+            run_child(base, sim.url, budget_blocks(size, 23), [first])
+            for count in counts:
+                tmp = Path(name) / f"b{count}"
+                shutil.copytree(base, tmp)
+                run = run_child(tmp, sim.url, budget_blocks(size, count), moments)
+                warm = run["ticks"][1:]
+                results.append({"size": size, "day": day, "budgets": count,
+                                "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
+                                "steady_requests_max": max(t["requests"] for t in warm),
+                                "peak_rss_mb": run["peak_rss_mb"]})
+    finally:
+        sim.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1000x20000")
     parser.add_argument("--day", type=int, action="append")
     parser.add_argument("--budgets", type=int, default=23)
     parser.add_argument("--steady", type=int, default=5, help="steady ticks to measure")
+    parser.add_argument("--case", action="append",
+                        choices=["steady", "midnight", "budgets"])
     parser.add_argument("--json", type=Path, default=Path("bench/scale.json"))
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--config")
@@ -200,12 +270,32 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    results = []
-    for day in args.day or [2, 28]:
-        result = steady_case(args.size, day, args.budgets, args.steady)
-        results.append(result)
-        print(report_steady(result), flush=True)
-    args.json.write_text(json.dumps({"goals": GOALS, "results": results}, indent=2) + "\n")
+    cases = args.case or ["steady", "midnight", "budgets"]
+    out: dict[str, Any] = {"goals": GOALS}
+    if "steady" in cases:
+        results = []
+        for day in args.day or [2, 28]:
+            result = steady_case(args.size, day, args.budgets, args.steady)
+            results.append(result)
+            print(report_steady(result), flush=True)
+        out["results"] = results
+        by_day = {r["day"]: r["steady_cpu_s"] for r in results}
+        if 2 in by_day and 28 in by_day:
+            out["day28_over_day2"] = round(by_day[28] / by_day[2], 3)
+            print(f"steady CPU day 28 / day 2: {out['day28_over_day2']:.2f}× "
+                  f"(goal ≤ {GOALS['day28_over_day2']}×)", flush=True)
+    if "midnight" in cases:
+        out["midnight"] = midnight_case(args.size, 28, args.budgets)
+        print(report_midnight(out["midnight"]), flush=True)
+    if "budgets" in cases:
+        out["budgets"] = budgets_case(args.size, 28, [1, 100, 1000], args.steady)
+        one = out["budgets"][0]["steady_cpu_s"]
+        for r in out["budgets"]:
+            print(f"{r['size']:>10} day 28 {r['budgets']:5d} budgets: steady "
+                  f"{r['steady_cpu_s']:.3f} s CPU ({r['steady_cpu_s'] / one:.2f}× one budget), "
+                  f"≤{r['steady_requests_max']} req, peak RSS {r['peak_rss_mb']:.1f} MB",
+                  flush=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"figures written to {args.json}")
 
 

@@ -59,41 +59,59 @@ def test_yesterday_turns_authoritative_only_after_it_settles(sim: SimServer,
 
 
 def test_settled_data_is_never_fetched_twice(sim: SimServer, fetcher: Fetcher) -> None:
-    """Later refreshes ask only for the unsettled hours (11:00, read at 12:30, is read once
-    more for revisions) and, hourly, the last three days."""
+    """Later refreshes ask only for what is unsettled: the minutes not final (those up to
+    12:19 were read ten minutes after they ended, at 12:30), the 11:00 hour once more for
+    revisions (read at 12:30, after its late window), by the hour, and, hourly, the last
+    three days of cost. A steady refresh makes two requests at most, so the revision, which
+    can wait, is read by the next one."""
     fetcher.refresh(at(sim, datetime(2026, 3, 20, 12, 30, tzinfo=UTC)))
     fetcher.refresh(at(sim, datetime(2026, 3, 20, 13, 45, tzinfo=UTC)))
     [usage, cost] = sim.requests
-    assert usage.query["starting_at"] == ["2026-03-20T11:00:00Z"]
+    assert usage.query["starting_at"] == ["2026-03-20T12:20:00Z"]
     assert usage.query["bucket_width"] == ["1m"]
     assert cost.query["starting_at"] == ["2026-03-17T00:00:00Z"]
     assert cost.query["ending_at"] == ["2026-03-20T00:00:00Z"]
+    fetcher.refresh(at(sim, datetime(2026, 3, 20, 13, 46, tzinfo=UTC)))
+    [usage, revision] = sim.requests
+    assert usage.query["starting_at"] == ["2026-03-20T13:35:00Z"]
+    assert revision.query["starting_at"] == ["2026-03-20T11:00:00Z"]
+    assert revision.query["ending_at"] == ["2026-03-20T12:00:00Z"]
+    assert revision.query["bucket_width"] == ["1h"]
 
 
 def test_an_hour_is_reread_for_late_rows_then_once_for_revisions(sim: SimServer,
                                                                  fetcher: Fetcher) -> None:
     """An hour is re-read every tick until a read ten minutes after it ends, then once more
-    an hour later for revisions; in between the stored hour stands. At 15:06 the 14:00 hour
-    is still late (the 13:00 one, read at 15:05, waits for its revision at 15:10); at 15:10
-    both are read, the 13:00 one for the last time; from 15:11 only the current hour."""
+    an hour later for revisions, as one 1-hour bucket; in between the stored hour stands.
+    A first refresh at 15:05 backfills to 15:00 by the hour; at 15:06 the 14:00 hour, read
+    before its late window ended, is read by the minute; then only the minutes not final: at
+    15:10 from 14:56 (those before were read ten minutes after they ended), and the 13:00
+    hour (read at 15:05) by the hour for its revision; from 15:11 only the current hour's,
+    14:00 being stored for good."""
     fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 5, tzinfo=UTC)))
-    starts = []
+    assert [r.query["starting_at"][0] for r in sim.requests
+            if "usage_report" in r.path and r.query["bucket_width"] == ["1m"]] == [
+        "2026-03-09T15:00:00Z"]
+    reads = []
     for minute in (6, 10, 11, 16):
         fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, minute, tzinfo=UTC)))
-        starts.append(sim.requests[0].query["starting_at"][0])
-    assert starts == ["2026-03-09T14:00:00Z", "2026-03-09T13:00:00Z",
-                      "2026-03-09T15:00:00Z", "2026-03-09T15:00:00Z"]
+        reads.append([(r.query["starting_at"][0][11:16], r.query["bucket_width"][0])
+                      for r in sim.requests if "usage_report" in r.path])
+    assert reads == [[("14:00", "1m")], [("14:56", "1m"), ("13:00", "1h")],
+                     [("15:00", "1m")], [("15:01", "1m")]]
 
 
 def test_a_late_revision_of_a_settled_hour_is_picked_up(sim: SimServer,
                                                         fetcher: Fetcher) -> None:
     """An hour whose usage changes 40 minutes after it was first settled (read at +15 min)
-    is read once more an hour later, and the stored figure follows the revision."""
+    is read once more an hour later (a tick later when that tick's two requests are taken),
+    and the stored figure follows the revision."""
     hour = datetime(2026, 3, 9, 13, tzinfo=UTC)
     fetcher.refresh(at(sim, hour + timedelta(hours=1, minutes=15)))
     before = fetcher.caches.usage_by_hour(hour, hour + timedelta(hours=1))
     sim.inject(Fault(count=1000, path="usage_report", corrupt=double_hour(hour)))
-    revised = fetcher.refresh(at(sim, hour + timedelta(hours=2, minutes=15)))
+    fetcher.refresh(at(sim, hour + timedelta(hours=2, minutes=15)))  # the cost re-read first
+    revised = fetcher.refresh(at(sim, hour + timedelta(hours=2, minutes=16)))
     after = fetcher.caches.usage_by_hour(hour, hour + timedelta(hours=1))
     assert sum(r.token_usd for r in after) == 2 * sum(r.token_usd for r in before) > 0
     assert revised.data_through is not None

@@ -2,9 +2,10 @@
 
 Settled data is never fetched twice. As of ``at``, a refresh re-reads only:
 
-- usage hours not yet settled (an hour is read until a read ``late_window`` after it ended,
-  then once more ``usage_revision`` later; normally the current hour and, in its first
-  minutes, the previous one), as 1-minute buckets ending at the minute of ``at``. The
+- usage hours not yet settled: an hour is read as 1-minute buckets ending at the minute of
+  ``at`` until a read ``late_window`` after it ended (normally the current hour and, in its
+  first minutes, the previous one; a daemon reads again only the minutes not final,
+  ``guard.core.window``), then once more ``usage_revision`` later as one 1-hour bucket. The
   in-progress hour is never stored; a gap longer than ``minute_window_max`` is backfilled
   with 1-hour buckets first;
 - cost days not yet final (a closed day is re-read about hourly for ``cost_final_after``, and
@@ -77,6 +78,10 @@ class FetchPolicy:
         return fetched_at is not None and fetched_at >= (
             hour + HOUR + self.late_window + self.usage_revision)
 
+    def hour_read_late(self, hour: datetime, fetched_at: datetime | None) -> bool:
+        """Whether a stored usage hour was read after its late rows (``late_window``)."""
+        return fetched_at is not None and fetched_at >= hour + HOUR + self.late_window
+
     def hour_due(self, hour: datetime, fetched_at: datetime | None, at: datetime) -> bool:
         """Whether a complete hour should be read at ``at``: never read after its late rows
         (then every tick), or due for its one revision read."""
@@ -111,7 +116,8 @@ def month_end(day: date) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class UsagePlan:
-    """What to read of usage: a 1-hour backfill (if any), then 1-minute buckets to ``through``.
+    """What to read of usage: a 1-hour backfill (if any), then 1-minute buckets to ``through``,
+    and complete hours once more for revisions (``revise``, 1-hour buckets).
 
     ``fresh_from`` is where the minute window starts: everything before it comes from the
     store; ``minutes`` is False when the window is empty.
@@ -120,6 +126,7 @@ class UsagePlan:
     backfill: tuple[datetime, datetime] | None
     fresh_from: datetime
     through: datetime
+    revise: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def minutes(self) -> bool:
@@ -131,17 +138,30 @@ def plan_usage(start: datetime, at: datetime, fetched: Mapping[datetime, datetim
                policy: FetchPolicy) -> UsagePlan:
     """What to read of usage in ``[start, at)``, given when each stored hour was read.
 
-    A complete hour is read every tick until a read after its late window, then once more
-    for revisions ``usage_revision`` later; in between, what is stored stands. So the minute
-    window of a steady tick starts at the previous hour in the first minutes of an hour, and
-    at the current hour the rest of it (plus, once an hour, the hour under revision).
+    A complete hour is read every tick until a read after its late window (in the minute
+    window: it starts at the previous hour in the first minutes of an hour, else at the
+    current one), then once more for revisions ``usage_revision`` later, by the hour; in
+    between, what is stored stands.
     """
     hour_now, through = floor_hour(at), floor_minute(at)
-    due = [h for h in hours_between(start, hour_now) if policy.hour_due(h, fetched.get(h), at)]
-    first = min(due, default=hour_now)
+    hours = hours_between(start, hour_now)
+    late = [h for h in hours if not policy.hour_read_late(h, fetched.get(h))]
+    first = min(late, default=hour_now)
+    revise = _runs([h for h in hours if h < first and policy.hour_due(h, fetched.get(h), at)])
     if hour_now - first > policy.minute_window_max:
-        return UsagePlan((first, hour_now), hour_now, through)
-    return UsagePlan(None, first, through)
+        return UsagePlan((first, hour_now), hour_now, through, revise)
+    return UsagePlan(None, first, through, revise)
+
+
+def _runs(hours: Sequence[datetime]) -> tuple[tuple[datetime, datetime], ...]:
+    """Consecutive hours as ``[start, end)`` ranges."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + HOUR)
+        else:
+            runs.append((hour, hour + HOUR))
+    return tuple(runs)
 
 
 def due_cost_days(closed: Sequence[date], fetched: Mapping[date, datetime],

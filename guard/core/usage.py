@@ -128,9 +128,11 @@ class PeriodIndex:
 
     @classmethod
     def of(cls, rows: Iterable[PricedUsage], unpriced: Container[str] = (),
-           keys: Container[str] | None = None) -> PeriodIndex:
+           keys: Container[str] | None = None,
+           workspaces: Container[str] | None = None) -> PeriodIndex:
         """The index of ``rows`` (any period); ``unpriced``: the models without a card;
-        ``keys``: the API keys to keep apart (``None``: all)."""
+        ``keys`` and ``workspaces``: the API keys and workspaces to keep apart (``None``:
+        all; the default workspace always), as the store's sums keep them."""
         org: list[Decimal | int] = _zero()
         workspace: dict[str, list[Decimal | int]] = {}
         api_key: dict[str, list[Decimal | int]] = {}
@@ -140,8 +142,10 @@ class PeriodIndex:
                 row.usd if row.model in unpriced else ZERO, row.input_tokens,
                 row.cache_write_tokens, row.cache_read_tokens, row.output_tokens,
                 row.web_search_requests)
-            targets = [org, workspace.get(ws := row.workspace_id or DEFAULT_WORKSPACE)
-                       or workspace.setdefault(ws, _zero())]
+            targets = [org]
+            ws = row.workspace_id or DEFAULT_WORKSPACE
+            if workspaces is None or ws in workspaces or ws == DEFAULT_WORKSPACE:
+                targets.append(workspace.get(ws) or workspace.setdefault(ws, _zero()))
             if row.api_key_id is not None and (keys is None or row.api_key_id in keys):
                 targets.append(api_key.get(row.api_key_id)
                                or api_key.setdefault(row.api_key_id, _zero()))
@@ -162,21 +166,25 @@ Days = Mapping[date, PeriodIndex]
 
 
 def days_of(rows: Iterable[PricedUsage], unpriced: Container[str] = (),
-            keys: Container[str] | None = None) -> dict[date, PeriodIndex]:
-    """Rows grouped into one index per UTC day (``keys`` as in ``PeriodIndex.of``)."""
+            keys: Container[str] | None = None,
+            workspaces: Container[str] | None = None) -> dict[date, PeriodIndex]:
+    """Rows grouped into one index per UTC day (``keys``, ``workspaces`` as in
+    ``PeriodIndex.of``)."""
     by_day: dict[date, list[PricedUsage]] = {}
     for row in rows:
         by_day.setdefault(row.start.date(), []).append(row)
-    return {day: PeriodIndex.of(group, unpriced, keys) for day, group in sorted(by_day.items())}
+    return {day: PeriodIndex.of(group, unpriced, keys, workspaces)
+            for day, group in sorted(by_day.items())}
 
 
 def periods_of(rows: Iterable[PricedUsage], width: timedelta,
-               unpriced: Container[str] = (), keys: Container[str] | None = None) -> list[Period]:
+               unpriced: Container[str] = (), keys: Container[str] | None = None,
+               workspaces: Container[str] | None = None) -> list[Period]:
     """Rows (each of one period of ``width``) grouped into one index per period start."""
     by_start: dict[datetime, list[PricedUsage]] = {}
     for row in rows:
         by_start.setdefault(row.start, []).append(row)
-    return [Period(start, width, PeriodIndex.of(group, unpriced, keys))
+    return [Period(start, width, PeriodIndex.of(group, unpriced, keys, workspaces))
             for start, group in sorted(by_start.items())]
 
 
@@ -203,9 +211,7 @@ def _zero() -> list[Decimal | int]:
 
 
 def _frozen(acc: list[Decimal | int]) -> Sums:
-    tok, web, unpriced, inp, cw, cr, out, searches = acc
-    return Sums(Decimal(tok), Decimal(web), Decimal(unpriced), int(inp), int(cw), int(cr),
-                int(out), int(searches))
+    return Sums(*acc)  # type: ignore[arg-type]  # Decimals then ints, as ``_zero`` lays out
 
 
 def _add(target: dict[str, Sums], name: str, sums: Sums) -> None:

@@ -24,6 +24,7 @@ from guard.core.usage import COST
 from guard.errors import MalformedResponse, UpstreamError
 from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
+from guard.shell.spare import Spare, may_read
 
 log = logging.getLogger("guard.sync")
 
@@ -96,8 +97,9 @@ class BilledSync:
 
     # --- which source ------------------------------------------------------------------------
 
-    def refresh(self, at: datetime) -> Source:
-        """Bring the billed hours up to date as of ``at``; return the source in force."""
+    def refresh(self, at: datetime, spare: Spare | None = None) -> Source:
+        """Bring the billed hours up to date as of ``at`` (a poll or a sweep can wait a tick
+        for ``spare``); return the source in force."""
         if self.configured == LEGACY:
             return Source(LEGACY)
         decided = self.stored()
@@ -108,7 +110,7 @@ class BilledSync:
                 self._time(SOURCE_AT), at, self.policy):
             return decided
         try:
-            self._read_hours(at, force=decided.name != ANALYTICS)
+            self._read_hours(at, decided.name != ANALYTICS, spare)
         except UpstreamError as error:
             if self.configured != AUTO or error.status not in FALLBACK_STATUSES:
                 raise
@@ -140,7 +142,7 @@ class BilledSync:
 
     # --- billed hours ------------------------------------------------------------------------
 
-    def _read_hours(self, at: datetime, force: bool) -> None:
+    def _read_hours(self, at: datetime, force: bool, spare: Spare | None) -> None:
         """Poll the billed hours when due (a full read at first and at a new month), else
         read one page of older hours again for revisions."""
         density = self._density()
@@ -149,9 +151,9 @@ class BilledSync:
         if plan is None and force:
             plan = BilledRead(billed.billed_from(at), floor_hour(at), full=True)
         if plan is None:
-            self._sweep(at, density)
+            self._sweep(at, density, spare)
             return
-        if plan.end <= plan.start:
+        if plan.end <= plan.start or (not plan.full and not may_read(spare)):
             return
         first, plan = plan.start, self._resumed(plan)
         through, rows, hours = plan.end, 0, 0
@@ -191,7 +193,7 @@ class BilledSync:
         self.caches.replace_billed_hours(start, mark, hours)
         return mark, len(hours)
 
-    def _sweep(self, at: datetime, density: Decimal | None) -> None:
+    def _sweep(self, at: datetime, density: Decimal | None, spare: Spare | None) -> None:
         """Read one page of the hours a poll no longer covers again (revisions), walking back
         through the range once a day."""
         through = self.through()
@@ -201,7 +203,7 @@ class BilledSync:
         state = billed.Sweep(self._time(SWEEP_AT), self._time(SWEEP_NEXT),
                              self._time(SWEEP_READ_AT))
         plan = billed.plan_sweep(at, below, state, self.policy, density)
-        if plan is None:
+        if plan is None or not may_read(spare):
             return
         if state.cursor is None:
             self.caches.set_meta(SWEEP_AT, at.isoformat())
@@ -247,15 +249,18 @@ class BilledSync:
 
     # --- history (closed days before the billed hours) ------------------------------------------
 
-    def refresh_history(self, first: date, at: datetime) -> None:
-        """Read the history days that are due as 1-day billed buckets."""
+    def refresh_history(self, first: date, at: datetime, spare: Spare | None = None) -> None:
+        """Read the history days that are due as 1-day billed buckets (they can wait a
+        tick)."""
         days = billed.history_days(first, at)
         if not days:
             return
         fetched = self.caches.cost_fetched(days[0], days[-1])
         due = [d for d in days if billed.history_due(d, fetched.get(d), at, self.policy)]
-        cursor, end = (day_start(min(due)), day_start(max(due)) + DAY) if due else (None, None)
-        while cursor is not None and end is not None and cursor < end:
+        if not due or not may_read(spare):
+            return
+        cursor, end = day_start(min(due)), day_start(max(due)) + DAY
+        while cursor < end:
             stop = min(end, cursor + billed.MAX_RANGE)
             page = self.client.analytics_cost(cursor, stop, "1d", HISTORY_GROUP_BY)
             mark = billed.watermark_of(page.refreshed_at, cursor, stop)
@@ -286,9 +291,14 @@ class BilledSync:
         leaves out: an id the listing does not name is the default workspace.
         """
         named = self.listing.ids
+        default = self.caches.get_meta("default_workspace_id")
+        if named is None and default:
+            # not listed yet by this process, but the default workspace's id is known: every
+            # other id is a named workspace, with no request (a restart lists nothing)
+            return frozenset(r.workspace_id for r in rows if r.workspace_id) - {default}
         unlisted = billed.unlisted_workspaces(rows, named or ())
         if named is None or len(unlisted) > 1 or (
-                unlisted and unlisted != {self.caches.get_meta("default_workspace_id")}):
+                unlisted and unlisted != {default}):
             named = self.listing.relist()
             unlisted = billed.unlisted_workspaces(rows, named)
             if len(unlisted) == 1:

@@ -16,6 +16,7 @@ from guard.core.directory import Directory, directory_due, looked_up
 from guard.errors import UpstreamError
 from guard.shell.billed import WorkspaceListing
 from guard.shell.ports import AdminReports, CachePort
+from guard.shell.spare import Spare, may_read
 
 log = logging.getLogger("guard.sync")
 
@@ -32,11 +33,16 @@ class DirectorySync:
         self.listing = listing or WorkspaceListing(client)
 
     def refresh(self, at: datetime, workspaces: Collection[str],
-                api_keys: Collection[str], *, keep: bool = True) -> Directory | None:
+                api_keys: Collection[str], *, keep: bool = True,
+                spare: Spare | None = None) -> Directory | None:
         """The directory for the ids named now, read again first when due; stored unless
-        ``keep`` is false (an earlier ``--at``: a what-if writes no named value)."""
+        ``keep`` is false (an earlier ``--at``: a what-if writes no named value). The daily
+        re-read of lists that found every id named can wait a tick for ``spare``."""
         stored = self.stored()
         if not directory_due(stored, workspaces, api_keys, at):
+            return stored
+        if (stored is not None and stored.covers(workspaces, api_keys)
+                and not stored.missing() and not may_read(spare)):
             return stored
         try:
             listed_workspaces = self.listing.current() if workspaces else None

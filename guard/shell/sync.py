@@ -45,10 +45,12 @@ from guard.core.usage import (
     merged_days,
     periods_of,
 )
+from guard.core.window import MinuteWindow
 from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
 from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
+from guard.shell.spare import Spare, may_read
 
 COST_GROUP_BY = ("workspace_id", "description")
 DAY_S = 86_400
@@ -59,9 +61,9 @@ WATERMARK = "usage_read_through"
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """The fresh window as read: priced rows per minute, and the same summed per hour."""
+    """The fresh window's usage as read, summed per hour (the minutes are kept in the
+    fetcher's ``MinuteWindow``)."""
 
-    minutes: list[PricedUsage] = field(default_factory=list)
     hours: list[PricedUsage] = field(default_factory=list)
 
 
@@ -115,8 +117,11 @@ class Fetcher:
         """What this fetcher read of the store, per day, while the day has not changed."""
         self.billed.memo = self.memo
         self.unpriced = Unpriced(prices)
-        self._minutes: dict[datetime, list[Period]] = {}
-        """Complete hours of earlier windows, per minute, for burn rates while recent."""
+        self.window = MinuteWindow(self.policy.late_window)
+        """The minutes read, kept between refreshes: only those not final are read again."""
+        self._window_as: tuple[frozenset[str] | None, datetime] | None = None
+        """The keys the window's indexes keep apart, and the last ``at`` it took."""
+        self.spaces = frozenset(workspaces) if workspaces is not None else None
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -131,21 +136,26 @@ class Fetcher:
 
     def _refresh(self, at: datetime, api_keys: Collection[str] | None) -> Snapshot:
         before = self.client.requests
+        spare = Spare(self.client)
         self.caches.ensure_sums(self.prices.known)
         self.listing.fresh = False
         read_through = self.watermark()
         usage_from = self.policy.usage_from(at)
-        fresh_from, window = self._refresh_usage(usage_from, at)
-        source = self.billed.refresh(at)
+        plan, window = self._refresh_usage(usage_from, at, api_keys)
+        if plan.backfill is not None:
+            spare.limit = None  # not a steady tick: nothing waits
+        fresh_from = plan.fresh_from
+        source = self.billed.refresh(at, spare)
         if source.name == ANALYTICS:
-            self.billed.refresh_history(self.policy.cost_from(at), at)
+            self.billed.refresh_history(self.policy.cost_from(at), at, spare)
             settled = self.billed.history(self.policy.cost_from(at), at)
         else:
-            settled = self._refresh_cost(self.policy.cost_from(at), at)
+            settled = self._refresh_cost(self.policy.cost_from(at), at, spare)
+        self._revise(plan, at, spare)
         self._advance_watermark(floor_minute(at))
         directory = self.directory.refresh(
             at, self.workspaces or (), api_keys or (),
-            keep=read_through is None or at >= read_through)
+            keep=read_through is None or at >= read_through, spare=spare)
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
                                   window=window, api_keys=api_keys, through=floor_minute(at),
                                   requests=self.client.requests - before)
@@ -246,7 +256,7 @@ class Fetcher:
                 *self._folded([r for r in unstored if r.start >= today], api_keys)]
             cut = []
         usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced, keys))
-        recent = self._recent(at, usage_from, fresh_from, window, api_keys)
+        recent = self._recent(at, usage_from, fresh_from, api_keys)
         hourly = self.caches.hourly_totals(max(usage_from, today - 14 * DAY), fresh_from)
         for row in fresh:
             hourly[row.start] = hourly.get(row.start, Decimal(0)) + row.usd
@@ -257,24 +267,21 @@ class Fetcher:
                         unpriced_models=this_month, unknown_models=unknown,
                         priced_models=self.prices.names())
 
-    def _recent(self, at: datetime, usage_from: datetime, fresh_from: datetime, window: Window,
+    def _recent(self, at: datetime, usage_from: datetime, fresh_from: datetime,
                 api_keys: Collection[str] | None) -> list[Period]:
-        """The last hours for burn rates: per minute where this fetcher read minutes (this
-        window, and complete hours of earlier windows it kept), else per stored hour."""
+        """The last hours for burn rates: per minute where this fetcher read every minute of
+        an hour (and for the window's hours), else per stored hour."""
         keys = self._fold(api_keys)
         recent_from = max(usage_from, floor_hour(at - self.policy.recent))
-        minutes = periods_of(window.minutes, MINUTE, self.unpriced, keys)
-        kept = {h: p for h, p in self._minutes.items() if recent_from <= h < fresh_from}
-        for hour in hours_between(fresh_from, floor_hour(at)):
-            kept[hour] = [p for p in minutes if floor_hour(p.start) == hour]
-        self._minutes = kept
         stored = self.memo.span(
             USAGE, "recent", _days(recent_from, fresh_from), (recent_from, fresh_from, keys),
             lambda: periods_of(self.caches.usage_rows(recent_from, fresh_from, 3600, api_keys,
                                                       self.workspaces), HOUR, self.unpriced))
-        return [*(p for p in stored if p.start not in kept),
-                *(p for hour in sorted(kept) if hour < fresh_from for p in kept[hour]),
-                *minutes]
+        whole = {p.start for p in stored if self.window.whole(p.start)}
+        end = floor_minute(at)
+        return [*(p for p in stored if p.start not in whole),
+                *(p for p in self.window.periods(recent_from, end)
+                  if p.start >= fresh_from or floor_hour(p.start) in whole)]
 
     def _what_if(self, at: datetime) -> bool:
         known = self.caches.get_meta(WATERMARK)
@@ -318,13 +325,15 @@ class Fetcher:
 
     # --- usage -------------------------------------------------------------------------------
 
-    def _refresh_usage(self, start: datetime, at: datetime) -> tuple[datetime, Window]:
-        """Re-read unsettled hours; return where the fresh minute window starts, and its rows."""
+    def _refresh_usage(self, start: datetime, at: datetime,
+                       api_keys: Collection[str] | None) -> tuple[UsagePlan, Window]:
+        """Backfill missing hours, read the minutes not final; return the plan and the fresh
+        window's rows per hour."""
         plan = settle.plan_usage(start, at, self.caches.usage_fetched(start, floor_hour(at)),
                                  self.policy)
         if plan.backfill is not None:
             self._backfill_hours(*plan.backfill, at)
-        return plan.fresh_from, self._read_minutes(plan, at) if plan.minutes else Window()
+        return plan, self._read_minutes(plan, at, api_keys) if plan.minutes else Window()
 
     def _backfill_hours(self, first: datetime, end: datetime, at: datetime) -> None:
         pages = self.client.usage_pages(first, end, "1h",
@@ -335,29 +344,59 @@ class Fetcher:
             plausible(self.bounds, usage_rows(priced), "the usage report")
             self.caches.replace_usage_hours(hours, priced, at, self.prices.known)
 
-    def _read_minutes(self, plan: UsagePlan, at: datetime) -> Window:
-        """Priced rows per minute of the window, and per hour; its complete hours are also
-        stored."""
-        buckets = [b for page in self.client.usage_pages(plan.fresh_from, plan.through, "1m")
-                   for b in page]
-        priced = settle.price_buckets(buckets, self.prices, by_minute=True)
-        plausible(self.bounds, usage_rows(priced), "the usage report")
-        complete = settle.complete_hours(buckets, at)
-        hours = settle.by_hour(priced)
-        self.caches.replace_usage_hours(complete, [r for r in hours if r.start in complete], at,
-                                        self.prices.known)
-        return Window(priced, hours)
+    def _revise(self, plan: UsagePlan, at: datetime, spare: Spare | None = None) -> None:
+        """Read complete hours once more for late revisions, an hour a bucket (a revision
+        can wait a tick)."""
+        for first, end in plan.revise:
+            if not may_read(spare):
+                return
+            self._backfill_hours(first, end, at)
+            for hour in hours_between(first, end):
+                self.window.forget_hour(hour)  # the store has the revised hour
+
+    def _read_minutes(self, plan: UsagePlan, at: datetime,
+                      api_keys: Collection[str] | None) -> Window:
+        """Read the window's minutes not final yet (all of it on a first refresh); store its
+        complete hours that this read touched; the window's rows per hour."""
+        window = self._window_for(at, api_keys)
+        first = window.read_from(plan.fresh_from, plan.through)
+        if first < plan.through:
+            buckets = [b for page in self.client.usage_pages(first, plan.through, "1m")
+                       for b in page]
+            priced = settle.price_buckets(buckets, self.prices, by_minute=True)
+            plausible(self.bounds, usage_rows(priced), "the usage report")
+            window.take(priced, [b.starting_at for b in buckets], at, unpriced=self.unpriced,
+                        keys=self._fold(api_keys), workspaces=self.spaces)
+        hour_now = floor_hour(at)
+        rows = {h: window.hour_rows(h) for h in hours_between(plan.fresh_from, hour_now + HOUR)}
+        complete = [h for h in rows if h < hour_now and h + HOUR > first and window.complete(h)]
+        if complete:
+            self.caches.replace_usage_hours(complete, [r for h in complete for r in rows[h]],
+                                            at, self.prices.known)
+        window.forget(plan.fresh_from, floor_hour(at - self.policy.recent))
+        return Window([r for hour_rows in rows.values() for r in hour_rows])
+
+    def _window_for(self, at: datetime, api_keys: Collection[str] | None) -> MinuteWindow:
+        """The kept window, or a new one when the keys it keeps apart changed or ``at``
+        went back (what was kept may be later than ``at``)."""
+        keys = self._fold(api_keys)
+        if self._window_as is not None and (self._window_as[0] != keys
+                                            or at < self._window_as[1]):
+            self.window = MinuteWindow(self.policy.late_window)
+        self._window_as = (keys, at)
+        return self.window
 
     # --- cost --------------------------------------------------------------------------------
 
-    def _refresh_cost(self, first: date, at: datetime) -> dict[date, CostDay]:
-        """Re-read due cost days; return the settled ones."""
+    def _refresh_cost(self, first: date, at: datetime,
+                      spare: Spare | None = None) -> dict[date, CostDay]:
+        """Re-read due cost days (that can wait a tick); return the settled ones."""
         closed = days_between(first, at.date())
         if not closed:
             return {}
         fetched = self.caches.cost_fetched(first, closed[-1])
         due = settle.due_cost_days(closed, fetched, at, self.policy)
-        if due:
+        if due and may_read(spare):
             for days in self._read_cost(day_start(min(due)), day_start(at.date())):
                 plausible(self.bounds, cost_rows(days), "the cost report")
                 self.caches.replace_cost_days(days, at)

@@ -1,0 +1,150 @@
+"""The minute window a daemon keeps between ticks: only the minutes not final are read again.
+
+A steady tick used to read the whole window again (the hour in progress, and in the first
+minutes of an hour the previous one too), so its cost grew with the minute of the hour. A
+minute's usage is final once read ``late`` after it ended (the same late window an hour has,
+``FetchPolicy.late_window``); until then each tick reads it again. A final minute is summed
+into its hour and its rows let go, so what is kept stays bounded: the rows of the last
+``late`` minutes, one sum per (workspace, API key, model) per hour of the window, and one
+``Period`` per minute for burn rates. Pure: time is an argument.
+
+    window = MinuteWindow(late)
+    start = window.read_from(fresh_from, through, at)   # the first minute to read
+    window.take(rows, minutes, at)                      # the minutes read (priced per minute)
+    window.hour_rows(hour)                               # priced rows of an hour, as read
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Container, Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from guard.core.model import PricedUsage
+from guard.core.period import HOUR, MINUTE, floor_hour
+from guard.core.usage import Period, PeriodIndex
+
+ZERO = Decimal(0)
+_Key = tuple[str | None, str | None, str | None]
+_Acc = list[Decimal | int]
+
+
+class MinuteWindow:
+    """The minutes read of the hours not stored for good, and what is due again."""
+
+    def __init__(self, late: timedelta) -> None:
+        self.late = late
+        self._read_at: dict[datetime, datetime] = {}
+        """When each kept minute was last read."""
+        self._rows: dict[datetime, list[PricedUsage]] = {}
+        """The rows of the minutes not final yet."""
+        self._hours: dict[datetime, dict[_Key, _Acc]] = {}
+        """The final minutes of each hour, summed per (workspace, API key, model)."""
+        self._periods: dict[datetime, Period] = {}
+        """Every kept minute's index, for burn rates."""
+
+    def final(self, minute: datetime) -> bool:
+        """Whether ``minute`` was read late enough not to change any more."""
+        read_at = self._read_at.get(minute)
+        return read_at is not None and read_at >= minute + MINUTE + self.late
+
+    def read_from(self, fresh_from: datetime, through: datetime) -> datetime:
+        """The first minute of ``[fresh_from, through)`` to read: the first not final."""
+        minute = fresh_from
+        while minute < through and self.final(minute):
+            minute += MINUTE
+        return minute
+
+    def take(self, rows: Iterable[PricedUsage], minutes: Collection[datetime], at: datetime,
+             *, unpriced: Container[str] = (), keys: Container[str] | None = None,
+             workspaces: Container[str] | None = None) -> None:
+        """Keep ``rows`` (priced per minute) as the usage of ``minutes``, read at ``at``:
+        each minute read replaces what was kept of it; a minute now final is summed into its
+        hour."""
+        by_minute: dict[datetime, list[PricedUsage]] = {m: [] for m in minutes}
+        for row in rows:
+            by_minute.setdefault(row.start, []).append(row)
+        for minute, group in by_minute.items():
+            if self.final(minute):
+                continue  # never read again once final; an overlapping read changes nothing
+            self._read_at[minute] = at
+            self._periods[minute] = Period(minute, MINUTE,
+                                           PeriodIndex.of(group, unpriced, keys, workspaces))
+            if self.final(minute):
+                self._rows.pop(minute, None)
+                self._sum(floor_hour(minute), group)
+            else:
+                self._rows[minute] = group
+
+    def _sum(self, hour: datetime, rows: Iterable[PricedUsage]) -> None:
+        sums = self._hours.setdefault(hour, {})
+        for row in rows:
+            _add(sums, row)
+
+    def complete(self, hour: datetime) -> bool:
+        """Whether every minute of ``hour`` has been read (its rows are all here)."""
+        return all(m in self._read_at for m in _minutes_of(hour))
+
+    def whole(self, hour: datetime) -> bool:
+        """Whether every minute of ``hour`` has its index (for burn rates)."""
+        return all(m in self._periods for m in _minutes_of(hour))
+
+    def hour_rows(self, hour: datetime) -> list[PricedUsage]:
+        """The hour's usage as read, one row per (workspace, API key, model)."""
+        sums = {key: list(acc) for key, acc in self._hours.get(hour, {}).items()}
+        for minute in _minutes_of(hour):
+            for row in self._rows.get(minute, ()):
+                _add(sums, row)
+        return [_priced(hour, key, acc) for key, acc in sums.items()]
+
+    def periods(self, start: datetime, end: datetime) -> list[Period]:
+        """The kept minutes of ``[start, end)``, in order."""
+        return [self._periods[m] for m in sorted(self._periods) if start <= m < end]
+
+    def minutes(self) -> list[datetime]:
+        """Every minute kept."""
+        return sorted(self._read_at)
+
+    def forget(self, rows_before: datetime, periods_before: datetime) -> None:
+        """Let go of the rows of hours before ``rows_before`` (stored for good) and the
+        indexes of minutes before ``periods_before`` (too old for burn rates)."""
+        for minute in [m for m in self._read_at if m < rows_before]:
+            del self._read_at[minute]  # read again should the window ever reach back here
+            self._rows.pop(minute, None)
+        for hour in [h for h in self._hours if h < rows_before]:
+            del self._hours[hour]
+        for minute in [m for m in self._periods if m < periods_before]:
+            del self._periods[minute]
+
+    def forget_hour(self, hour: datetime) -> None:
+        """Let go of everything of ``hour`` (read again by the hour: the store has it)."""
+        for minute in _minutes_of(hour):
+            self._read_at.pop(minute, None)
+            self._rows.pop(minute, None)
+            self._periods.pop(minute, None)
+        self._hours.pop(hour, None)
+
+
+def _minutes_of(hour: datetime) -> Iterable[datetime]:
+    return (hour + MINUTE * i for i in range(HOUR // MINUTE))
+
+
+def _add(sums: dict[_Key, _Acc], row: PricedUsage) -> None:
+    key = (row.workspace_id, row.api_key_id, row.model)
+    acc = sums.get(key)
+    if acc is None:
+        acc = sums[key] = [ZERO, ZERO, 0, 0, 0, 0, 0]
+    acc[0] += row.token_usd
+    acc[1] += row.web_search_usd
+    acc[2] += row.input_tokens
+    acc[3] += row.cache_write_tokens
+    acc[4] += row.cache_read_tokens
+    acc[5] += row.output_tokens
+    acc[6] += row.web_search_requests
+
+
+def _priced(hour: datetime, key: _Key, acc: _Acc) -> PricedUsage:
+    workspace_id, api_key_id, model = key
+    tok, web, inp, cache_write, cache_read, out, searches = acc
+    return PricedUsage(hour, workspace_id, api_key_id, model, tok, web,  # type: ignore[arg-type]
+                       inp, cache_write, cache_read, out, searches)  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""The minute window a daemon keeps between ticks (``guard.core.window``): pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from guard.core.model import PricedUsage
+from guard.core.window import MinuteWindow
+
+HOUR = datetime(2026, 10, 28, 14, tzinfo=UTC)
+LATE = timedelta(minutes=10)
+
+
+def row(minute: datetime, usd: str, key: str = "k1", ws: str = "w1") -> PricedUsage:
+    return PricedUsage(minute, ws, key, "claude-sonnet-5-5", Decimal(usd), Decimal(0),
+                       10, 0, 0, 5, 0)
+
+
+def minutes(start: datetime, end: datetime) -> list[datetime]:
+    count = (end - start) // timedelta(minutes=1)
+    return [start + timedelta(minutes=i) for i in range(count)]
+
+
+def read(window: MinuteWindow, start: datetime, end: datetime, at: datetime,
+         usd: str = "1") -> None:
+    span = minutes(start, end)
+    window.take([row(m, usd) for m in span], span, at)
+
+
+def test_an_empty_window_reads_from_where_the_fresh_window_starts() -> None:
+    window = MinuteWindow(LATE)
+    assert window.read_from(HOUR, HOUR + timedelta(minutes=5)) == HOUR
+
+
+def test_only_minutes_read_late_enough_are_final_and_skipped() -> None:
+    """Read at 14:20, the minutes up to 14:09 were read ten minutes after they ended: the
+    next read starts at 14:10."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=20)
+    read(window, HOUR, at, at)
+    assert window.final(HOUR + timedelta(minutes=9))
+    assert not window.final(HOUR + timedelta(minutes=10))
+    assert window.read_from(HOUR, at + timedelta(minutes=1)) == HOUR + timedelta(minutes=10)
+
+
+def test_a_gap_in_what_was_read_is_read_again_from_the_gap() -> None:
+    """Minutes the API returned no bucket for are not kept: the next read starts there."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=30)
+    span = [m for m in minutes(HOUR, at) if m != HOUR + timedelta(minutes=3)]
+    window.take([row(m, "1") for m in span], span, at)
+    assert window.read_from(HOUR, at) == HOUR + timedelta(minutes=3)
+
+
+def test_hour_rows_sum_final_and_fresh_minutes_per_key_exactly() -> None:
+    """The hour's rows are the final minutes' sums plus the minutes still re-read, the latter
+    as last read (a re-read replaces, never adds)."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=30)
+    read(window, HOUR, at, at, usd="0.10")
+    later = at + timedelta(minutes=1)
+    read(window, HOUR + timedelta(minutes=20), later, later, usd="0.25")
+    [hour] = window.hour_rows(HOUR)
+    assert hour.start == HOUR
+    assert hour.token_usd == Decimal("0.10") * 20 + Decimal("0.25") * 11
+    assert hour.input_tokens == 31 * 10
+
+
+def test_rows_of_different_keys_stay_apart() -> None:
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=2)
+    span = minutes(HOUR, at)
+    window.take([row(m, "1", key=k) for m in span for k in ("k1", "k2")], span, at)
+    assert sorted((r.api_key_id, r.token_usd) for r in window.hour_rows(HOUR)) == [
+        ("k1", Decimal(2)), ("k2", Decimal(2))]
+
+
+def test_a_final_minute_is_never_replaced_by_an_overlapping_read() -> None:
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=30)
+    read(window, HOUR, at, at, usd="1")
+    read(window, HOUR, at, at + timedelta(minutes=1), usd="5")
+    first = window.hour_rows(HOUR)[0].token_usd
+    assert first == 20 * Decimal(1) + 10 * Decimal(5)
+
+
+def test_complete_needs_every_minute_of_the_hour() -> None:
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=65)
+    read(window, HOUR, HOUR + timedelta(minutes=59), at)
+    assert not window.complete(HOUR)
+    read(window, HOUR + timedelta(minutes=59), at, at)
+    assert window.complete(HOUR)
+    assert window.whole(HOUR)
+
+
+def test_periods_index_each_minute_for_burn_rates() -> None:
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=3)
+    read(window, HOUR, at, at, usd="2")
+    periods = window.periods(HOUR, at)
+    assert [p.start for p in periods] == minutes(HOUR, at)
+    assert all(p.index.organization.token_usd == Decimal(2) for p in periods)
+
+
+def test_forget_lets_rows_go_but_keeps_recent_indexes() -> None:
+    """Once an hour is stored for good its rows go; its minute indexes stay while recent,
+    and a window that reaches back there again reads it again."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=75)
+    read(window, HOUR, at, at)
+    window.forget(HOUR + timedelta(hours=1), HOUR)
+    assert window.hour_rows(HOUR) == []
+    assert window.whole(HOUR)
+    assert window.read_from(HOUR, at) == HOUR
+    window.forget(HOUR + timedelta(hours=1), HOUR + timedelta(hours=1))
+    assert not window.whole(HOUR)
+
+
+def test_forget_hour_drops_everything_of_it() -> None:
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=75)
+    read(window, HOUR, at, at)
+    window.forget_hour(HOUR)
+    assert not window.whole(HOUR)
+    assert window.hour_rows(HOUR) == []
+    assert window.hour_rows(HOUR + timedelta(hours=1))
