@@ -17,8 +17,10 @@ Cases (``--case``, repeatable; default all):
 - ``budgets``: steady ticks on day 28 with 1, 100 and 1,000 budgets over one backfilled
   store: CPU against one budget's.
 
-The daemon's memory over 1,000 ticks is ``bench/daemon.py --rss``; the naive poller side
-by side is ``bench/naive.py``.
+Each steady case also runs the naive poller (``bench/naive.py``: the month re-read and
+re-priced each tick) against the same simulator at the last tick's instant, so the
+guard/naive CPU ratio comes from one run. The daemon's memory over 1,000 ticks is
+``bench/daemon.py --rss``.
 
     python bench/scale.py [--size 1000x20000] [--case steady] [--json bench/scale.json]
 """
@@ -40,6 +42,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from naive import naive_tick  # bench/naive.py, beside this script
 
 KEY = "sk-ant-admin-bench-scale"
 SEED = 11
@@ -173,6 +177,7 @@ def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any
             blocks = budget_blocks(size, budgets)
             start = run_child(tmp, sim.url, blocks, [first])
             run = run_child(tmp, sim.url, blocks, moments)
+        naive = naive_tick(sim.url, KEY, moments[-1])
     finally:
         sim.close()
     warm = run["ticks"][1:]
@@ -182,7 +187,10 @@ def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any
             "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
             "steady_wall_s": statistics.median(t["wall_s"] for t in warm),
             "steady_requests_max": max(t["requests"] for t in warm),
-            "steady_rss_mb": run["peak_rss_mb"], "ticks": warm}
+            "steady_rss_mb": run["peak_rss_mb"], "naive": naive,
+            "guard_over_naive_cpu": round(statistics.median(t["cpu_s"] for t in warm)
+                                          / naive["cpu_s"], 4),
+            "ticks": warm}
 
 
 def report_steady(r: dict[str, Any]) -> str:
@@ -191,7 +199,10 @@ def report_steady(r: dict[str, Any]) -> str:
             f"{f['wall_s']:6.1f} s wall {f['cpu_s']:6.1f} s CPU {f['requests']:4d} req "
             f"{r['first_rss_mb']:6.1f} MB | cold tick {r['cold']['cpu_s']:6.3f} s | steady "
             f"{r['steady_cpu_s']:6.3f} s CPU {r['steady_wall_s']:6.3f} s wall "
-            f"≤{r['steady_requests_max']} req, peak RSS {r['steady_rss_mb']:6.1f} MB")
+            f"≤{r['steady_requests_max']} req, peak RSS {r['steady_rss_mb']:6.1f} MB\n"
+            f"{'':>10} naive poller (the month re-read and re-priced): {r['naive']['cpu_s']:.3f} s "
+            f"CPU, {r['naive']['requests']} req, {r['naive']['wall_s']:.1f} s wall → guard/naive "
+            f"CPU {r['guard_over_naive_cpu']:.3f}")
 
 
 def midnight_case(size: str, day: int, budgets: int, count: int = 240) -> dict[str, Any]:
