@@ -44,6 +44,27 @@ def test_a_replica_over_its_share_gives_the_rest_up() -> None:
     assert (len(plan.keep), len(plan.release), plan.take) == (4, 8, ())
 
 
+def test_an_organization_ticking_now_is_kept_beyond_the_share() -> None:
+    """A busy organization is kept (and kept first) rather than given up mid-tick."""
+    busy = ORGS[-3:]
+    plan = split("a", ORGS, dict.fromkeys(ORGS, "a"), ["a", "b", "c"], busy)
+    assert set(busy) <= set(plan.keep) and len(plan.keep) == 4 and len(plan.release) == 8
+    every = split("a", ORGS, dict.fromkeys(ORGS, "a"), ["a", "b", "c"], ORGS)
+    assert len(every.keep) == 12 and every.release == ()
+
+
+def test_replicas_started_together_split_from_the_start(store: Store) -> None:
+    """Three replicas whose first beats fall together: none takes on joining, and their
+    second beats give each four."""
+    cluster = Cluster(store, ORGS)
+    for name in "abc":
+        cluster.add(name)
+    cluster.beat()
+    assert cluster.counts() == [0, 0, 0]
+    cluster.beat()
+    assert sorted(cluster.counts()) == [4, 4, 4] and len(cluster.leaders()) == 12
+
+
 def test_a_replica_takes_free_organizations_up_to_its_share() -> None:
     """Four free organizations, one replica short of two: it takes two, never a led one."""
     leaders = {org: "b" for org in ORGS[:8]}
@@ -111,12 +132,15 @@ class Cluster:
 
 def test_three_replicas_split_twelve_organizations_and_take_a_dead_ones_over(
         store: Store) -> None:
-    """One replica alone leads all twelve; two more join and get four each; one dies and
+    """One replica alone leads all twelve (after a beat of joining); two more join and get
+    four each; one dies and
     the other two take its four within a TTL and two beats, at a higher epoch; each beat
     every organization has at most one leader."""
     cluster = Cluster(store, ORGS)
     for name in "abc":
         cluster.add(name)
+    cluster.beat("a")
+    assert cluster.counts() == [0, 0, 0]  # a first beat only joins
     cluster.beat("a")
     assert cluster.counts() == [12, 0, 0]
     for _ in range(3):

@@ -209,9 +209,14 @@ class Daemon:
             orgs = {org.name: organization_lease(leases.store, org)
                     for org in self.settings.organizations_in_force()}
             split = SplitHeartbeat(leases, orgs, holder, ttl, self.clock,
-                                   on_gain=self._tick_soon)
+                                   on_gain=self._tick_soon, busy=self._busy)
             split.start()
             self._split = (self.settings, split)
+
+    def _busy(self, name: str) -> bool:
+        """Whether the organization ``name`` is ticking now."""
+        lane = self.lanes.get(name)
+        return lane is not None and lane.lock.locked()
 
     def _tick_soon(self, name: str) -> None:
         """An organization's lease was just taken (a leader died or paused): tick it now."""

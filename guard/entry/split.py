@@ -7,7 +7,8 @@ leases, gives up what is beyond its share, and takes free ones up to it. A repli
 dies stops renewing: its rows expire and the others take its organizations on their next
 beats, each organization's epoch raised, so a paused replica that resumes is fenced. A
 tick renews its organization's lease but never takes one (``Renewing``): only the split
-decides who leads.
+decides who leads. A replica's first beat only joins: it takes nothing until the next, so
+replicas started together split the organizations from the start.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ class SplitHeartbeat(Heartbeat):
 
     def __init__(self, members: Lease, leases: Mapping[str, Lease], holder: str,
                  ttl: timedelta, clock: Callable[[], datetime], *,
-                 on_gain: Callable[[str], None] | None = None) -> None:
+                 on_gain: Callable[[str], None] | None = None,
+                 busy: Callable[[str], bool] = lambda _: False) -> None:
         super().__init__(members, holder, ttl, clock)
         self.members = members
         self.leases = dict(leases)
         self.gained = on_gain
+        self.busy = busy
+        """Whether an organization's tick is in flight (it is not given up meanwhile)."""
         self.tokens: dict[str, int] = {}
         """Organization → the epoch of its leader lease this replica holds."""
 
@@ -69,14 +73,17 @@ class SplitHeartbeat(Heartbeat):
         members = [holder for row, holder in live.items() if row.startswith(MEMBER)]
         leaders = {org: live[lease.row(LEADER)] for org, lease in self.leases.items()
                    if lease.row(LEADER) in live}
-        plan = split(self.holder, list(self.leases), leaders, members)
+        busy = [org for org in self.leases if self.busy(org)]
+        plan = split(self.holder, list(self.leases), leaders, members, busy)
+        joining = self.beats == 0 and not any(leader == self.holder
+                                               for leader in leaders.values())
         for org in plan.release:
             self.leases[org].release(LEADER, self.holder)
             log.info("organization %s given up: this replica's share is %d of %d among "
                      "%d replicas", org, share(self.holder, members, len(self.leases)),
                      len(self.leases), len({*members, self.holder}))
         held: dict[str, int] = {}
-        for org in (*plan.keep, *plan.take):
+        for org in (*plan.keep, *(() if joining else plan.take)):
             token = self.leases[org].hold(LEADER, self.holder, now, self.ttl)
             if token is not None:
                 held[org] = token
