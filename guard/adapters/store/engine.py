@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from guard.adapters.store.schema import ADDED_COLUMNS, metadata
 from guard.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 UNITS_PER_USD = 10**10
 _UNIT = Decimal(1) / UNITS_PER_USD
@@ -159,10 +163,21 @@ def insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str)
     Told by ``RETURNING``, not by the row count: SQLAlchemy 2.1 on psycopg reports -1 for
     every INSERT, which made a fresh PostgreSQL store's first lease and outbox rows look
     taken by someone else."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = (insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
-                 .returning(table.c[key]))
+    statement = (dialect_insert(conn)(table).values(**row)
+                 .on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]))
     return conn.execute(statement).first() is not None
+
+
+def dialect_insert(conn: Connection) -> Callable[[sa.Table], PostgresInsert | SqliteInsert]:
+    """The ``insert`` of ``conn``'s dialect, the one with ``ON CONFLICT``, imported when first
+    asked for: a store on SQLite never loads the PostgreSQL dialect (2 MB resident)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: PLC0415
+
+    return sqlite_insert
 
 
 def postgres_session(dbapi_connection: Any, _record: Any) -> None:

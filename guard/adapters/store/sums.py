@@ -21,11 +21,9 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from guard.adapters.store.engine import DAY_S, at_epoch, from_units
+from guard.adapters.store.engine import DAY_S, at_epoch, dialect_insert, from_units
 from guard.adapters.store.schema import (
     billed_hours,
     billed_scope_days,
@@ -50,8 +48,7 @@ def bump(conn: Connection, kind: str, days: Iterable[int]) -> None:
     rows = [{"kind": kind, "day": day, "version": 1} for day in sorted(set(days))]
     if not rows:
         return
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(day_versions).values(rows)
+    statement = dialect_insert(conn)(day_versions).values(rows)
     conn.execute(statement.on_conflict_do_update(
         index_elements=["kind", "day"],
         set_={"version": day_versions.c.version + 1}))
