@@ -1,17 +1,19 @@
 """``guard --version`` and ``guard fallback status`` answer before the command line's heavy
-imports (issue 13), and say what the command line would."""
+imports, and ``guard run`` starts without them (issue 13); each says what the command line
+would."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import guard
-from guard.entry.launch import status_form
+from guard.entry.launch import run_form, status_form
 
 HEAVY = ("typer", "rich", "pydantic", "pydantic_settings", "sqlalchemy", "httpx", "slack_sdk",
          "apscheduler", "prometheus_client")
@@ -24,7 +26,8 @@ try:
     main()
 except SystemExit:
     pass
-loaded = sorted({m.split(".")[0] for m in sys.modules} & {heavy})
+# a None entry is a module marked absent (guard.entry marks httpx._main so), not loaded
+loaded = sorted({m.split(".")[0] for m, module in sys.modules.items() if module} & {heavy})
 print("loaded:", ",".join(loaded))
 """
 
@@ -157,3 +160,75 @@ def test_fallback_status_help_goes_on_to_the_command_line() -> None:
     """`guard fallback status --help` is typer's help, so it takes the full command line."""
     out = probe("fallback", "status", "--help")
     assert "--json" in out and "typer" in out.splitlines()[-1]
+
+
+# --- guard run -------------------------------------------------------------------------------
+
+IDLE_DAEMON_SKIPS = ("typer", "rich", "pygments", "slack_sdk", "httpx._main",
+                     "sqlalchemy.dialects.postgresql", "guard.sim", "guard.backtest",
+                     "guard.entry.cli", "guard.entry.oncall")
+"""What an idle `guard run` without Slack, on SQLite, holds no memory for (issue 13)."""
+
+RUN = """
+import os, signal, sys
+sys.argv = ["guard", *sys.argv[1:]]
+from guard.entry import daemon
+ticked = daemon.Daemon.tick
+
+def tick(self, name=None):
+    report = ticked(self, name)
+    names = {skips}
+    loaded = sorted(n for n in names if any(m == n or m.startswith(n + ".")
+                                            for m, module in sys.modules.items() if module))
+    print("ticked:", report is not None, "loaded:", ",".join(loaded), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return report
+
+daemon.Daemon.tick = tick
+from guard.entry.launch import main
+main()
+"""
+
+
+def test_run_ticks_without_the_command_line_slack_or_postgresql(tmp_path: Path) -> None:
+    """A plain `guard run` on SQLite, no Slack, through its first tick: no typer or rich (nor
+    httpx's command line, which would bring them), no slack-sdk, no PostgreSQL dialect."""
+    from guard.sim import SimClock, SimOrg, SimServer  # noqa: PLC0415
+
+    key = "sk-ant-admin01-launch-run"
+    with SimServer(SimOrg.generate(3), SimClock(datetime.now(UTC)), admin_key=key) as sim:
+        cfg = tmp_path / "guard.toml"
+        cfg.write_text(f'[anthropic]\nadmin_api_key = "{key}"\nbase_url = "{sim.base_url}"\n'
+                       f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
+                       f'[fallback]\nenv_file = "{tmp_path / "model.env"}"\n'
+                       f'state_file = "{tmp_path / "fallback.json"}"\n'
+                       '[http]\nlisten = "127.0.0.1:0"\n'
+                       '[[budgets]]\nname = "org"\nscope = "organization"\n'
+                       "soft_limit_usd = 100\nhard_limit_usd = 1000\n")
+        code = RUN.replace("{skips}", repr(IDLE_DAEMON_SKIPS))
+        result = subprocess.run([sys.executable, "-c", code, "--config", str(cfg), "run"],
+                                capture_output=True, text=True, check=False, timeout=120,
+                                cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["ticked: True loaded: "]
+
+
+def test_run_with_options_goes_on_to_the_command_line() -> None:
+    """`guard run --help` is typer's help; only the plain form skips the command line."""
+    out = probe("run", "--help")
+    assert "poll_interval_s" in out and "typer" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "form"), [
+    pytest.param(["run"], (None,), id="plain"),
+    pytest.param(["--config", "g.toml", "run"], (Path("g.toml"),), id="config"),
+    pytest.param(["--config=g.toml", "run"], (Path("g.toml"),), id="config-equals"),
+    pytest.param(["run", "--help"], None, id="help"),
+    pytest.param(["run", "run"], None, id="twice"),
+    pytest.param(["--config", "run"], None, id="config-missing"),
+    pytest.param(["check"], None, id="other-command"),
+])
+def test_only_the_plain_run_skips_the_command_line(args: list[str],
+                                                   form: tuple[Path | None] | None) -> None:
+    """What launch starts the daemon on itself; anything else is the command line's."""
+    assert run_form(args) == form

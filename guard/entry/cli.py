@@ -7,9 +7,7 @@ every real part comes from ``guard.entry.wiring``.
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,8 +36,7 @@ from guard.entry.terminal import (
     now,
     parse_at,
 )
-from guard.errors import ConfigError, GuardError, StoreError
-from guard.shell.ops import Ops
+from guard.errors import GuardError, StoreError
 from guard.shell.tick import run_tick
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -91,69 +88,13 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
 @app.command()
 def run(ctx: typer.Context) -> None:
     """The daemon: a tick every poll_interval_s until SIGTERM; SIGHUP reloads the config."""
-    from guard.entry.daemon import Daemon, configure_logging  # noqa: PLC0415
-    from guard.entry.http import HttpState, OrganizationsState, build_app  # noqa: PLC0415
-    from guard.entry.metrics import Metrics  # noqa: PLC0415
-    from guard.entry.server import HttpServer  # noqa: PLC0415
+    from guard.entry import run as daemon  # noqa: PLC0415
 
-    configure_logging()
-    stores = wiring.Stores()
-    daemon = guarded(lambda: Daemon(
-        ctx.obj.config_path, lambda org: wiring.build_organization(org, stores),
-        degrade=lambda org: wiring.degraded(org.settings, wiring.admin_client(org.settings),
-                                            organization=org.name if org.several else None)))
-    names = [org.name for org in daemon.settings.organizations_in_force()]
-    state = OrganizationsState(names) if daemon.settings.several else HttpState()
-    metrics = Metrics(names if daemon.settings.several else ())
-
-    def observe(report: TickReport | None, seconds: float, at: datetime,
-                error: Exception | None, organization: str) -> None:
-        if isinstance(state, OrganizationsState):
-            state.update(report, at, error, organization)
-        else:
-            state.update(report, at, error)
-        metrics.observe(report, seconds, at, error, organization)
-
-    daemon.observe = observe
-
-    def on_call() -> Ops:
-        if daemon.settings.several:
-            raise ConfigError([("organization", "on-call writes over HTTP and Slack name no "
-                                "organization yet, so with [[organizations]] they are refused")])
-        return wiring.ops(daemon.settings, stores.get(daemon.settings.state.url))
-
-    http = daemon.settings.http
-    server = HttpServer(build_app(state, metrics, lambda: daemon.settings, on_call))
     try:
-        server.start(http.host, http.port)
-    except OSError as exc:
-        fail(f"error: cannot listen on {http.listen}: {exc.strerror or exc}", EXIT_UPSTREAM)
-    listener = _socket_mode(daemon.settings, on_call)
-    try:
-        code = daemon.run()
-    finally:
-        server.stop()
-        stores.close()
-        if listener is not None:
-            listener.close()
+        code = daemon.run(ctx.obj.config_path)
+    except daemon.StartFailed as exc:
+        fail(exc.message, exc.code)
     raise typer.Exit(code)
-
-
-def _socket_mode(settings: Settings, on_call: Callable[[], Ops]) -> Any:
-    """Start on-call from Slack when an app token is configured (else None)."""
-    app_token = settings.slack.secret_value("app_token")
-    if not app_token:
-        return None
-    from guard.entry.oncall import OnCall, start_socket_mode  # noqa: PLC0415
-
-    try:
-        oncall = OnCall(on_call(), settings.slack.oncall_user_ids,
-                        wiring.transport_for(settings), now)
-        client = wiring.socket_mode_client(app_token, settings.slack.base_url)
-        return start_socket_mode(client, oncall)
-    except GuardError as exc:
-        logging.getLogger("guard.daemon").error("Socket Mode not started: %s", exc)
-        return None
 
 
 @app.command()
