@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/daemon.py
+	$(BIN)/python bench/orgs.py
 
 faults: $(VENV)/.installed-test
 	rm -rf .faults

@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="refuse the analytics API as for a HIPAA-ready organization")
     parser.add_argument("--no-analytics", dest="analytics", action="store_false",
                         help="serve no analytics API (404)")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer every request this many milliseconds late")
     return parser.parse_args(argv)
 
 
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                        discount=args.discount, price_errors=dict(args.price_error),
                        revision_hours=args.revision_hours, analytics=args.analytics,
                        hipaa=args.hipaa)
+    server.latency_s = args.latency_ms / 1000
     with server:
         print(server.base_url, flush=True)
         try:

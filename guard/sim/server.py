@@ -26,6 +26,7 @@ import hmac
 import itertools
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,6 +99,8 @@ class SimServer:
         self._ids = itertools.count(1)
         self._http: HttpServer | None = None
         self._thread: threading.Thread | None = None
+        self.latency_s = 0.0
+        """How long every answer takes (a real API is not on loopback); a plain attribute."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -194,6 +197,8 @@ class SimServer:
         """Answer one request: record it, apply a pending fault, or route it."""
         request_id = self._next_request_id()
         self._record(request)
+        if self.latency_s:
+            time.sleep(self.latency_s)
         fault = self._faults.take(request.path)
         if fault is not None and fault.corrupt is None:
             return fault.response(request_id)
