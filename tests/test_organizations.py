@@ -5,6 +5,7 @@ dead key fails only its own organization."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from guard.adapters.store.lease import Lease
+from guard.entry import wiring
 from guard.entry.cli import app
+from guard.entry.daemon import Daemon
 from guard.sim import SimClock, SimOrg, SimServer
 
 KEY = "sk-ant-admin-orgs-test"
@@ -121,3 +125,38 @@ def assert_namespaces(state_url: str, tmp_path: Path) -> None:
         engine.dispose()
     if state_url.startswith("sqlite"):
         assert (tmp_path / "state.acme.db").exists() and (tmp_path / "state.beta.db").exists()
+
+
+def test_the_daemon_ticks_each_organization_as_its_own_job_once_its_split_holds_it(
+        tmp_path: Path, sims: tuple[SimServer, SimServer]) -> None:
+    """In `guard run`, each organization ticks on its own (one job each); its first tick
+    stands by while the split only joins, then the split takes both (one replica alone) and
+    each tick acts, named; a clean exit frees every lease and the membership."""
+    acme, beta = sims
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = write(tmp_path, url, organization("acme", acme, KEY, tmp_path)
+                   + organization("beta", beta, KEY, tmp_path))
+    config.write_text(config.read_text().replace("[state]\n", "[state]\nlease_ttl_s = 5\n"))
+    seen: list[tuple[str, bool]] = []
+    with wiring.Stores() as stores:
+        daemon = Daemon(config, lambda org: wiring.build_organization(org, stores),
+                        lambda report, *_rest: seen.append(
+                            (report.organization or "", report.standby) if report else ("", True)))
+        assert sorted(lane.job for lane in daemon.lanes.values()) == ["tick:acme", "tick:beta"]
+        first = [daemon.tick(name) for name in ("acme", "beta")]
+        assert [(r.organization, r.standby) for r in first if r] == [("acme", True),
+                                                                      ("beta", True)]
+        split = daemon._split[1] if daemon._split else None
+        assert split is not None
+        deadline = time.monotonic() + 30
+        while len(split.tokens) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        acting = [daemon.tick(name) for name in ("acme", "beta")]
+        assert [(r.organization, r.standby) for r in acting if r] == [("acme", False),
+                                                                       ("beta", False)]
+        assert seen == [("acme", True), ("beta", True), ("acme", False), ("beta", False)]
+        daemon._release()
+        for lane in daemon.lanes.values():
+            daemon._retire(lane)
+        live = Lease(stores.get(url)).live(datetime.now(UTC))
+        assert live == {}
