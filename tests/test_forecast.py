@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -19,6 +20,9 @@ from guard.core.forecast import (
     hour_profile,
     seasonal,
 )
+from guard.core.model import Budget, Scope
+from guard.core.outlook import OutlookInputs, spent_between
+from guard.core.usage import Period, PeriodIndex, Sums
 
 D = Decimal
 MARCH = date(2026, 3, 1)
@@ -209,3 +213,36 @@ def test_business_hour_peaks_trip_nothing() -> None:
              end=at, mtd=D(20000), hard_limit=D(124000))
     assert b.tripped is None
     assert all(long < 2 for _, long, _ in b.rates)
+
+
+def test_spent_between_is_the_prorated_sum_of_every_period_it_overlaps() -> None:
+    """Hours then minutes, as a tick has them: any window gets each period's spend times the
+    share of it the window covers (checked against the plain sum: the same to 1e-18, the
+    shares being binary fractions; exactly for windows on period edges)."""
+    rng = random.Random(5)
+    start = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    periods, moment = [], start
+    for width in [timedelta(hours=1)] * 6 + [timedelta(minutes=1)] * 90:
+        usd = D(rng.randint(0, 5000)) / 100
+        periods.append(Period(moment, width, PeriodIndex(Sums(usd))))
+        moment += width
+    budget = Budget("org", Scope.ORGANIZATION, None, D(1), D(2))
+    between = spent_between(budget, OutlookInputs({}, {}, None, periods, {}))
+
+    def plain(a: datetime, b: datetime) -> Decimal:
+        total = D(0)
+        for p in periods:
+            overlap = min(b, p.start + p.width) - max(a, p.start)
+            if overlap > timedelta(0):
+                total += p.index.organization.usd * Decimal(overlap / p.width)
+        return total
+
+    for _ in range(300):
+        a = start + timedelta(seconds=rng.randint(-3600, 8 * 3600))
+        b = a + timedelta(seconds=rng.randint(0, 8 * 3600))
+        assert abs(between(a, b) - plain(a, b)) < D("1e-18")
+    for i, j in [(0, 96), (3, 10), (6, 7), (50, 51), (7, 7)]:
+        a, b = periods[i].start, (periods[j].start if j < len(periods) else moment)
+        assert between(a, b) == sum((p.index.organization.usd for p in periods[i:j]), D(0))
+    assert between(start, moment) == sum((p.index.organization.usd for p in periods), D(0))
+    assert between(moment, moment + timedelta(hours=1)) == 0

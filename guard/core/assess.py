@@ -53,7 +53,7 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     at = snapshot.at
     ledger = ledger_of(budgets, snapshot)
     data = OutlookInputs(snapshot.settled, snapshot.usage, snapshot.usage_from,
-                         snapshot.recent, snapshot.hourly)
+                         snapshot.recent, snapshot.hourly, snapshot.kept)
     inputs = tuple(outlooks(ledger, data, lag=lag))
     stale = is_stale(snapshot.data_through, at, policy)
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,

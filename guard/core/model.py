@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from guard.core.directory import Directory
+from guard.core.kept import Kept
 
 if TYPE_CHECKING:
     from guard.core.usage import Period, PeriodIndex
@@ -276,3 +277,6 @@ class Snapshot:
     """Which workspaces and keys budgets name exist in the organization (``None``: unknown)."""
     priced_models: tuple[str, ...] = ()
     """Every model id the price table knows: a ``model`` budget matching none is mistyped."""
+    kept: Kept | None = field(default=None, compare=False, repr=False)
+    """Where the outlook keeps each budget's parts of complete days between ticks (the
+    fetcher's; ``None``: computed each time)."""

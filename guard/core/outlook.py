@@ -8,11 +8,13 @@ band replayed from the complete months of that history.
 
 from __future__ import annotations
 
+import bisect
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from guard.core.forecast import (
     DEFAULT_TIERS,
@@ -27,6 +29,7 @@ from guard.core.forecast import (
     hour_profile,
     seasonal,
 )
+from guard.core.kept import Kept, Value
 from guard.core.ledger import ZERO, UsageIndex, day_spend
 from guard.core.model import Budget, BudgetSpend, CostDay, Ledger, Scope
 from guard.core.period import day_start, days_between
@@ -43,6 +46,8 @@ class OutlookInputs:
     usage_from: date | None
     recent: Sequence[Period]
     hourly: Mapping[datetime, Decimal]
+    kept: Kept | None = None
+    """Where each budget's parts of complete days are kept between ticks."""
 
 
 def history(budget: Budget, first: date, today: date, data: OutlookInputs,
@@ -60,14 +65,23 @@ def history(budget: Budget, first: date, today: date, data: OutlookInputs,
 
 def spent_between(budget: Budget, data: OutlookInputs) -> Callable[[datetime, datetime], Decimal]:
     """Spend of ``budget`` in a window, hours pro-rated where the window cuts them."""
-    rows = [(p.start, p.width, usd) for p in data.recent if (usd := p.index.spend(budget))]
+    rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
+                  if (usd := p.index.spend(budget)))
+    starts, ends = [r[0] for r in rows], [r[1] for r in rows]
+    prefix = [ZERO]
+    for _, _, usd in rows:
+        prefix.append(prefix[-1] + usd)
 
     def between(start: datetime, end: datetime) -> Decimal:
-        total = ZERO
-        for row_start, width, usd in rows:
-            overlap = min(end, row_start + width) - max(start, row_start)
-            if overlap > timedelta(0):
-                total += usd * Decimal(overlap / width)
+        first, stop = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
+        if stop <= first:
+            return ZERO
+        total = prefix[stop] - prefix[first]  # the periods the window holds whole…
+        for i in {first, stop - 1}:  # …less what it cuts off the first and the last
+            row_start, row_end, usd = rows[i]
+            overlap = min(end, row_end) - max(start, row_start)
+            if overlap < row_end - row_start:
+                total += usd * Decimal(overlap / (row_end - row_start)) - usd
         return total
 
     return between
@@ -83,6 +97,8 @@ class _Context:
     lag: timedelta
     tiers: Sequence[BurnTier]
     days: Sequence[date]
+    parts: dict[Hashable, Any]
+    """Each budget's history, band and seasonal baseline, by (scope, match)."""
 
 
 def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
@@ -92,17 +108,31 @@ def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
     today = now.date()
     first = min([*data.settled, *([data.usage_from] if data.usage_from else [])], default=today)
     profile = hour_profile({h: v for h, v in data.hourly.items() if h < day_start(today)})
-    ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers,
-                   days_between(first, today))
+    days = days_between(first, today)
+    ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers, days,
+                   _parts(data, days, Value((first, today, data.usage_from, profile))))
     return [_one(spend, ctx) for spend in ledger.budgets]
+
+
+def _parts(data: OutlookInputs, days: Sequence[date], key: Value) -> dict[Hashable, Any]:
+    """The kept parts while the tick's complete days are the same objects as last time."""
+    if data.kept is None:
+        return {}
+    sources: list[object] = [key]
+    for day in days:
+        sources += (data.settled.get(day), data.usage.get(day))
+    return data.kept.parts(sources)
 
 
 def _one(spend: BudgetSpend, ctx: _Context) -> BudgetInput:
     budget, today = spend.budget, ctx.now.date()
-    series = history(budget, ctx.first, today, ctx.data, ctx.index, days=ctx.days)
-    key = tuple(series.items())
-    band = _calibrated(key, today.replace(day=1), ctx.profile)
-    season = _seasonal(key, today)
+    known = ctx.parts.get((budget.scope, budget.match))
+    if known is None:
+        series = history(budget, ctx.first, today, ctx.data, ctx.index, days=ctx.days)
+        key = tuple(series.items())
+        known = ctx.parts[(budget.scope, budget.match)] = (
+            series, _calibrated(key, today.replace(day=1), ctx.profile), _seasonal(key, today))
+    series, band, season = known
     outlook = forecast(mtd=spend.spend_usd, history=series, profile=ctx.profile, band=band,
                        now=ctx.now, hard_limit=budget.hard_limit_usd, season=season)
     rates = burn(spent_between=spent_between(budget, ctx.data),

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from guard.core import settle
 from guard.core.billed import ANALYTICS, LEGACY, BilledPolicy
+from guard.core.kept import Kept
 from guard.core.model import CostDay, PricedUsage, Snapshot
 from guard.core.period import (
     DAY,
@@ -122,6 +123,8 @@ class Fetcher:
         self._window_as: tuple[frozenset[str] | None, datetime] | None = None
         """The keys the window's indexes keep apart, and the last ``at`` it took."""
         self.spaces = frozenset(workspaces) if workspaces is not None else None
+        self.kept = Kept()
+        """Each budget's forecast parts of complete days, while those days stand."""
 
     def refresh(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
         """Fetch what is missing or unsettled as of ``at`` and return the month's data.
@@ -265,7 +268,7 @@ class Fetcher:
                         api_requests=requests, usage_from=usage_from.date(),
                         recent=recent, hourly=hourly, today=today_rows,
                         unpriced_models=this_month, unknown_models=unknown,
-                        priced_models=self.prices.names())
+                        priced_models=self.prices.names(), kept=self.kept)
 
     def _recent(self, at: datetime, usage_from: datetime, fresh_from: datetime,
                 api_keys: Collection[str] | None) -> list[Period]:
