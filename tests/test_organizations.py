@@ -82,7 +82,8 @@ def test_a_check_ticks_each_organization_apart_and_a_dead_key_fails_only_its_own
     organization, each report names it; the dead one has its upstream error and exit 3, the
     others spend what a single-organization check of their API says, and differ. Each
     organization's data is in its own namespace (a schema, a file), the store's own tables
-    hold no usage, and the leader leases sit side by side, freed when the check ends."""
+    hold no usage, and the leader leases sit side by side, freed when the check ends.
+    `guard report` reads each organization apart in the same way."""
     acme, beta = sims
     config = write(tmp_path, state_url,
                    organization("acme", acme, KEY, tmp_path)
@@ -108,6 +109,10 @@ def test_a_check_ticks_each_organization_apart_and_a_dead_key_fails_only_its_own
     assert spend(body["acme"]) == spend(single_body) != spend(body["beta"])
     assert (tmp_path / "acme.env").read_text().startswith("ANTHROPIC_MODEL=")
     assert not (tmp_path / "model.env").exists()
+    reported = CliRunner().invoke(app, ["--config", str(config), "report", "--json"])
+    report = json.loads(reported.stdout)
+    assert reported.exit_code == 3 and report["dead"]["organization"] == "dead"
+    assert spend(report["acme"]) == spend(body["acme"]) and "error" in report["dead"]
     assert_namespaces(state_url, tmp_path)
 
 

@@ -73,6 +73,9 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
     options: Options = ctx.obj
     moment = guarded(lambda: parse_at(at, now()))
     settings = guarded(lambda: load_settings(options.config_path))
+    if settings.several:
+        _report_several(settings, moment, as_json=as_json)
+        return
     assessment = guarded(lambda: compute_report(settings, moment))
     extra = settings_warnings(settings)
     if as_json:
@@ -83,6 +86,34 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         console().print(report_table(assessment))
         for warning in [*warnings(assessment), *extra]:
             typer.echo(f"warning: {warning}")
+
+
+def _report_several(settings: Settings, moment: datetime, *, as_json: bool) -> None:
+    """``guard report`` of every organization: one each (JSON: an object by organization);
+    the worst exit code of them."""
+    from guard.entry.several import report_all  # noqa: PLC0415
+
+    extra = settings_warnings(settings)
+    body: dict[str, Any] = {}
+    codes: list[int] = []
+    for name, found in report_all(settings, moment).items():
+        if isinstance(found, GuardError):
+            message, code = failure(found)
+            codes.append(code)
+            typer.echo(f"{name}: {message}", err=True)
+            body[name] = {"organization": name, "error": str(found)}
+            continue
+        body[name] = {"organization": name} | report_json(found)
+        body[name]["warnings"] += extra
+        if not as_json:
+            typer.echo(f"== organization {name} ==")
+            console().print(report_table(found))
+            for warning in [*warnings(found), *extra]:
+                typer.echo(f"warning: {warning}")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    if codes:
+        raise typer.Exit(max(codes))
 
 
 @app.command()

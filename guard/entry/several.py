@@ -1,4 +1,5 @@
-"""Several organizations at once: ``guard check`` ticks each in a thread of its own.
+"""Several organizations at once: ``guard check`` ticks each in a thread of its own, and
+``guard report`` reads each in a thread of its own.
 
 Each organization has its own parts (its HTTP client and its deadline among them), so a dead
 key or a slow Admin API holds only its own tick; ``check_all`` returns when every one is done.
@@ -14,6 +15,8 @@ from typing import TypeVar
 
 from guard.config import Settings
 from guard.config.organizations import Organization
+from guard.core.assess import Assessment, assess
+from guard.core.ledger import budget_api_keys
 from guard.core.summary import TickReport
 from guard.entry import wiring
 from guard.errors import GuardError, StoreError
@@ -72,3 +75,25 @@ def check_one(org: Organization, stores: wiring.Stores, at: datetime,
 
 def _named(report: TickReport, name: str | None) -> TickReport:
     return replace(report, organization=name) if name else report
+
+
+def report_all(settings: Settings, at: datetime) -> dict[str, Assessment | GuardError]:
+    """``guard report`` of every organization of ``settings``: each one's assessment."""
+    with wiring.Stores() as stores:
+        return each(settings.organizations_in_force(),
+                    lambda org: assess_one(org, stores, at))
+
+
+def assess_one(org: Organization, stores: wiring.Stores, at: datetime) -> Assessment:
+    """Refresh ``org``'s caches as of ``at`` and assess its budgets (no alert state, no
+    delay), as ``guard report`` does."""
+    settings = org.settings
+    budgets = settings.budget_models()
+    guard = wiring.build_organization(org, stores)
+    try:
+        snapshot = guard.tick.fetcher.refresh(at, budget_api_keys(budgets))
+    finally:
+        guard.close()
+    policy = replace(settings.policy_config(), raise_after=timedelta(0))
+    return assess(budgets, snapshot, policy=policy,
+                  lag=timedelta(minutes=settings.policy.usage_lag_minutes))

@@ -25,6 +25,7 @@ from guard.adapters.store.engine import (
 )
 from guard.adapters.store.silences import Silences
 from guard.adapters.store.state import Records
+from guard.errors import ConfigError
 from guard.shell.ops import Ops
 
 if TYPE_CHECKING:
@@ -154,7 +155,12 @@ class Stores:
 
 
 def ops(settings: Settings, store: Store) -> Ops:
-    """On-call operations over ``store`` for the configured chain and budgets."""
+    """On-call operations over ``store`` for the configured chain and budgets; refused (a
+    ``ConfigError``) with several organizations, since none is named yet."""
+    if settings.several:
+        raise ConfigError([("organizations", "on-call commands (fallback pin/release/status, "
+                            "silences, keys restore, HTTP and Slack writes) name no "
+                            "organization yet, so they are refused with [[organizations]]")])
     fallback = settings.fallback
     return Ops(Records(store), Silences(store), tuple(fallback.chain), dict(fallback.models),
                tuple(b.name for b in settings.budgets), str(fallback.env_file))
