@@ -134,15 +134,21 @@ def doctor(ctx: typer.Context) -> None:
     from guard.entry.doctor import checks  # noqa: PLC0415
 
     settings = guarded(lambda: load_settings(ctx.obj.config_path))
-    client = wiring.admin_client(settings) if settings.admin_api_key_value() else None
-    try:
-        found = list(checks(settings, client, wiring.opened_store, wiring.slack(settings.slack)))
-    finally:
-        if client is not None:
-            client.http.close()
-    for item in found:
-        typer.echo(item.line())
-    if not all(item.ok for item in found):
+    ok = True
+    for org in settings.organizations_in_force():  # one section per organization of several
+        if org.several:
+            typer.echo(f"== organization {org.name} ==")
+        one = org.settings
+        client = wiring.admin_client(one) if one.admin_api_key_value() else None
+        try:
+            found = list(checks(one, client, wiring.opened_store, wiring.slack(one.slack)))
+        finally:
+            if client is not None:
+                client.http.close()
+        for item in found:
+            typer.echo(item.line())
+        ok = ok and all(item.ok for item in found)
+    if not ok:
         raise typer.Exit(1)
 
 
