@@ -16,23 +16,23 @@ from typing import Any
 
 
 class Kept:
-    """Parts per key, valid while the same sources stand."""
+    """Parts per key, valid while the same sources stand; one table per ``slot`` (the
+    outlook's, the ledger's)."""
 
     def __init__(self) -> None:
-        self._sources: tuple[object, ...] | None = None
-        self._parts: dict[Hashable, Any] = {}
+        self._slots: dict[str, tuple[tuple[object, ...], dict[Hashable, Any]]] = {}
 
-    def parts(self, sources: Sequence[object]) -> dict[Hashable, Any]:
+    def parts(self, sources: Sequence[object], slot: str = "outlook") -> dict[Hashable, Any]:
         """The parts kept for ``sources``: those of the last call if every source is the
-        same object (a value compared with ``==`` where ``Kept.value`` wraps it), else a
-        new empty table."""
-        known = self._sources
+        same object (a value compared with ``==`` where ``Value`` wraps it), else a new
+        empty table."""
         fresh = tuple(sources)
-        if known is None or len(known) != len(fresh) or any(
+        known = self._slots.get(slot)
+        if known is None or len(known[0]) != len(fresh) or any(
                 a is not b and not (isinstance(a, Value) and a == b)
-                for a, b in zip(known, fresh, strict=True)):
-            self._sources, self._parts = fresh, {}
-        return self._parts
+                for a, b in zip(known[0], fresh, strict=True)):
+            known = self._slots[slot] = (fresh, {})
+        return known[1]
 
 
 class Value:

@@ -20,11 +20,13 @@ figure costs a few lookups per day whatever the size of the organization.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
+from guard.core.kept import Value
 from guard.core.model import (
     DEFAULT_WORKSPACE,
     Budget,
@@ -181,9 +183,24 @@ def billed_month_to_date(budgets: Iterable[Budget], snapshot: Snapshot) -> Ledge
     at, start = snapshot.at, month_start(snapshot.at)
     days = [*days_between(start.date(), at.date()), at.date()]
     billed, tail = UsageIndex(snapshot.billed), UsageIndex(snapshot.tail)
-    spends = tuple(_billed_spend(b, days, billed, tail, snapshot.calibration) for b in budgets)
+    settled, recent = days[:-2], days[-2:]  # the last two days move tick by tick
+    kept: dict[Hashable, Any] = {}
+    if snapshot.kept is not None:
+        sources: list[object] = [Value((start, snapshot.calibration))]
+        for day in settled:
+            sources += (snapshot.billed.get(day), snapshot.tail.get(day))
+        kept = snapshot.kept.parts(sources, "ledger")
+    spends = []
+    for budget in budgets:
+        key = (budget.scope, budget.match)
+        early = kept.get(key)
+        if early is None:
+            early = kept[key] = _billed_spend(budget, settled, billed, tail,
+                                              snapshot.calibration)
+        spends.append(_joined(budget, early, _billed_spend(budget, recent, billed, tail,
+                                                           snapshot.calibration)))
     return Ledger(at=at, period_start=start, data_through=snapshot.data_through,
-                  budgets=spends, authoritative_through=_complete_day(snapshot, start),
+                  budgets=tuple(spends), authoritative_through=_complete_day(snapshot, start),
                   source="analytics", billed_through=snapshot.billed_through)
 
 
@@ -196,6 +213,13 @@ def _billed_spend(budget: Budget, days: Iterable[date], billed: UsageIndex, tail
         estimated += guess
         daily.append(fact + guess)
     return BudgetSpend(budget, authoritative, estimated, tuple(daily))
+
+
+def _joined(budget: Budget, early: BudgetSpend, late: BudgetSpend) -> BudgetSpend:
+    """``budget``'s spend over the days of ``early`` then those of ``late``."""
+    return BudgetSpend(budget, early.authoritative_usd + late.authoritative_usd,
+                       early.estimated_usd + late.estimated_usd,
+                       early.daily_usd + late.daily_usd)
 
 
 def _complete_day(snapshot: Snapshot, start: datetime) -> date | None:

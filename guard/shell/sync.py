@@ -203,12 +203,15 @@ class Fetcher:
         billed = (self._billed_days(start, through, api_keys)
                   if through is not None and through > start else {})
         since = max(start, through or start)
-        stored_tail = (self.memo.span(
-            USAGE, "tail", _days(since, fresh_from), (since, fresh_from, self._fold(api_keys)),
-            lambda: self.caches.usage_rows(since, fresh_from, 3600, api_keys, self.workspaces))
-            if fresh_from > since else [])
+        keys = self._fold(api_keys)
+        stored_tail: Days = (self.memo.span(
+            USAGE, "tail", _days(since, fresh_from), (since, fresh_from, keys),
+            lambda: days_of(self.caches.usage_rows(since, fresh_from, 3600, api_keys,
+                                                   self.workspaces), self.unpriced, keys,
+                            self.spaces))
+            if fresh_from > since else {})
         fresh = [r for r in window.hours if r.start >= since]
-        tail = days_of([*stored_tail, *fresh], self.unpriced, self._fold(api_keys))
+        tail = merged_days(stored_tail, days_of(fresh, self.unpriced, keys, self.spaces))
         return replace(snapshot, source=ANALYTICS, billed=billed,
                        billed_through=through, tail=tail,
                        calibration=self.billed.calibration(at))
@@ -258,7 +261,7 @@ class Fetcher:
                 lambda: self.caches.usage_rows(today, today + DAY, DAY_S, api_keys)),
                 *self._folded([r for r in unstored if r.start >= today], api_keys)]
             cut = []
-        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced, keys))
+        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced, keys, self.spaces))
         recent = self._recent(at, usage_from, fresh_from, api_keys)
         hourly = self.caches.hourly_totals(max(usage_from, today - 14 * DAY), fresh_from)
         for row in fresh:

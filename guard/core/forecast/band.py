@@ -146,6 +146,25 @@ def _conformal(pool: Sequence[Decimal], level: Decimal) -> Decimal:
     return pool[min(n, rank) - 1]
 
 
+def _earlier_cap(band: Band, season: Seasonal, today: date) -> Decimal | None:
+    """The narrowest dollar width an earlier day of the month would have had (``None``: the
+    first of the month), kept on ``season`` for the day (it depends on nothing later)."""
+    known = season.memo.get(("cap", today))
+    if known is not None and known[0] is band:
+        return known[1]  # type: ignore[no-any-return]
+    first = today.replace(day=1)
+    days = (next_month(day_start(today)).date() - first).days
+    expected = [season.expected_day(first + timedelta(days=i)) for i in range(days)]
+    remaining = sum(expected, ZERO)
+    cap: Decimal | None = None
+    for index in range(today.day - 1):
+        width = band.width(index + 1) * remaining
+        cap = width if cap is None else min(cap, width)
+        remaining -= expected[index]
+    season.memo["cap", today] = (band, cap)
+    return cap
+
+
 def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
               rest: Decimal) -> tuple[Decimal, Decimal]:
     """Today's band, capped so its dollar width is no wider than any earlier day's would be.
@@ -157,14 +176,8 @@ def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
     width = band.width(now.day)
     if rest <= 0 or width <= 0:
         return low, high
-    first = now.date().replace(day=1)
-    days = (next_month(now).date() - first).days
-    expected = [season.expected_day(first + timedelta(days=i)) for i in range(days)]
-    remaining = sum(expected, ZERO)
-    cap = width * rest
-    for index in range(now.day - 1):
-        cap = min(cap, band.width(index + 1) * remaining)
-        remaining -= expected[index]
+    earlier = _earlier_cap(band, season, now.date())
+    cap = width * rest if earlier is None else min(width * rest, earlier)
     if cap >= width * rest:
         return low, high
     scale = cap / (width * rest)

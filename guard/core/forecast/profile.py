@@ -10,7 +10,7 @@ it. The shared ``ZERO`` and ``ONE`` live here, at the bottom of the package's im
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -25,6 +25,8 @@ class Profile:
     """Share of a day's spend in each hour of the week (Monday 00:00 first); days sum to 1."""
 
     weights: tuple[Decimal, ...]
+    _before: dict[datetime, Decimal] = field(default_factory=dict, compare=False, repr=False)
+    """``share_before`` once asked: every budget of a tick asks the same moments."""
 
     @classmethod
     def uniform(cls) -> Profile:
@@ -33,6 +35,12 @@ class Profile:
 
     def share_before(self, moment: datetime) -> Decimal:
         """The share of ``moment``'s day that lies before it."""
+        known = self._before.get(moment)
+        if known is None:
+            known = self._before[moment] = self._share_before(moment)
+        return known
+
+    def _share_before(self, moment: datetime) -> Decimal:
         base = moment.weekday() * 24
         hour = moment.hour
         done = sum(self.weights[base:base + hour], ZERO)

@@ -10,10 +10,11 @@ medians (all ones with fewer than 14 days). ``forecast_rest`` sums the expected 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from guard.core.forecast.profile import ONE, ZERO, Profile
 from guard.core.period import next_month
@@ -42,6 +43,9 @@ class Seasonal:
     known_days: int
     growth: Decimal = ZERO
     anchor: date | None = None
+    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What the forecast derived from this baseline for a day (the rest of the month after
+    it, the band's cap from earlier days): a daemon keeps a budget's baseline all day."""
 
     def expected_day(self, day: date) -> Decimal:
         """The spend a normal ``day`` is expected to have."""
@@ -116,6 +120,9 @@ def forecast_rest(season: Seasonal, profile: Profile, now: datetime) -> Decimal:
     """Expected spend from ``now`` to the end of its UTC month."""
     today = now.date()
     rest_today = season.expected_day(today) * (ONE - profile.share_before(now))
-    end = next_month(now).date()
-    days = (today + timedelta(days=i) for i in range(1, (end - today).days))
-    return rest_today + sum((season.expected_day(d) for d in days), ZERO)
+    later = season.memo.get(("later", today))
+    if later is None:
+        end = next_month(now).date()
+        days = (today + timedelta(days=i) for i in range(1, (end - today).days))
+        later = season.memo["later", today] = sum((season.expected_day(d) for d in days), ZERO)
+    return rest_today + later
