@@ -97,10 +97,12 @@ def ticks(config: Path, moments: list[datetime]) -> list[dict[str, Any]]:
     """Tick a daemon-built guard at each moment; CPU, wall, requests and RSS of each."""
     from guard.config.loading import load_settings  # noqa: PLC0415
     from guard.entry import wiring  # noqa: PLC0415
+    from guard.entry.heap import Heap  # noqa: PLC0415
     from guard.shell.tick import run_tick  # noqa: PLC0415
 
     settings = load_settings(config)
     figures = []
+    heap = Heap()
     profile = os.environ.get("BENCH_PROFILE")
     with wiring.opened(settings) as guard:
         # one process and no heartbeat thread: the lease must outlast the first start
@@ -111,6 +113,7 @@ def ticks(config: Path, moments: list[datetime]) -> list[dict[str, Any]]:
                 profiler.enable()
             cpu, wall = cpu_now(), time.perf_counter()
             report = run_tick(guard.tick, at)
+            heap.settle()  # as the daemon does after each tick, counted in the tick
             cpu, wall = cpu_now() - cpu, time.perf_counter() - wall
             if profiler is not None:
                 profiler.disable()

@@ -46,6 +46,7 @@ from guard.adapters.store.lease import Lease, Renewing
 from guard.config import Settings, load_settings, render_settings
 from guard.config.organizations import Organization
 from guard.core.summary import TickReport
+from guard.entry.heap import Heap
 from guard.entry.heartbeat import Heartbeat
 from guard.entry.split import SplitHeartbeat
 from guard.entry.wiring import Guard, daemon_holder, organization_lease
@@ -135,6 +136,8 @@ class Daemon:
         self.lanes = {org.name: Lane(org) for org in self.settings.organizations_in_force()}
         self._split: tuple[Settings, SplitHeartbeat] | None = None
         self._lock = threading.Lock()
+        self.heap = Heap()
+        """Collects and freezes after each tick (``guard.entry.heap``)."""
 
     def run(self) -> int:
         """Schedule, block until a signal stops the scheduler, and return the exit code."""
@@ -254,6 +257,7 @@ class Daemon:
                 lane.ticks += 1
                 with self._lock:
                     self.ticks += 1
+        self.heap.settle()
         if self.observe is not None:
             self.observe(report, time.monotonic() - started, at, error, lane.label)
         return report
