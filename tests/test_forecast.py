@@ -20,8 +20,8 @@ from guard.core.forecast import (
     hour_profile,
     seasonal,
 )
-from guard.core.model import Budget, Scope
-from guard.core.outlook import OutlookInputs, spent_between
+from guard.core.model import Budget, PricedUsage, Scope
+from guard.core.outlook import OutlookInputs, recent_rows, spent_between
 from guard.core.usage import Period, PeriodIndex, Sums
 
 D = Decimal
@@ -246,3 +246,35 @@ def test_spent_between_is_the_prorated_sum_of_every_period_it_overlaps() -> None
         assert between(a, b) == sum((p.index.organization.usd for p in periods[i:j]), D(0))
     assert between(start, moment) == sum((p.index.organization.usd for p in periods), D(0))
     assert between(moment, moment + timedelta(hours=1)) == 0
+
+
+def test_recent_rows_give_every_budget_what_its_own_walk_would() -> None:
+    """One pass over the recent periods for all budgets (organization, the default and a
+    named workspace, a key, a model family, one that never spent) gives each the same
+    windows' spend as walking the periods for that budget alone."""
+    rng = random.Random(9)
+    start = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    periods, moment = [], start
+    for width in [timedelta(hours=1)] * 3 + [timedelta(minutes=1)] * 40:
+        rows = [PricedUsage(moment, rng.choice([None, "ws1", "ws2"]), rng.choice(["k1", "k2"]),
+                            rng.choice(["claude-opus-5", "claude-sonnet-5-5", "claude-haiku"]),
+                            D(rng.randint(0, 900)) / 100, D(rng.randint(0, 3)) / 100,
+                            1, 0, 0, 1, 0) for _ in range(rng.randint(0, 4))]
+        periods.append(Period(moment, width, PeriodIndex.of(rows)))
+        moment += width
+    budgets = [Budget("org", Scope.ORGANIZATION, None, D(1), D(2)),
+               Budget("default", Scope.WORKSPACE, "default", D(1), D(2)),
+               Budget("ws1", Scope.WORKSPACE, "ws1", D(1), D(2)),
+               Budget("k2", Scope.API_KEY, "k2", D(1), D(2)),
+               Budget("opus", Scope.MODEL, "claude-opus", D(1), D(2)),
+               Budget("none", Scope.API_KEY, "k9", D(1), D(2))]
+    data = OutlookInputs({}, {}, None, periods, {})
+    shared = recent_rows(budgets, periods)
+    for budget in budgets:
+        alone = spent_between(budget, data)
+        together = spent_between(budget, data, shared[(budget.scope, budget.match)])
+        for minutes in (10, 30, 60, 150, 240):
+            window = (moment - timedelta(minutes=minutes), moment)
+            assert together(*window) == alone(*window), (budget.name, minutes)
+    assert shared[(Scope.API_KEY, "k9")] == []
+    assert spent_between(budgets[0], data)(start, moment) > 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from guard.core.forecast import (
 )
 from guard.core.kept import Kept, Value
 from guard.core.ledger import ZERO, UsageIndex, day_spend
-from guard.core.model import Budget, BudgetSpend, CostDay, Ledger, Scope
+from guard.core.model import DEFAULT_WORKSPACE, Budget, BudgetSpend, CostDay, Ledger, Scope
 from guard.core.period import day_start, days_between
 from guard.core.policy import BudgetInput
 from guard.core.usage import Days, Period
@@ -63,10 +63,52 @@ def history(budget: Budget, first: date, today: date, data: OutlookInputs,
     return series
 
 
-def spent_between(budget: Budget, data: OutlookInputs) -> Callable[[datetime, datetime], Decimal]:
-    """Spend of ``budget`` in a window, hours pro-rated where the window cuts them."""
-    rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
-                  if (usd := p.index.spend(budget)))
+Row = tuple[datetime, datetime, Decimal]
+"""A period's ``[start, end)`` and a budget's spend in it."""
+Key = tuple[Scope, str | None]
+"""A budget's (scope, match): budgets alike in both spend alike."""
+
+
+def recent_rows(budgets: Iterable[Budget],
+                recent: Sequence[Period]) -> dict[Key, list[Row]]:
+    """Each budget's spend in each recent period, by (scope, match), in time order: one pass
+    over the periods' sums for every budget at once (a budget whose key or workspace had no
+    usage in a period costs nothing there)."""
+    wanted = {(b.scope, b.match) for b in budgets}
+    spaces: dict[str, Key] = {m or DEFAULT_WORKSPACE: (s, m) for s, m in wanted
+                              if s is Scope.WORKSPACE}
+    keys: dict[str, Key] = {m or "": (s, m) for s, m in wanted if s is Scope.API_KEY}
+    models: list[tuple[str, Key]] = [(m or "", (s, m)) for s, m in wanted if s is Scope.MODEL]
+    org = (Scope.ORGANIZATION, None) if any(s is Scope.ORGANIZATION for s, _ in wanted) else None
+    rows: dict[Key, list[Row]] = {key: [] for key in wanted}
+    for period in recent:
+        index, start = period.index, period.start
+        end = start + period.width
+        if org is not None and (usd := index.organization.usd):
+            rows[org].append((start, end, usd))
+        for names, sums in ((spaces, index.workspace), (keys, index.api_key)):
+            if names and sums:
+                for name, value in sums.items():
+                    key = names.get(name)
+                    if key is not None and (usd := value.usd):
+                        rows[key].append((start, end, usd))
+        for prefix, model_key in models:
+            usd = sum((v.token_usd for m, v in (index.model or {}).items()
+                       if m.startswith(prefix)), ZERO)
+            if usd:
+                rows[model_key].append((start, end, usd))
+    for series in rows.values():
+        series.sort()
+    return rows
+
+
+def spent_between(budget: Budget, data: OutlookInputs,
+                  rows: list[Row] | None = None) -> Callable[[datetime, datetime], Decimal]:
+    """Spend of ``budget`` in a window, hours pro-rated where the window cuts them
+    (``rows``: its ``recent_rows``, when the caller has them for every budget)."""
+    if rows is None:
+        rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
+                      if (usd := p.index.spend(budget)))
     starts, ends = [r[0] for r in rows], [r[1] for r in rows]
     prefix = [ZERO]
     for _, _, usd in rows:
@@ -99,6 +141,7 @@ class _Context:
     days: Sequence[date]
     parts: dict[Hashable, Any]
     """Each budget's history, band and seasonal baseline, by (scope, match)."""
+    recent: dict[Key, list[Row]]
 
 
 def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
@@ -110,7 +153,8 @@ def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
     profile = hour_profile({h: v for h, v in data.hourly.items() if h < day_start(today)})
     days = days_between(first, today)
     ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers, days,
-                   _parts(data, days, Value((first, today, data.usage_from, profile))))
+                   _parts(data, days, Value((first, today, data.usage_from, profile))),
+                   recent_rows((s.budget for s in ledger.budgets), data.recent))
     return [_one(spend, ctx) for spend in ledger.budgets]
 
 
@@ -135,7 +179,8 @@ def _one(spend: BudgetSpend, ctx: _Context) -> BudgetInput:
     series, band, season = known
     outlook = forecast(mtd=spend.spend_usd, history=series, profile=ctx.profile, band=band,
                        now=ctx.now, hard_limit=budget.hard_limit_usd, season=season)
-    rates = burn(spent_between=spent_between(budget, ctx.data),
+    rates = burn(spent_between=spent_between(budget, ctx.data,
+                                             ctx.recent[(budget.scope, budget.match)]),
                  season=season, profile=ctx.profile, end=ctx.now - ctx.lag,
                  mtd=spend.spend_usd, hard_limit=budget.hard_limit_usd, tiers=ctx.tiers)
     return BudgetInput(spend, outlook, rates)
