@@ -5,6 +5,7 @@ dead key fails only its own organization."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,9 +34,9 @@ def sims() -> Iterator[tuple[SimServer, SimServer]]:
         yield acme, beta
 
 
-def organization(name: str, sim: SimServer, key: str, out: Path) -> str:
+def organization(name: str, base_url: str, key: str, out: Path) -> str:
     return (f'[[organizations]]\nname = "{name}"\nadmin_api_key = "{key}"\n'
-            f'base_url = "{sim.base_url}"\nenv_file = "{out / f"{name}.env"}"\n'
+            f'base_url = "{base_url}"\nenv_file = "{out / f"{name}.env"}"\n'
             f'state_file = "{out / f"{name}.json"}"\n'
             f'[[organizations.budgets]]\nname = "org"\nscope = "organization"\n'
             "soft_limit_usd = 100\nhard_limit_usd = 1000000\n")
@@ -86,9 +87,9 @@ def test_a_check_ticks_each_organization_apart_and_a_dead_key_fails_only_its_own
     `guard report` reads each organization apart in the same way."""
     acme, beta = sims
     config = write(tmp_path, state_url,
-                   organization("acme", acme, KEY, tmp_path)
-                   + organization("beta", beta, KEY, tmp_path)
-                   + organization("dead", acme, "sk-ant-admin-revoked", tmp_path))
+                   organization("acme", acme.base_url, KEY, tmp_path)
+                   + organization("beta", beta.base_url, KEY, tmp_path)
+                   + organization("dead", acme.base_url, "sk-ant-admin-revoked", tmp_path))
     code, body = check(config)
     assert code == 3 and list(body) == ["acme", "beta", "dead"]
     assert [body[n]["organization"] for n in body] == ["acme", "beta", "dead"]
@@ -139,8 +140,8 @@ def test_the_daemon_ticks_each_organization_as_its_own_job_once_its_split_holds_
     each tick acts, named; a clean exit frees every lease and the membership."""
     acme, beta = sims
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    config = write(tmp_path, url, organization("acme", acme, KEY, tmp_path)
-                   + organization("beta", beta, KEY, tmp_path))
+    config = write(tmp_path, url, organization("acme", acme.base_url, KEY, tmp_path)
+                   + organization("beta", beta.base_url, KEY, tmp_path))
     config.write_text(config.read_text().replace("[state]\n", "[state]\nlease_ttl_s = 5\n"))
     seen: list[tuple[str, bool]] = []
     with wiring.Stores() as stores:
@@ -165,3 +166,25 @@ def test_the_daemon_ticks_each_organization_as_its_own_job_once_its_split_holds_
             daemon._retire(lane)
         live = Lease(stores.get(url)).live(datetime.now(UTC))
         assert live == {}
+
+
+def test_a_reload_adds_and_drops_organizations_as_jobs(tmp_path: Path) -> None:
+    """SIGHUP with an organization added and one removed: a lane and a job each for the
+    organizations now configured, the removed one's job gone; a bad reload changes nothing."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    fake = "http://127.0.0.1:9"
+
+    def organization_at(name: str) -> str:
+        return organization(name, fake, KEY, tmp_path)
+
+    config = write(tmp_path, url, organization_at("acme") + organization_at("beta"))
+    daemon = Daemon(config, lambda org: wiring.build_organization(org, wiring.Stores()))
+    for lane in daemon.lanes.values():
+        daemon._schedule(lane)
+    write(tmp_path, url, organization_at("beta") + organization_at("gamma"))
+    daemon._reload(signal.SIGHUP, None)
+    assert list(daemon.lanes) == ["beta", "gamma"]
+    assert sorted(job.id for job in daemon.scheduler.get_jobs()) == ["tick:beta", "tick:gamma"]
+    write(tmp_path, url, organization_at("beta") + organization_at("beta"))
+    daemon._reload(signal.SIGHUP, None)
+    assert list(daemon.lanes) == ["beta", "gamma"]
