@@ -107,7 +107,11 @@ def ticks(config: Path, moments: list[datetime]) -> list[dict[str, Any]]:
     with wiring.opened(settings) as guard:
         # one process and no heartbeat thread: the lease must outlast the first start
         guard.tick.config = replace(guard.tick.config, lease_ttl=timedelta(hours=1))
+        asked: list[str] = []
+        guard.admin.http.event_hooks["request"].append(
+            lambda request: asked.append(_asked(request.url)))
         for i, at in enumerate(moments):
+            asked.clear()
             profiler = cProfile.Profile() if profile and i == len(moments) - 1 else None
             if profiler is not None:
                 profiler.enable()
@@ -125,9 +129,18 @@ def ticks(config: Path, moments: list[datetime]) -> list[dict[str, Any]]:
                             else None,
                             "rss_mb": round(resource.getrusage(
                                 resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                            "error": body.get("upstream_error")})
+                            "error": body.get("upstream_error"),
+                            "asked": list(asked) if len(asked) > 2 else []})
         guard.tick.release()
     return figures
+
+
+def _asked(url: Any) -> str:
+    """A request in a few words: the endpoint, the bucket width and the range."""
+    query = dict(url.params.multi_items())
+    return (f"{url.path.rsplit('/', 1)[-1]} {query.get('bucket_width', '')} "
+            f"{query.get('starting_at', '')[:16]}..{query.get('ending_at', '')[:16]}"
+            f"{' next page' if 'page' in query else ''}")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -227,7 +240,7 @@ def midnight_case(size: str, day: int, budgets: int, count: int = 240) -> dict[s
     return {"size": size, "day": day, "budgets": budgets, "first": start["ticks"][0],
             "ticks_count": len(ticks_), "requests_max": max(t["requests"] for t in ticks_),
             "requests_total": sum(t["requests"] for t in ticks_),
-            "over_goal": [(t["at"], t["requests"]) for t in over],
+            "over_goal": [(t["at"], t["requests"], t["asked"]) for t in over],
             "cpu_median_s": statistics.median(t["cpu_s"] for t in ticks_),
             "cpu_max_s": max(t["cpu_s"] for t in ticks_),
             "errors": [t["error"] for t in ticks_ if t["error"]],
