@@ -331,3 +331,16 @@ def test_an_export_is_not_complete_through_an_hour_it_has_not_written() -> None:
     assert billed.written_through(claimed, day, rows, quiet) == claimed
     old_gap = [r for r in rows if r.start != day + 2 * hour]
     assert billed.written_through(claimed, day, old_gap, quiet) == claimed  # 11 h behind
+
+
+def test_a_poll_of_an_hour_busier_than_a_page_takes_two() -> None:
+    from guard.core.billed import BilledRead, poll_pages  # noqa: PLC0415
+
+    hour = datetime(2026, 10, 28, 21, tzinfo=UTC)
+    one = BilledRead(hour, hour + timedelta(hours=1), full=False)
+    four = BilledRead(hour - timedelta(hours=3), hour + timedelta(hours=1), full=False)
+    assert poll_pages(one, Decimal(1100), 1000) == 2
+    assert poll_pages(one, Decimal(900), 1000) == 1
+    assert poll_pages(four, Decimal(200), 1000) == 1
+    assert poll_pages(four, Decimal(300), 1000) == 2
+    assert poll_pages(one, None, 1000) == 1

@@ -200,3 +200,26 @@ def test_the_watermark_only_moves_forward(sim: SimServer, fetcher: Fetcher) -> N
     fetcher.refresh(at(sim, datetime(2026, 3, 6, 8, 30, tzinfo=UTC)))
     fetcher.refresh(at(sim, datetime(2026, 3, 4, 8, 30, tzinfo=UTC)))
     assert fetcher.caches.get_meta(WATERMARK) == "2026-03-06T08:30:00+00:00"
+
+
+def test_the_minute_window_waits_a_tick_for_a_poll_of_two_pages(sim: SimServer,
+                                                                tmp_path: Path) -> None:
+    """When the billed poll due needs two pages (an hour busier than a page), the minute
+    window, read a minute before, waits a tick: two requests, data through the minute last
+    read; the next tick reads the window on from there."""
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'state.db'}") as store, \
+            wiring.admin_http(sim.base_url, KEY) as http:
+        fetcher = Fetcher(AdminClient(http, sleep=lambda _: None), Caches(store),
+                          PriceTable.load(), source="analytics")
+        fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 2, tzinfo=UTC)))
+        fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 3, tzinfo=UTC)))
+        fetcher.caches.set_meta("billed_rows_per_hour", "1500")  # two pages an hour
+        fetcher.caches.set_meta("billed_read_at", "2026-03-09T14:40:00+00:00")  # a poll due
+        waited = fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 4, tzinfo=UTC)))
+        assert not [r for r in sim.requests if "usage_report" in r.path]
+        assert len(sim.requests) == waited.api_requests <= 2
+        assert waited.data_through == datetime(2026, 3, 9, 15, 3, tzinfo=UTC)
+        later = fetcher.refresh(at(sim, datetime(2026, 3, 9, 15, 5, tzinfo=UTC)))
+        [usage] = [r for r in sim.requests if "usage_report" in r.path]
+        assert usage.query["starting_at"] == ["2026-03-09T14:53:00Z"]  # final: read at 15:03
+        assert later.data_through == datetime(2026, 3, 9, 15, 5, tzinfo=UTC)

@@ -17,6 +17,7 @@ Closed days before that range (the forecast's history) are read as 1-day buckets
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """The analytics API serves nothing before this instant (reference §1.1)."""
 RETENTION = timedelta(days=365)
 MAX_RANGE = timedelta(days=31)
+API_PAGE_ROWS = 1000
+"""Rows the analytics API returns a page at most (``limit``, fan-out rows not counted)."""
 CHUNK = timedelta(days=3)
 """Hours per request of a whole read: pages stay few and memory flat."""
 REVISION_GRACE = timedelta(days=8)
@@ -128,6 +131,18 @@ def plan_read(at: datetime, watermark: datetime | None, read_at: datetime | None
     if read_at is not None and timedelta(0) <= at - read_at < policy.poll:
         return None
     return BilledRead(poll_start(at, watermark, policy, rows_per_hour), end, full=False)
+
+
+def poll_pages(plan: BilledRead, rows_per_hour: Decimal | None, page_limit: int) -> int:
+    """The requests a poll ``plan`` will likely take, from the rows per hour last seen (an
+    hour busier than one page takes two, however few hours a poll reads)."""
+    if rows_per_hour is None or rows_per_hour <= 0:
+        return len(plan.chunks())
+    pages = 0
+    for start, end in plan.chunks():
+        rows = rows_per_hour * ((end - start) // HOUR)
+        pages += max(1, math.ceil(rows / page_limit))
+    return pages
 
 
 def poll_start(at: datetime, watermark: datetime | None, policy: BilledPolicy,

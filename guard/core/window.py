@@ -105,6 +105,10 @@ class MinuteWindow:
         """Every minute kept."""
         return sorted(self._read_at)
 
+    def through(self) -> datetime | None:
+        """The end of the last minute read (``None``: none kept)."""
+        return max(self._read_at) + MINUTE if self._read_at else None
+
     def forget(self, rows_before: datetime, periods_before: datetime) -> None:
         """Let go of the rows of hours before ``rows_before`` (stored for good) and the
         indexes of minutes before ``periods_before`` (too old for burn rates)."""

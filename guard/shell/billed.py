@@ -142,6 +142,20 @@ class BilledSync:
 
     # --- billed hours ------------------------------------------------------------------------
 
+    def poll_requests(self, at: datetime, page_limit: int) -> int:
+        """The requests a poll due at ``at`` will likely take (0: none due, or not a poll)."""
+        if self.configured == LEGACY or self.stored().name != ANALYTICS:
+            return 0
+        read_at = self._time(READ_AT)
+        if read_at is not None and at < read_at:
+            return 0
+        density = self._density()
+        plan = billed.plan_read(at, self.through(), read_at, self._time(FULL_AT), self.policy,
+                                rows_per_hour=density)
+        if plan is None or plan.full or plan.end <= plan.start:
+            return 0
+        return billed.poll_pages(self._resumed(plan), density, page_limit)
+
     def _read_hours(self, at: datetime, force: bool, spare: Spare | None) -> None:
         """Poll the billed hours when due (a full read at first and at a new month), else
         read one page of older hours again for revisions."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from guard.core import settle
-from guard.core.billed import ANALYTICS, LEGACY, BilledPolicy
+from guard.core.billed import ANALYTICS, API_PAGE_ROWS, LEGACY, BilledPolicy
 from guard.core.kept import Kept
 from guard.core.model import CostDay, PricedUsage, Snapshot
 from guard.core.period import (
@@ -51,7 +51,7 @@ from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
 from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
-from guard.shell.spare import Spare, may_read
+from guard.shell.spare import STEADY_REQUESTS, Spare, may_read
 
 COST_GROUP_BY = ("workspace_id", "description")
 DAY_S = 86_400
@@ -144,7 +144,8 @@ class Fetcher:
         self.listing.fresh = False
         read_through = self.watermark()
         usage_from = self.policy.usage_from(at)
-        plan, window = self._refresh_usage(usage_from, at, api_keys)
+        plan, window, through = self._refresh_usage(usage_from, at, api_keys,
+                                                    read=not self._window_waits(at))
         if plan.backfill is not None:
             spare.limit = None  # not a steady tick: nothing waits
         fresh_from = plan.fresh_from
@@ -155,12 +156,12 @@ class Fetcher:
         else:
             settled = self._refresh_cost(self.policy.cost_from(at), at, spare)
         self._revise(plan, at, spare)
-        self._advance_watermark(floor_minute(at))
+        self._advance_watermark(through)
         directory = self.directory.refresh(
             at, self.workspaces or (), api_keys or (),
             keep=read_through is None or at >= read_through, spare=spare)
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
-                                  window=window, api_keys=api_keys, through=floor_minute(at),
+                                  window=window, api_keys=api_keys, through=through,
                                   requests=self.client.requests - before)
         snapshot = replace(snapshot, directory=directory)
         return self._with_source(snapshot, source, fresh_from, window, api_keys)
@@ -331,15 +332,31 @@ class Fetcher:
 
     # --- usage -------------------------------------------------------------------------------
 
-    def _refresh_usage(self, start: datetime, at: datetime,
-                       api_keys: Collection[str] | None) -> tuple[UsagePlan, Window]:
-        """Backfill missing hours, read the minutes not final; return the plan and the fresh
-        window's rows per hour."""
+    def _refresh_usage(self, start: datetime, at: datetime, api_keys: Collection[str] | None,
+                       *, read: bool = True) -> tuple[UsagePlan, Window, datetime]:
+        """Backfill missing hours, read the minutes not final (``read`` false: none, the
+        window waits a tick); return the plan, the fresh window's rows per hour and how far
+        usage has been read."""
         plan = settle.plan_usage(start, at, self.caches.usage_fetched(start, floor_hour(at)),
                                  self.policy)
         if plan.backfill is not None:
             self._backfill_hours(*plan.backfill, at)
-        return plan, self._read_minutes(plan, at, api_keys) if plan.minutes else Window()
+        if not plan.minutes:
+            return plan, Window(), plan.through
+        window = self._read_minutes(plan, at, api_keys, read=read)
+        kept = self.window.through()
+        through = plan.through if read or kept is None else max(plan.fresh_from,
+                                                                min(kept, plan.through))
+        return plan, window, through
+
+    def _window_waits(self, at: datetime) -> bool:
+        """Whether the minute window waits a tick for a billed poll that needs a steady
+        tick's every request (an hour busier than one page): read a minute or two ago, it
+        is read again next tick, from where it stopped."""
+        kept = self.window.through()
+        if kept is None or not timedelta(0) <= floor_minute(at) - kept <= 2 * MINUTE:
+            return False
+        return self.billed.poll_requests(at, API_PAGE_ROWS) >= STEADY_REQUESTS
 
     def _backfill_hours(self, first: datetime, end: datetime, at: datetime) -> None:
         pages = self.client.usage_pages(first, end, "1h",
@@ -361,11 +378,11 @@ class Fetcher:
                 self.window.forget_hour(hour)  # the store has the revised hour
 
     def _read_minutes(self, plan: UsagePlan, at: datetime,
-                      api_keys: Collection[str] | None) -> Window:
+                      api_keys: Collection[str] | None, *, read: bool = True) -> Window:
         """Read the window's minutes not final yet (all of it on a first refresh); store its
         complete hours that this read touched; the window's rows per hour."""
         window = self._window_for(at, api_keys)
-        first = window.read_from(plan.fresh_from, plan.through)
+        first = window.read_from(plan.fresh_from, plan.through) if read else plan.through
         if first < plan.through:
             buckets = [b for page in self.client.usage_pages(first, plan.through, "1m")
                        for b in page]

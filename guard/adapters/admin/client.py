@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from guard.adapters.admin import parse
+from guard.core.billed import API_PAGE_ROWS
 from guard.core.model import ApiKey, BilledCost, BilledPage, CostBucket, UsageBucket, Workspace
 from guard.errors import (
     AdminKeyRejected,
@@ -45,7 +46,7 @@ ANALYTICS_BETA = "analytics-usage-cost-2026-08-24"
 """Every analytics request carries this beta header (reference §1)."""
 ANALYTICS_GROUP_BY = ("api_key_id", "workspace_id", "model", "cost_type")
 """Billed cost per budget scope; ``cost_type`` (not counted toward the 5) splits tokens out."""
-ANALYTICS_LIMIT = 1000
+ANALYTICS_LIMIT = API_PAGE_ROWS
 CURSOR_RESTARTS = 3
 """An expired cursor (410) restarts paging from page 1 at most this many times."""
 
