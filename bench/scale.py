@@ -181,6 +181,17 @@ def run_child(tmp: Path, url: str, budgets: list[str], moments: list[datetime]) 
     return result
 
 
+def first_then_ticks(sim: Sim, size: str, budgets: int, first: datetime,
+                     moments: list[datetime]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A first start at ``first`` in a process of its own, then ticks at ``moments`` in
+    another (as after a restart), over one store: both children's figures."""
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        blocks = budget_blocks(size, budgets)
+        return (run_child(tmp, sim.url, blocks, [first]),
+                run_child(tmp, sim.url, blocks, moments))
+
+
 def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any]:
     """First start on ``day`` at 14:03, then ``steady`` ticks a minute apart in a new process
     (the first of which reads the store cold)."""
@@ -188,11 +199,7 @@ def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any
     moments = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
     sim = Sim(size, moments[-1] + timedelta(minutes=1))
     try:
-        with tempfile.TemporaryDirectory() as name:
-            tmp = Path(name)
-            blocks = budget_blocks(size, budgets)
-            start = run_child(tmp, sim.url, blocks, [first])
-            run = run_child(tmp, sim.url, blocks, moments)
+        start, run = first_then_ticks(sim, size, budgets, first, moments)
         naive = naive_tick(sim.url, KEY, moments[-1])
         fresh = window_rows(sim.url, moments[1] - timedelta(minutes=11), moments[-1])
     finally:
@@ -243,11 +250,7 @@ def midnight_case(size: str, day: int, budgets: int, count: int = 240) -> dict[s
     moments = [first + timedelta(minutes=i) for i in range(1, count + 1)]
     sim = Sim(size, moments[-1] + timedelta(minutes=1))
     try:
-        with tempfile.TemporaryDirectory() as name:
-            tmp = Path(name)
-            blocks = budget_blocks(size, budgets)
-            start = run_child(tmp, sim.url, blocks, [first])
-            run = run_child(tmp, sim.url, blocks, moments)
+        start, run = first_then_ticks(sim, size, budgets, first, moments)
     finally:
         sim.close()
     ticks_ = run["ticks"]

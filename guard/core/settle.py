@@ -225,14 +225,20 @@ def by_hour(rows: Iterable[PricedUsage]) -> list[PricedUsage]:
         acc = sums.get(key)
         if acc is None:
             acc = sums[key] = [ZERO, ZERO, 0, 0, 0, 0, 0]
-        acc[0] += row.token_usd
-        acc[1] += row.web_search_usd
-        acc[2] += row.input_tokens
-        acc[3] += row.cache_write_tokens
-        acc[4] += row.cache_read_tokens
-        acc[5] += row.output_tokens
-        acc[6] += row.web_search_requests
+        accumulate(acc, row)
     return [_priced(key, acc) for key, acc in sums.items()]
+
+
+def accumulate(acc: list[Any], row: PricedUsage) -> None:
+    """Add ``row``'s dollars and counts to ``acc`` ([token_usd, web_search_usd, input,
+    cache_write, cache_read, output, web_search_requests], as ``price_buckets`` lays out)."""
+    acc[0] += row.token_usd
+    acc[1] += row.web_search_usd
+    acc[2] += row.input_tokens
+    acc[3] += row.cache_write_tokens
+    acc[4] += row.cache_read_tokens
+    acc[5] += row.output_tokens
+    acc[6] += row.web_search_requests
 
 
 def cost_day(bucket: CostBucket) -> CostDay:

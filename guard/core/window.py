@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from guard.core.model import PricedUsage
 from guard.core.period import HOUR, MINUTE, floor_hour
+from guard.core.settle import accumulate
 from guard.core.usage import Period, PeriodIndex
 
 ZERO = Decimal(0)
@@ -138,13 +139,7 @@ def _add(sums: dict[_Key, _Acc], row: PricedUsage) -> None:
     acc = sums.get(key)
     if acc is None:
         acc = sums[key] = [ZERO, ZERO, 0, 0, 0, 0, 0]
-    acc[0] += row.token_usd
-    acc[1] += row.web_search_usd
-    acc[2] += row.input_tokens
-    acc[3] += row.cache_write_tokens
-    acc[4] += row.cache_read_tokens
-    acc[5] += row.output_tokens
-    acc[6] += row.web_search_requests
+    accumulate(acc, row)
 
 
 def _priced(hour: datetime, key: _Key, acc: _Acc) -> PricedUsage:
