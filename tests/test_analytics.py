@@ -157,12 +157,13 @@ def test_the_whole_range_is_read_at_a_new_month_and_swept_again_daily() -> None:
 
 
 def test_a_poll_reads_no_more_hours_than_fit_one_page() -> None:
-    """At 450 rows an hour a page holds two hours: the poll reads from one hour behind the
-    watermark; a small organization's poll still reads the day behind it."""
+    """At 300 rows an hour a page holds two hours (600 rows: room for busier hours): the poll
+    reads from one hour behind the watermark; a small organization's poll still reads the
+    day behind it."""
     mark = datetime(2026, 11, 14, 8, tzinfo=UTC)
     later = AT + POLICY.poll
-    assert billed.page_hours(Decimal(450), POLICY) == 2
-    big = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(450))
+    assert billed.page_hours(Decimal(300), POLICY) == 2
+    big = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(300))
     assert big == BilledRead(mark - timedelta(hours=1), floor_hour(later), full=False)
     small = billed.plan_read(later, mark, AT, AT, POLICY, rows_per_hour=Decimal(3))
     assert small is not None and small.start == mark - POLICY.recent
@@ -339,8 +340,8 @@ def test_a_poll_of_an_hour_busier_than_a_page_takes_two() -> None:
     hour = datetime(2026, 10, 28, 21, tzinfo=UTC)
     one = BilledRead(hour, hour + timedelta(hours=1), full=False)
     four = BilledRead(hour - timedelta(hours=3), hour + timedelta(hours=1), full=False)
-    assert poll_pages(one, Decimal(1100), 1000) == 2
-    assert poll_pages(one, Decimal(900), 1000) == 1
-    assert poll_pages(four, Decimal(200), 1000) == 1
-    assert poll_pages(four, Decimal(300), 1000) == 2
+    assert poll_pages(one, Decimal(700), 1000) == 2  # an evening hour at 1.5× the average
+    assert poll_pages(one, Decimal(600), 1000) == 1
+    assert poll_pages(four, Decimal(150), 1000) == 1
+    assert poll_pages(four, Decimal(200), 1000) == 2
     assert poll_pages(one, None, 1000) == 1

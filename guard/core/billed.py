@@ -60,8 +60,9 @@ class BilledPolicy:
     probe_every: timedelta = timedelta(hours=24)
     sweep_every: timedelta = timedelta(minutes=2)
     """How often one page of older hours is read again for revisions (never on a poll)."""
-    page_rows: int = 900
-    """Rows one request should hold: under the API's 1,000-row page, with room for growth."""
+    page_rows: int = 600
+    """Rows one request should hold at the rows per hour last seen: under the API's 1,000-row
+    page, with room for hours busier than the average (``BUSIEST``) and for growth."""
 
 
 def page_hours(rows_per_hour: Decimal | None, policy: BilledPolicy) -> int:
@@ -133,14 +134,19 @@ def plan_read(at: datetime, watermark: datetime | None, read_at: datetime | None
     return BilledRead(poll_start(at, watermark, policy, rows_per_hour), end, full=False)
 
 
+BUSIEST = Decimal("1.5")
+"""How much busier than the average hour the hours a poll reads may be (an evening)."""
+
+
 def poll_pages(plan: BilledRead, rows_per_hour: Decimal | None, page_limit: int) -> int:
-    """The requests a poll ``plan`` will likely take, from the rows per hour last seen (an
-    hour busier than one page takes two, however few hours a poll reads)."""
+    """The requests a poll ``plan`` may take, from the rows per hour last seen, its hours
+    taken as busy as ``BUSIEST`` (an hour busier than one page takes two, however few hours
+    a poll reads)."""
     if rows_per_hour is None or rows_per_hour <= 0:
         return len(plan.chunks())
     pages = 0
     for start, end in plan.chunks():
-        rows = rows_per_hour * ((end - start) // HOUR)
+        rows = rows_per_hour * BUSIEST * ((end - start) // HOUR)
         pages += max(1, math.ceil(rows / page_limit))
     return pages
 
