@@ -51,7 +51,23 @@ class LogTransport(NoLookup):
         return Posted(channel, ts)
 
 
-class PacedTransport:
+class _Wrapping:
+    """A transport around another: what it supports is what the wrapped one does."""
+
+    inner: SlackTransport
+
+    @property
+    def supports_updates(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_updates
+
+    @property
+    def supports_lookup(self) -> bool:
+        """As the wrapped transport."""
+        return self.inner.supports_lookup
+
+
+class PacedTransport(_Wrapping):
     """Keeps to Slack's one message per second per channel by waiting between sends."""
 
     def __init__(self, inner: SlackTransport, min_interval: float = 1.0,
@@ -63,16 +79,6 @@ class PacedTransport:
         self.monotonic = monotonic
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
-
-    @property
-    def supports_updates(self) -> bool:
-        """As the wrapped transport."""
-        return self.inner.supports_updates
-
-    @property
-    def supports_lookup(self) -> bool:
-        """As the wrapped transport."""
-        return self.inner.supports_lookup
 
     def post(self, channel: str, text: str, blocks: Blocks,
              thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:
@@ -101,23 +107,13 @@ class PacedTransport:
             self.sleep(slot - now)
 
 
-class Labelled:
+class Labelled(_Wrapping):
     """Names the organization in every message (text and blocks) of one of several, and keeps
     its deduplication keys apart from the others' in a shared channel."""
 
     def __init__(self, inner: SlackTransport, organization: str) -> None:
         self.inner = inner
         self.organization = organization
-
-    @property
-    def supports_updates(self) -> bool:
-        """As the wrapped transport."""
-        return self.inner.supports_updates
-
-    @property
-    def supports_lookup(self) -> bool:
-        """As the wrapped transport."""
-        return self.inner.supports_lookup
 
     def post(self, channel: str, text: str, blocks: Blocks,
              thread_ts: str | None = None, *, dedup: str | None = None) -> Posted:

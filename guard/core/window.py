@@ -102,10 +102,6 @@ class MinuteWindow:
         """The kept minutes of ``[start, end)``, in order."""
         return [self._periods[m] for m in sorted(self._periods) if start <= m < end]
 
-    def minutes(self) -> list[datetime]:
-        """Every minute kept."""
-        return sorted(self._read_at)
-
     def through(self) -> datetime | None:
         """The end of the last minute read (``None``: none kept)."""
         return max(self._read_at) + MINUTE if self._read_at else None
