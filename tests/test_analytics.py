@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from guard.adapters.admin import parse
 from guard.adapters.admin.client import ANALYTICS_BETA, AdminClient
 from guard.core import billed
 from guard.core.billed import BilledPolicy, BilledRead
@@ -110,6 +111,37 @@ def test_a_malformed_amount_is_an_error_never_zero(bad: dict[str, Any]) -> None:
     client, _ = client_of(page([row]))
     with pytest.raises(MalformedResponse, match="analytics/cost page 1 row 0"):
         client.analytics_cost(T0, T3, "1h")
+
+
+@pytest.mark.parametrize("bad", [
+    {"starting_at": "2026-11-24T00:00:00"}, {"starting_at": ["2026-11-24T00:00:00Z"]},
+    {"ending_at": "2026-11-23T23:00:00Z"}, {"group": None}, {"cost": "100"},
+    {"group": {"workspace_id": 7}}, {"cost": {"amount": "1e30", "list_amount": "1",
+                                              "currency": "USD"}}],
+    ids=["no-zone", "unhashable-time", "ends-first", "no-group", "cost-not-object",
+         "numeric-id", "absurd"])
+def test_a_malformed_row_after_good_ones_is_named_with_its_page_and_row(
+        bad: dict[str, Any]) -> None:
+    """The fast path vouches only for well-formed rows: any other row, wherever it is on the
+    page (after rows whose timestamps it already parsed), fails by its row number."""
+    row = cost_row(T0, "100")
+    row.update(bad)
+    client, _ = client_of(page([cost_row(T0, "1"), cost_row(T0, "2")], next_page="rpt_2"),
+                          page([cost_row(T0, "3"), row]))
+    with pytest.raises(MalformedResponse, match="analytics/cost page 2 row 3"):
+        client.analytics_cost(T0, T3, "1h")
+
+
+def test_well_formed_rows_parse_the_same_on_the_fast_and_the_checked_path() -> None:
+    rows = [cost_row(T0, "530.125", list_amount="600", model="claude-opus-5-5",
+                     workspace_id="wrkspc_a", api_key_id="apikey_b"),
+            cost_row(T0 + timedelta(hours=1), "0", cost_type="web_search")]
+    where = parse.Where("analytics/cost page 1")
+    fast = parse.billed_rows(rows, where)
+    assert fast == [parse.billed_row(r, where / f"row {i}") for i, r in enumerate(rows)]
+    assert fast[0] == BilledCost(T0, T0 + timedelta(hours=1), Decimal("530.125"),
+                                 Decimal("600"), "tokens", "claude-opus-5-5", "wrkspc_a",
+                                 "apikey_b")
 
 
 def test_has_more_null_goes_by_next_page_like_the_sdk() -> None:
