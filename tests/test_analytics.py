@@ -268,6 +268,24 @@ def test_only_complete_days_become_cost_days() -> None:
     assert days[0].by_model == {"claude-haiku-5-5": Decimal("9.30")}
 
 
+def test_cost_days_from_marginals_take_workspaces_from_one_read_and_models_from_the_other(
+        ) -> None:
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    one = timedelta(days=1)
+    spaces = [BilledCost(day + one * i, day + one * (i + 1), Decimal(900), Decimal(1000), None,
+                         None, ws, None)
+              for i in range(3) for ws in ("wrkspc_prod", "wrkspc_default")]
+    models = [BilledCost(day + one * i, day + one * (i + 1), Decimal(1500), Decimal(1600), kind,
+                         "claude-opus-5-5", None, None)
+              for i in range(3) for kind in ("tokens", "web_search")]
+    days = billed.marginal_cost_days(spaces, models, {"wrkspc_prod"},
+                                     through=day + timedelta(days=2, hours=5))
+    assert [d.day.day for d in days] == [1, 2]
+    assert days[0].by_workspace == {"wrkspc_prod": Decimal(9), None: Decimal(9)}
+    assert days[0].by_model == {"claude-opus-5-5": Decimal(15)}  # tokens only
+    assert days[0].total_usd == Decimal(18) and days[0].list_usd == Decimal(20)
+
+
 def test_history_days_are_re_read_daily_until_the_eighth_of_the_next_month() -> None:
     day = datetime(2026, 10, 20, tzinfo=UTC).date()
     at = datetime(2026, 11, 3, tzinfo=UTC)

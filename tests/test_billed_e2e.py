@@ -243,3 +243,37 @@ def billed_in_store(state: Path, start: datetime, end: datetime) -> Decimal:
                               "WHERE hour >= ? AND hour < ?",
                               (int(start.timestamp()), int(end.timestamp()))).fetchone()
     return Decimal(units or 0) / 10**10
+
+
+def test_history_days_read_as_two_marginals_equal_the_days_read_by_both(
+        sim: SimServer) -> None:
+    """A history day is read grouped by workspace, then by model and cost type: the same cost
+    days as one read grouped by workspace, model and cost type together (each row's amount is
+    rounded to the API's 1e-6 cents, so sums of finer rows differ in the 8th decimal)."""
+    from guard.core import billed  # noqa: PLC0415
+    from guard.entry import wiring  # noqa: PLC0415
+    from guard.shell.billed import HISTORY_BY_MODEL, HISTORY_BY_WORKSPACE  # noqa: PLC0415
+
+    sim.clock.set(MONTH + timedelta(days=3))
+    client = wiring.admin_at(sim.base_url, KEY)
+    start, end = MONTH, MONTH + timedelta(days=2)
+    try:
+        both = client.analytics_cost(start, end, "1d", ("workspace_id", "model", "cost_type"))
+        spaces = client.analytics_cost(start, end, "1d", HISTORY_BY_WORKSPACE)
+        models = client.analytics_cost(start, end, "1d", HISTORY_BY_MODEL)
+    finally:
+        client.http.close()
+    named = {w.id for w in ORG.workspaces}
+    expected = billed.cost_days(both.rows, named, end)
+    got = billed.marginal_cost_days(spaces.rows, models.rows, named, end)
+    assert [d.day for d in got] == [start.date(), (start + timedelta(days=1)).date()]
+    tiny = Decimal("0.000001")
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.by_workspace.keys() == theirs.by_workspace.keys()
+        assert mine.by_model.keys() == theirs.by_model.keys()
+        pairs = [(mine.list_usd, theirs.list_usd),
+                 *((mine.by_workspace[w], theirs.by_workspace[w]) for w in mine.by_workspace),
+                 *((mine.by_model[m], theirs.by_model[m]) for m in mine.by_model)]
+        assert all(a is not None and b is not None and abs(a - b) < tiny for a, b in pairs)
+    assert len(spaces.rows) + len(models.rows) < len(both.rows)
+    assert all(d.by_model and d.by_workspace and d.list_usd for d in got)

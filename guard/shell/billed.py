@@ -44,7 +44,10 @@ SOURCE_AT = "billed_source_at"
 SOURCE_NOTE = "billed_source_note"
 FALLBACK_STATUSES = frozenset({400, 403, 404})
 """What ``auto`` takes as "the analytics API is not for this organization"."""
-HISTORY_GROUP_BY = ("workspace_id", "model", "cost_type")
+HISTORY_BY_WORKSPACE = ("workspace_id",)
+HISTORY_BY_MODEL = ("model", "cost_type")
+"""A history day is read as these two marginals (a cost day holds no more): ~1,000 rows a
+day at 1,000 workspaces, not the ~6,400 of workspaces × models."""
 
 
 class WorkspaceListing:
@@ -276,10 +279,13 @@ class BilledSync:
         cursor, end = day_start(min(due)), day_start(max(due)) + DAY
         while cursor < end:
             stop = min(end, cursor + billed.MAX_RANGE)
-            page = self.client.analytics_cost(cursor, stop, "1d", HISTORY_GROUP_BY)
-            mark = billed.watermark_of(page.refreshed_at, cursor, stop)
+            spaces = self.client.analytics_cost(cursor, stop, "1d", HISTORY_BY_WORKSPACE)
+            models = self.client.analytics_cost(cursor, stop, "1d", HISTORY_BY_MODEL)
+            mark = min(billed.watermark_of(spaces.refreshed_at, cursor, stop),
+                       billed.watermark_of(models.refreshed_at, cursor, stop))
             wanted = [cursor.date() + DAY * i for i in range((stop - cursor) // DAY)]
-            read = billed.cost_days(page.rows, self._workspaces(page.rows), mark)
+            read = billed.marginal_cost_days(spaces.rows, models.rows,
+                                             self._workspaces(spaces.rows), mark)
             plausible(self.bounds, cost_rows(read), "the analytics cost history")
             self.caches.replace_cost_days(_with_empty(read, wanted, mark), at)
             cursor = stop
