@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable
+from contextlib import closing
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from guard.core import billed
 from guard.core.billed import ANALYTICS, AUTO, LEGACY, BilledPolicy, BilledRead
-from guard.core.model import BilledCost, CostDay
+from guard.core.model import BilledCost, BilledPage, CostDay
 from guard.core.period import DAY, HOUR, day_start, floor_hour
 from guard.core.plausible import Bounds, billed_rows, cost_rows
 from guard.core.usage import COST
 from guard.errors import MalformedResponse, UpstreamError
+from guard.shell.ahead import ahead
 from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
 from guard.shell.spare import Spare, may_read
@@ -174,13 +176,16 @@ class BilledSync:
             return
         first, plan = plan.start, self._resumed(plan)
         through, rows, hours = plan.end, 0, 0
-        for start, end in plan.chunks():
-            mark, count = self._read_chunk(start, end)
-            rows, hours = rows + count, hours + (mark - start) // HOUR
-            if mark < end:
-                through = min(through, mark)
-            elif plan.full and through == plan.end:  # a deadline may end the read here
-                self.caches.set_meta(FULL_NEXT, end.isoformat())
+        chunks = plan.chunks()
+        with closing(ahead(self.client.analytics_cost(start, end, "1h")
+                           for start, end in chunks)) as pages:
+            for (start, end), page in zip(chunks, pages, strict=False):
+                mark, count = self._read_chunk(start, end, page)
+                rows, hours = rows + count, hours + (mark - start) // HOUR
+                if mark < end:
+                    through = min(through, mark)
+                elif plan.full and through == plan.end:  # a deadline may end the read here
+                    self.caches.set_meta(FULL_NEXT, end.isoformat())
         self._store_whole_days(first, through, at)
         self.caches.set_meta(THROUGH, through.isoformat())
         self.caches.set_meta(READ_AT, at.isoformat())
@@ -192,10 +197,12 @@ class BilledSync:
             self.caches.set_meta(SWEEP_AT, at.isoformat())
             self.caches.set_meta(SWEEP_NEXT, "")
 
-    def _read_chunk(self, start: datetime, end: datetime) -> tuple[datetime, int]:
-        """Read and store the billed hours of ``[start, end)``: how far the bill is complete
-        there, and how many rows it had."""
-        page = self.client.analytics_cost(start, end, "1h")
+    def _read_chunk(self, start: datetime, end: datetime,
+                    page: BilledPage | None = None) -> tuple[datetime, int]:
+        """Read (unless ``page`` was read already) and store the billed hours of
+        ``[start, end)``: how far the bill is complete there, and how many rows it had."""
+        if page is None:
+            page = self.client.analytics_cost(start, end, "1h")
         claimed = billed.watermark_of(page.refreshed_at, start, end)
         named = self._workspaces(page.rows)
         hours = billed.hours_of(page.rows, named, claimed)
@@ -276,19 +283,21 @@ class BilledSync:
         due = [d for d in days if billed.history_due(d, fetched.get(d), at, self.policy)]
         if not due or not may_read(spare):
             return
-        cursor, end = day_start(min(due)), day_start(max(due)) + DAY
-        while cursor < end:
-            stop = min(end, cursor + billed.MAX_RANGE)
-            spaces = self.client.analytics_cost(cursor, stop, "1d", HISTORY_BY_WORKSPACE)
-            models = self.client.analytics_cost(cursor, stop, "1d", HISTORY_BY_MODEL)
-            mark = min(billed.watermark_of(spaces.refreshed_at, cursor, stop),
-                       billed.watermark_of(models.refreshed_at, cursor, stop))
-            wanted = [cursor.date() + DAY * i for i in range((stop - cursor) // DAY)]
-            read = billed.marginal_cost_days(spaces.rows, models.rows,
-                                             self._workspaces(spaces.rows), mark)
-            plausible(self.bounds, cost_rows(read), "the analytics cost history")
-            self.caches.replace_cost_days(_with_empty(read, wanted, mark), at)
-            cursor = stop
+        first_day, end = day_start(min(due)), day_start(max(due)) + DAY
+        ranges = [(cursor, min(end, cursor + billed.MAX_RANGE))
+                  for cursor in _steps(first_day, end, billed.MAX_RANGE)]
+        with closing(ahead(self.client.analytics_cost(cursor, stop, "1d", group_by)
+                           for cursor, stop in ranges
+                           for group_by in (HISTORY_BY_WORKSPACE, HISTORY_BY_MODEL))) as reads:
+            for cursor, stop in ranges:
+                spaces, models = next(reads), next(reads)
+                mark = min(billed.watermark_of(spaces.refreshed_at, cursor, stop),
+                           billed.watermark_of(models.refreshed_at, cursor, stop))
+                wanted = [cursor.date() + DAY * i for i in range((stop - cursor) // DAY)]
+                read = billed.marginal_cost_days(spaces.rows, models.rows,
+                                                 self._workspaces(spaces.rows), mark)
+                plausible(self.bounds, cost_rows(read), "the analytics cost history")
+                self.caches.replace_cost_days(_with_empty(read, wanted, mark), at)
 
     def history(self, first: date, at: datetime) -> dict[date, CostDay]:
         """The stored history days and the whole billed days of the month, as cost days."""
@@ -331,6 +340,11 @@ class BilledSync:
     def _time(self, name: str) -> datetime | None:
         value = self.caches.get_meta(name)
         return datetime.fromisoformat(value) if value else None
+
+
+def _steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    """``start``, ``start + step``, … before ``end``."""
+    return [start + step * i for i in range(-(-(end - start) // step))]
 
 
 def plausible(bounds: Bounds, rows: Iterable[tuple[date, Decimal]], what: str) -> None:

@@ -12,6 +12,7 @@ is ever requested.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -47,6 +48,7 @@ from guard.core.usage import (
     periods_of,
 )
 from guard.core.window import MinuteWindow
+from guard.shell.ahead import ahead
 from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
 from guard.shell.memo import DayMemo
@@ -359,13 +361,14 @@ class Fetcher:
         return self.billed.poll_requests(at, API_PAGE_ROWS) >= STEADY_REQUESTS
 
     def _backfill_hours(self, first: datetime, end: datetime, at: datetime) -> None:
-        pages = self.client.usage_pages(first, end, "1h",
-                                        page_buckets=self.policy.hourly_page_buckets)
-        for buckets in pages:
-            hours = [b.starting_at for b in buckets if b.ending_at - b.starting_at == HOUR]
-            priced = settle.price_buckets(buckets, self.prices)
-            plausible(self.bounds, usage_rows(priced), "the usage report")
-            self.caches.replace_usage_hours(hours, priced, at, self.prices.known)
+        pages = ahead(self.client.usage_pages(first, end, "1h",
+                                              page_buckets=self.policy.hourly_page_buckets))
+        with closing(pages):
+            for buckets in pages:
+                hours = [b.starting_at for b in buckets if b.ending_at - b.starting_at == HOUR]
+                priced = settle.price_buckets(buckets, self.prices)
+                plausible(self.bounds, usage_rows(priced), "the usage report")
+                self.caches.replace_usage_hours(hours, priced, at, self.prices.known)
 
     def _revise(self, plan: UsagePlan, at: datetime, spare: Spare | None = None) -> None:
         """Read complete hours once more for late revisions, an hour a bucket (a revision

@@ -132,6 +132,12 @@ class AdminClient:
     points hand it in; ``None``: not checked)."""
     _until: float | None = field(default=None, init=False, repr=False)
     _budget_s: float = field(default=0.0, init=False, repr=False)
+    _counting: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    """Requests are counted from a reader thread too (``guard.shell.ahead``)."""
+
+    def _count(self) -> None:
+        with self._counting:
+            self.requests += 1
 
     @contextmanager
     def within(self, seconds: float | None) -> Iterator[None]:
@@ -248,7 +254,7 @@ class AdminClient:
 
     def spend_limits_status(self) -> int:
         """The HTTP status of one read of the spend limits (a beta): 200 where available."""
-        self.requests += 1
+        self._count()
         try:
             response = self.http.get(SPEND_LIMITS_PATH, params={"limit": "1"},
                                      headers={"anthropic-beta": SPEND_LIMITS_BETA})
@@ -289,7 +295,7 @@ class AdminClient:
             last = attempt == self.retry.attempts
             self._check_deadline(path)
             try:
-                self.requests += 1
+                self._count()
                 response = self._send(method, path, query, body, headers)
             except httpx.TransportError as exc:
                 self._check_deadline(path)  # a read cut by the capped timeout: the deadline
