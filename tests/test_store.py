@@ -184,6 +184,38 @@ def test_billed_hours_replace_a_range_and_sum_per_day_exactly(store: Caches) -> 
     assert cost.list_usd == Decimal("9.30000001")
 
 
+def test_bulk_rows_land_in_an_organizations_own_schema_only(pg_url: str) -> None:
+    """Usage and billed rows go in by one driver ``executemany`` (``insert_many``): in an
+    organization's PostgreSQL schema they land in that schema, not beside the default
+    tables, with ``None`` ids and amounts past 32 bits intact."""
+    from guard.entry.stores import schema_store  # noqa: PLC0415
+
+    schema = f"org_{os.urandom(4).hex()}"
+    big = "123456789.1234567891"  # 1.2e18 store units
+    with wiring.opened_store(pg_url) as base:
+        within = Caches(schema_store(base, schema))
+        try:
+            within.replace_usage_hours([H10], [priced(H10, big), priced(H10, "1", key=None,
+                                                                      ws="wrkspc_x")], H10)
+            within.replace_billed_hours(H10, H11, [billed_hour(H10, big, key=None)])
+            with base.engine.connect() as conn:
+                mine = conn.execute(sa.text(
+                    f'SELECT api_key_id, workspace_id, token_units FROM "{schema}".usage_hours '
+                    "ORDER BY token_units")).all()
+                billed = conn.execute(sa.text(
+                    f'SELECT api_key_id, token_units FROM "{schema}".billed_hours')).all()
+                default = conn.execute(sa.text(
+                    "SELECT count(*) FROM public.usage_hours WHERE hour = :h"),
+                    {"h": int(H10.timestamp())}).scalar_one()
+        finally:
+            with base.engine.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    assert mine == [(None, "wrkspc_x", to_units(Decimal(1))),
+                    ("apikey_1", None, to_units(Decimal(big)))]
+    assert billed == [(None, to_units(Decimal(big)))]
+    assert default == 0
+
+
 def test_a_cost_day_keeps_its_list_price(store: Caches) -> None:
     day = datetime(2026, 11, 2, tzinfo=UTC).date()
     store.replace_cost_days([CostDay(day, {None: Decimal("9.3")}, {}, Decimal(10))],

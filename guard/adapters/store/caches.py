@@ -31,6 +31,7 @@ from guard.adapters.store.engine import (
     day_epoch,
     epoch,
     from_units,
+    insert_many,
     to_units,
 )
 from guard.adapters.store.schema import (
@@ -99,7 +100,7 @@ class Caches:
             conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(changed)))
             fresh = [record for h in changed for record in records[h]]
             if fresh:
-                conn.execute(usage_hours.insert(), fresh)
+                insert_many(conn, usage_hours, fresh)
             days = {h - h % DAY_S for h in changed}
             sums.rebuild_hour_totals(conn, changed)
             sums.rebuild_usage_days(conn, days, known)
@@ -249,7 +250,7 @@ class Caches:
         with self.store.writing() as conn:
             conn.execute(billed_hours.delete().where(c.hour >= first, c.hour < stop))
             if hours:
-                conn.execute(billed_hours.insert(), [_billed_record(h) for h in hours])
+                insert_many(conn, billed_hours, [_billed_record(h) for h in hours])
             sums.rebuild_billed_days(conn, days)
             sums.bump(conn, sums.BILLED, days)
 

@@ -14,7 +14,7 @@ seconds in UTC.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -166,6 +166,28 @@ def insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str)
     statement = (dialect_insert(conn)(table).values(**row)
                  .on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]))
     return conn.execute(statement).first() is not None
+
+
+def insert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (all with the same keys, plain ints, strings and ``None``) in one
+    driver ``executemany``.
+
+    The statement is compiled once for ``conn``'s dialect and schema, and the parameters go
+    to the driver as it takes them (tuples for SQLite's ``?``, the dicts for psycopg's named
+    style): SQLAlchemy's per-row parameter processing, a third of a first start's CPU at
+    a million rows, is skipped. The columns here need no conversion on either driver."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    translate = conn.get_execution_options().get("schema_translate_map")
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=columns,
+                                      schema_translate_map=translate,
+                                      render_schema_translate=translate is not None)
+    params: Sequence[Any] = rows
+    if compiled.positional:
+        order = compiled.positiontup or []
+        params = [tuple(row[name] for name in order) for row in rows]
+    conn.exec_driver_sql(str(compiled), params)
 
 
 def dialect_insert(conn: Connection) -> Callable[[sa.Table], PostgresInsert | SqliteInsert]:
