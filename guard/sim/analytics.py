@@ -23,9 +23,10 @@ before the data was refreshed (the watermark has moved) a 410: restart from the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -124,35 +125,77 @@ def _clip(request: AnalyticsQuery, bounds: tuple[datetime, datetime]) -> tuple[d
 
 def _cost_units(request: AnalyticsQuery, export: Export, billing: Billing,
                 bounds: tuple[datetime, datetime]) -> list[Unit]:
+    """The bucket's cost per group: tokens summed per group, price line and day first, then
+    priced once per sum (exact in Decimal, so the same cents as pricing row by row)."""
     shape = _Shape(request)
-    totals: dict[tuple[Values, Fan], list[Any]] = {}
-
-    def add(values: Values, fan: Fan, cents: Decimal, requests: int) -> None:
-        slot = totals.setdefault((values, fan), [Decimal(0), 0])
-        slot[0] += cents
-        slot[1] += requests
-
+    sums = _CostSums(shape)
     default = export.org.default_workspace_id
     for day, rows in export.pieces(*_clip(request, bounds)):
         for row in rows:
             values = row_values(row, default)
-            if not shape.passes(values):
-                continue
-            kept, requests = shape.project(values), row.requests
-            for token_type, tokens in row.tokens_by_type():
-                if tokens:
-                    add(kept, shape.fan_of("tokens", token_type),
-                        billing.token_cents(row, token_type, tokens, day), requests)
-                    requests = 0
-            if row.web_search_requests:
-                add(kept, shape.fan_of("web_search", None),
-                    prices.web_search_cents(row.web_search_requests), requests)
+            if shape.passes(values):
+                sums.take(shape.project(values), row, day)
+    totals = sums.priced(billing)
     for session in export.code_executions(*_clip(request, bounds)):
         values = (session.workspace_id or default, None, None, None, None, None, None)
         if shape.passes(values):
-            add(shape.project(values), shape.fan_of("code_execution", None), session.cents, 1)
+            slot = totals.setdefault((shape.project(values),
+                                      shape.fan_of("code_execution", None)), [Decimal(0), 0])
+            slot[0] += session.cents
+            slot[1] += 1
     return _units(bounds, {key: (slot[0], slot[1]) for key, slot in totals.items() if slot[0]},
                   request)
+
+
+class _CostSums:
+    """A cost query's rows summed: tokens per (group, price line, day), requests per fan-out
+    row (the first token type a row has tokens of carries its requests, else its web
+    searches), web searches per group."""
+
+    def __init__(self, shape: _Shape) -> None:
+        self.shape = shape
+        self.tokens: dict[tuple[Values, date, prices.PriceLine], list[int]] = {}
+        self.requests: dict[tuple[Values, Fan], int] = {}
+        self.searches: dict[Values, int] = {}
+
+    def take(self, kept: Values, row: SimUsage, day: date) -> None:
+        counts = (row.uncached_input_tokens, row.output_tokens, row.cache_read,
+                  row.cache_write_5m, row.cache_write_1h)  # in prices.TOKEN_TYPES order
+        if any(counts):
+            key = (kept, day, row.line)
+            sums = self.tokens.get(key)
+            if sums is None:
+                self.tokens[key] = list(counts)
+            else:
+                for i, count in enumerate(counts):
+                    sums[i] += count
+            first = next(i for i, count in enumerate(counts) if count)
+            self._count(kept, self.shape.fan_of("tokens", prices.TOKEN_TYPES[first]),
+                        row.requests)
+        elif row.web_search_requests:
+            self._count(kept, self.shape.fan_of("web_search", None), row.requests)
+        if row.web_search_requests:
+            self.searches[kept] = self.searches.get(kept, 0) + row.web_search_requests
+
+    def _count(self, kept: Values, fan: Fan, requests: int) -> None:
+        self.requests[kept, fan] = self.requests.get((kept, fan), 0) + requests
+
+    def priced(self, billing: Billing) -> dict[tuple[Values, Fan], list[Any]]:
+        """``[cents, requests]`` per (group, fan-out row)."""
+        totals: dict[tuple[Values, Fan], list[Any]] = {}
+        fan_of = self.shape.fan_of
+        for (kept, day, line), sums in self.tokens.items():
+            for token_type, count in zip(prices.TOKEN_TYPES, sums, strict=True):
+                if count:
+                    slot = totals.setdefault((kept, fan_of("tokens", token_type)),
+                                             [Decimal(0), 0])
+                    slot[0] += billing.line_cents(line, token_type, count, day)
+        for kept, count in self.searches.items():
+            slot = totals.setdefault((kept, fan_of("web_search", None)), [Decimal(0), 0])
+            slot[0] += prices.web_search_cents(count)
+        for key, count in self.requests.items():
+            totals.setdefault(key, [Decimal(0), 0])[1] += count
+        return totals
 
 
 def _usage_units(request: AnalyticsQuery, export: Export, _: Billing,
@@ -223,8 +266,9 @@ def _values_order(values: Values) -> tuple[tuple[bool, str], ...]:
 
 def _rows_json(unit: Unit, request: AnalyticsQuery, billing: Billing) -> list[Json]:
     rows = []
+    start, end = _iso(unit.start), _iso(unit.end)
     for fan, metrics in unit.rows:
-        row: Json = {"starting_at": params.iso(unit.start), "ending_at": params.iso(unit.end),
+        row: Json = {"starting_at": start, "ending_at": end,
                      "group": _group_json(unit.values, fan, request)}
         if request.endpoint == COST:
             row["cost"] = _cost_json(metrics, billing, request.fans_out)
@@ -234,9 +278,18 @@ def _rows_json(unit: Unit, request: AnalyticsQuery, billing: Billing) -> list[Js
     return rows
 
 
+@functools.lru_cache(maxsize=1024)
+def _iso(moment: datetime) -> str:
+    """``params.iso``, remembered: a page's rows share a few bucket bounds."""
+    return params.iso(moment)
+
+
+_COST_GROUP = dict.fromkeys(GROUP_KEYS)
+_USAGE_GROUP = dict.fromkeys(k for k in GROUP_KEYS if k not in FAN_OUT)
+
+
 def _group_json(values: Values, fan: Fan, request: AnalyticsQuery) -> Json:
-    group: Json = dict.fromkeys(k for k in GROUP_KEYS if request.endpoint == COST
-                                or k not in FAN_OUT)
+    group: Json = dict(_COST_GROUP if request.endpoint == COST else _USAGE_GROUP)
     group.update(zip(ROW_DIMENSIONS, values, strict=True))
     if request.endpoint == COST:
         group.update(zip(FAN_OUT, fan, strict=True))

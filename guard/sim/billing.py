@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from guard.sim import timegrid
+from guard.sim import prices, timegrid
 from guard.sim.hourly import SimCodeExecution
 from guard.sim.org import SimOrg, token_factor
 from guard.sim.usage import Dims, SimUsage
@@ -60,6 +60,12 @@ class Billing:
     def billed(self, list_cents: Decimal) -> Decimal:
         """The discounted amount of a list amount."""
         return list_cents * (1 - self.discount)
+
+    def line_cents(self, line: prices.PriceLine, token_type: str, tokens: int,
+                   day: date) -> Decimal:
+        """``token_cents`` of ``tokens`` of one type on one price line."""
+        return (Decimal(tokens) * prices.line_price(line, token_type, day) / prices.MICRO
+                * token_factor(self.price_errors, line[0]))
 
     def token_cents(self, row: SimUsage, token_type: str, tokens: int, day: date) -> Decimal:
         """The list amount of ``tokens`` of one type of ``row``, price errors applied."""

@@ -41,7 +41,8 @@ CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)
 
 _BATCH = Decimal("0.5")
 _US_GEO = Decimal("1.1")
-_MICRO = Decimal(10_000)
+MICRO = Decimal(10_000)
+"""USD per million tokens × tokens / ``MICRO`` = cents."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +244,29 @@ def token_cents(
     day: date | None = None,
 ) -> Decimal:
     """The exact cost in cents of ``tokens`` tokens of one type used on ``day``."""
-    line = Line(model, token_type, service_tier, context_window, inference_geo, speed)
-    return Decimal(tokens) * usd_per_mtok(line, day) / _MICRO
+    line = (model, service_tier, context_window, inference_geo, speed)
+    return Decimal(tokens) * line_price(line, token_type, day) / MICRO
+
+
+PriceLine = tuple[str, str, str, str, str]
+"""What a token's price depends on besides its type and day: model, service tier, context
+window, inference geo and speed."""
+
+
+@functools.lru_cache(maxsize=65536)
+def line_price(line: PriceLine, token_type: str, day: date | None) -> Decimal:
+    """``usd_per_mtok`` of one token type of ``line`` on ``day``, remembered (a simulated
+    month prices millions of rows over a few hundred lines)."""
+    model, service_tier, context_window, inference_geo, speed = line
+    return usd_per_mtok(Line(model, token_type, service_tier, context_window, inference_geo,
+                             speed), day)
+
+
+def row_cents(tokens: tuple[tuple[str, int], ...], line: PriceLine,
+              day: date | None) -> list[tuple[str, Decimal]]:
+    """``token_cents`` of each token type that has tokens, in the order given."""
+    return [(token_type, Decimal(count) * line_price(line, token_type, day) / MICRO)
+            for token_type, count in tokens if count]
 
 
 def web_search_cents(requests: int) -> Decimal:

@@ -89,8 +89,17 @@ class SimUsage:
 
         ``None`` prices at the newest rates; pass the usage day for prices that changed.
         """
-        return sum((self.type_cents(token_type, tokens, day)
-                    for token_type, tokens in self.tokens_by_type() if tokens), Decimal(0))
+        return sum((cents for _, cents in self.cents_by_type(day)), Decimal(0))
+
+    def cents_by_type(self, day: date | None) -> list[tuple[str, Decimal]]:
+        """``(token_type, type_cents)`` of each token type the row has tokens of."""
+        return prices.row_cents(self.tokens_by_type(), self.line, day)
+
+    @property
+    def line(self) -> prices.PriceLine:
+        """What the row's token prices depend on besides the token type and the day."""
+        return (self.model, self.service_tier, self.context_window, self.inference_geo,
+                self.speed)
 
     def web_search_cents(self) -> Decimal:
         """The exact cost of the row's web searches, in cents."""
