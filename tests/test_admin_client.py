@@ -503,3 +503,36 @@ def test_a_read_stalled_inside_httpx_timeout_is_cut_at_the_deadline() -> None:
         server.join(timeout=30)
         http.close()
         listener.close()
+
+
+def minute_page(*buckets: dict[str, Any]) -> dict[str, Any]:
+    return {"data": list(buckets), "has_more": False, "next_page": None}
+
+
+def test_a_minute_sent_again_unchanged_is_the_same_bucket_not_parsed_twice() -> None:
+    """A steady tick reads the late minutes again: a bucket sent exactly as last time is the
+    bucket parsed then; one whose results changed is parsed afresh."""
+    m0, m1, m2 = ("2026-03-10T00:00:00Z", "2026-03-10T00:01:00Z", "2026-03-10T00:02:00Z")
+    first = minute_page(bucket(m0, m1, [usage_item()]), bucket(m1, m2, [usage_item()]))
+    again = minute_page(bucket(m0, m1, [usage_item()]),
+                        bucket(m1, m2, [usage_item(output_tokens=9)]))
+    client, _ = make_client(Recorder(ok(first), ok(again)))
+    end = T0 + timedelta(minutes=2)
+    [before] = list(client.usage_pages(T0, end, "1m"))
+    [after] = list(client.usage_pages(T0, end, "1m"))
+    assert after[0] is before[0]
+    assert after[1] is not before[1]
+    assert after[1].results[0].output_tokens == 9
+    assert after[0] == before[0]
+
+
+def test_a_malformed_minute_is_refused_even_after_a_well_formed_one() -> None:
+    """What was parsed before never vouches for a bucket sent differently."""
+    m0, m1 = "2026-03-10T00:00:00Z", "2026-03-10T00:01:00Z"
+    good = minute_page(bucket(m0, m1, [usage_item()]))
+    bad = minute_page(bucket(m0, m1, [usage_item(output_tokens=-1)]))
+    client, _ = make_client(Recorder(ok(good), ok(bad)))
+    end = T0 + timedelta(minutes=1)
+    list(client.usage_pages(T0, end, "1m"))
+    with pytest.raises(MalformedResponse, match="`output_tokens` is negative"):
+        list(client.usage_pages(T0, end, "1m"))

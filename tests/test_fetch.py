@@ -223,3 +223,54 @@ def test_the_minute_window_waits_a_tick_for_a_poll_of_two_pages(sim: SimServer,
         [usage] = [r for r in sim.requests if "usage_report" in r.path]
         assert usage.query["starting_at"] == ["2026-03-09T14:53:00Z"]  # final: read at 15:03
         assert later.data_through == datetime(2026, 3, 9, 15, 5, tzinfo=UTC)
+
+
+
+def counting(fetcher: Fetcher) -> list[object]:
+    """The rows ``fetcher`` prices from now on."""
+    priced: list[object] = []
+    price = fetcher.prices.price
+
+    def counted(row: Any, day: date) -> Any:
+        priced.append(row)
+        return price(row, day)
+
+    fetcher.prices.price = counted  # type: ignore[method-assign]
+    return priced
+
+
+def test_a_minute_read_again_unchanged_is_not_priced_again_but_a_revised_one_is(
+        sim: SimServer, fetcher: Fetcher, tmp_path: Path) -> None:
+    """A steady refresh reads the late minutes again; those sent as before keep the rows
+    priced from them, and one whose counts changed is priced again. In step with a fetcher
+    that parses and prices every re-read minute afresh, the usage is the same."""
+    with wiring.opened_store(f"sqlite:///{tmp_path / 'afresh.db'}") as store, \
+            wiring.admin_http(sim.base_url, KEY) as http:
+        afresh = Fetcher(AdminClient(http, sleep=lambda _: None), Caches(store),
+                         PriceTable.load())
+        moment = datetime(2026, 3, 9, 14, 30, tzinfo=UTC)
+        for each in (fetcher, afresh):
+            each.refresh(at(sim, moment))
+        kept, every = counting(fetcher), counting(afresh)
+
+        def step(minute: int, revise: bool = False) -> tuple[Any, Any]:
+            snapshots = []
+            for each in (fetcher, afresh):
+                if each is afresh:
+                    afresh.client._seen.clear()  # nothing read before is recognised
+                if revise:
+                    sim.inject(Fault(count=1, path="usage_report",
+                                     corrupt=double_hour(floor_hour(moment))))
+                snapshots.append(each.refresh(at(sim, moment + timedelta(minutes=minute))))
+            return snapshots[0], snapshots[1]
+
+        steady = step(1)
+        assert 0 < len(kept) < len(every)
+        assert steady[0].usage == steady[1].usage and steady[0].today == steady[1].today
+        kept.clear()
+        every.clear()
+        revised = step(2, revise=True)
+        assert len(kept) == len(every) > 0  # every re-read minute of the hour changed
+        assert revised[0].usage == revised[1].usage
+        day = moment.date()
+        assert revised[0].usage[day].organization != steady[0].usage[day].organization

@@ -126,3 +126,36 @@ def test_forget_hour_drops_everything_of_it() -> None:
     assert not window.whole(HOUR)
     assert window.hour_rows(HOUR) == []
     assert window.hour_rows(HOUR + timedelta(hours=1))
+
+
+def test_a_minute_read_again_unchanged_becomes_final_with_its_kept_rows() -> None:
+    """``again`` moves only when a kept minute was read: once read late enough it is final
+    and summed into its hour, as if its rows had been taken once more."""
+    window, taken = MinuteWindow(LATE), MinuteWindow(LATE)
+    first = HOUR + timedelta(minutes=5)
+    read(window, HOUR, first, first, usd="0.5")
+    read(taken, HOUR, first, first, usd="0.5")
+    later = HOUR + timedelta(minutes=12)
+    assert window.holds(HOUR) and not window.final(HOUR)
+    window.again(minutes(HOUR, first), later)
+    read(taken, HOUR, first, later, usd="0.5")
+    assert window.final(HOUR + timedelta(minutes=1))
+    assert not window.holds(HOUR + timedelta(minutes=1))
+    assert window.hour_rows(HOUR) == taken.hour_rows(HOUR)
+    assert window.read_from(HOUR, later) == taken.read_from(HOUR, later)
+    assert window.read_from(HOUR, later) == HOUR + timedelta(minutes=2)
+
+
+def test_again_ignores_minutes_the_window_does_not_hold() -> None:
+    """A minute never taken, or forgotten, is not made read by ``again``: it is read and
+    priced afresh."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=30)
+    window.again([HOUR], at)
+    assert not window.holds(HOUR)
+    assert window.read_from(HOUR, at) == HOUR
+    read(window, HOUR, HOUR + timedelta(minutes=2), HOUR + timedelta(minutes=2))
+    window.forget_hour(HOUR)
+    window.again([HOUR], at)
+    assert window.read_from(HOUR, at) == HOUR
+    assert window.hour_rows(HOUR) == []

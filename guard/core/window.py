@@ -11,6 +11,7 @@ into its hour and its rows let go, so what is kept stays bounded: the rows of th
     window = MinuteWindow(late)
     start = window.read_from(fresh_from, through, at)   # the first minute to read
     window.take(rows, minutes, at)                      # the minutes read (priced per minute)
+    window.again(minutes, at)                           # minutes read again, found unchanged
     window.hour_rows(hour)                               # priced rows of an hour, as read
 """
 
@@ -76,6 +77,22 @@ class MinuteWindow:
                 self._sum(floor_hour(minute), group)
             else:
                 self._rows[minute] = group
+
+    def holds(self, minute: datetime) -> bool:
+        """Whether ``minute``'s rows are kept (read, not final yet)."""
+        return minute in self._rows
+
+    def again(self, minutes: Iterable[datetime], at: datetime) -> None:
+        """``minutes`` read again at ``at`` and found as kept: their rows and indexes stand,
+        only when they were read moves on (a minute now final is summed into its hour)."""
+        for minute in minutes:
+            rows = self._rows.get(minute)
+            if rows is None or self.final(minute):
+                continue
+            self._read_at[minute] = at
+            if self.final(minute):
+                del self._rows[minute]
+                self._sum(floor_hour(minute), rows)
 
     def _sum(self, hour: datetime, rows: Iterable[PricedUsage]) -> None:
         sums = self._hours.setdefault(hour, {})

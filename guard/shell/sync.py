@@ -20,7 +20,7 @@ from decimal import Decimal
 from guard.core import settle
 from guard.core.billed import ANALYTICS, API_PAGE_ROWS, LEGACY, BilledPolicy
 from guard.core.kept import Kept
-from guard.core.model import CostDay, PricedUsage, Snapshot
+from guard.core.model import CostDay, PricedUsage, Snapshot, UsageBucket
 from guard.core.period import (
     DAY,
     HOUR,
@@ -122,6 +122,9 @@ class Fetcher:
         self.unpriced = Unpriced(prices)
         self.window = MinuteWindow(self.policy.late_window)
         """The minutes read, kept between refreshes: only those not final are read again."""
+        self._minutes: dict[datetime, UsageBucket] = {}
+        """The minute buckets of the last read, as parsed: one the client hands back again
+        (unchanged) keeps the rows the window priced from it."""
         self._window_as: tuple[frozenset[str] | None, datetime] | None = None
         """The keys the window's indexes keep apart, and the last ``at`` it took."""
         self.spaces = frozenset(workspaces) if workspaces is not None else None
@@ -389,10 +392,16 @@ class Fetcher:
         if first < plan.through:
             buckets = [b for page in self.client.usage_pages(first, plan.through, "1m")
                        for b in page]
-            priced = settle.price_buckets(buckets, self.prices, by_minute=True)
+            same = [b for b in buckets if self._minutes.get(b.starting_at) is b
+                    and window.holds(b.starting_at)]
+            kept = {b.starting_at for b in same}
+            changed = [b for b in buckets if b.starting_at not in kept]
+            priced = settle.price_buckets(changed, self.prices, by_minute=True)
             plausible(self.bounds, usage_rows(priced), "the usage report")
-            window.take(priced, [b.starting_at for b in buckets], at, unpriced=self.unpriced,
+            window.take(priced, [b.starting_at for b in changed], at, unpriced=self.unpriced,
                         keys=self._fold(api_keys), workspaces=self.spaces)
+            window.again([b.starting_at for b in same], at)
+            self._minutes = {b.starting_at: b for b in buckets}
         hour_now = floor_hour(at)
         rows = {h: window.hour_rows(h) for h in hours_between(plan.fresh_from, hour_now + HOUR)}
         complete = [h for h in rows if h < hour_now and h + HOUR > first and window.complete(h)]
@@ -409,6 +418,7 @@ class Fetcher:
         if self._window_as is not None and (self._window_as[0] != keys
                                             or at < self._window_as[1]):
             self.window = MinuteWindow(self.policy.late_window)
+            self._minutes = {}
         self._window_as = (keys, at)
         return self.window
 

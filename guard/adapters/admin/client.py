@@ -134,6 +134,10 @@ class AdminClient:
     _budget_s: float = field(default=0.0, init=False, repr=False)
     _counting: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     """Requests are counted from a reader thread too (``guard.shell.ahead``)."""
+    _seen: dict[tuple[str, tuple[str, ...]], parse.Seen] = field(
+        default_factory=dict, init=False, repr=False)
+    """The minute buckets of the last complete read of each shape, as sent and as parsed:
+    read again unchanged, a bucket is not parsed again (``parse.usage_buckets``)."""
 
     def _count(self) -> None:
         with self._counting:
@@ -170,10 +174,15 @@ class AdminClient:
         beta = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else None
         first = 0
         pages = _most_pages(start, end, width)
+        shape = (width, tuple(group_by))
+        seen = self._seen.get(shape) if width == "1m" else None
+        keep: parse.Seen | None = {} if width == "1m" else None
         for data in self._report_pages(USAGE_PATH, params, "usage_report", pages, beta):
-            buckets = parse.usage_buckets(data, parse.Where("usage_report"), first)
+            buckets = parse.usage_buckets(data, parse.Where("usage_report"), first, seen, keep)
             first += len(buckets)
             yield buckets
+        if keep is not None:
+            self._seen[shape] = keep
 
     def cost_pages(self, start: datetime, end: datetime, group_by: Sequence[str] = (),
                    page_buckets: int | None = None) -> Iterator[list[CostBucket]]:

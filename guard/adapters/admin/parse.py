@@ -186,15 +186,35 @@ def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
     return value
 
 
-def usage_buckets(data: Sequence[object], where: Where, first: int = 0) -> list[UsageBucket]:
+Seen = dict[tuple[object, object], tuple[object, UsageBucket]]
+"""Buckets as parsed, by their ``(starting_at, ending_at)`` as sent: the ``results`` they
+were parsed from, and the bucket."""
+
+
+def usage_buckets(data: Sequence[object], where: Where, first: int = 0,
+                  seen: Seen | None = None, keep: Seen | None = None) -> list[UsageBucket]:
     """Usage buckets; ``first`` numbers the buckets across pages.
 
     Rows take a fast path that checks each field's type and range inline; only a row that
     fails it goes through ``usage_row``, which names the bucket, the row and the field.
+    A bucket sent exactly as one in ``seen`` (its bounds and every result equal) is that
+    bucket again, not parsed twice: a steady tick reads the same late minutes again and
+    again. ``keep`` collects the buckets of this read for the next.
     """
-    return [_bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket,
-                    fast=_usage_row_fast)
-            for i, item in enumerate(data)]
+    buckets = []
+    for i, item in enumerate(data):
+        raw = item if type(item) is dict else None
+        key = (raw.get("starting_at"), raw.get("ending_at")) if raw is not None else None
+        known = seen.get(key) if seen is not None and key is not None else None
+        if raw is not None and known is not None and known[0] == raw.get("results"):
+            bucket = known[1]
+        else:
+            bucket = _bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket,
+                             fast=_usage_row_fast)
+        if keep is not None and raw is not None and key is not None:
+            keep[key] = (raw.get("results"), bucket)
+        buckets.append(bucket)
+    return buckets
 
 
 class _Slow(Exception):
