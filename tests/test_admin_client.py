@@ -536,3 +536,16 @@ def test_a_malformed_minute_is_refused_even_after_a_well_formed_one() -> None:
     list(client.usage_pages(T0, end, "1m"))
     with pytest.raises(MalformedResponse, match="`output_tokens` is negative"):
         list(client.usage_pages(T0, end, "1m"))
+
+
+def test_only_minutes_that_will_be_read_again_are_remembered() -> None:
+    """Minutes before ``again_from`` are final once read: the client keeps nothing of them,
+    so a later read of them is parsed afresh."""
+    m0, m1, m2 = ("2026-03-10T00:00:00Z", "2026-03-10T00:01:00Z", "2026-03-10T00:02:00Z")
+    page = minute_page(bucket(m0, m1, [usage_item()]), bucket(m1, m2, [usage_item()]))
+    client, _ = make_client(Recorder(ok(page), ok(page)))
+    end, again = T0 + timedelta(minutes=2), T0 + timedelta(minutes=1)
+    [before] = list(client.usage_pages(T0, end, "1m", again_from=again))
+    [after] = list(client.usage_pages(T0, end, "1m", again_from=again))
+    assert after[0] is not before[0] and after[0] == before[0]
+    assert after[1] is before[1]

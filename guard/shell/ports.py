@@ -52,8 +52,11 @@ class AdminReports(Protocol):
 
     def usage_pages(self, start: datetime, end: datetime, width: str,
                     group_by: Sequence[str] = ...,
-                    page_buckets: int | None = None) -> Iterator[list[UsageBucket]]:
-        """Usage buckets in ``[start, end)``, one page at a time."""
+                    page_buckets: int | None = None, *,
+                    again_from: datetime | None = None) -> Iterator[list[UsageBucket]]:
+        """Usage buckets in ``[start, end)``, one page at a time (minute buckets from
+        ``again_from`` on may be handed back as parsed when the next read finds them
+        unchanged)."""
         ...
 
     def cost_pages(self, start: datetime, end: datetime, group_by: Sequence[str] = (),

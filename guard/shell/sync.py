@@ -390,7 +390,9 @@ class Fetcher:
         window = self._window_for(at, api_keys)
         first = window.read_from(plan.fresh_from, plan.through) if read else plan.through
         if first < plan.through:
-            buckets = [b for page in self.client.usage_pages(first, plan.through, "1m")
+            again = floor_minute(at - self.policy.late_window - MINUTE)  # not final after
+            buckets = [b for page in self.client.usage_pages(first, plan.through, "1m",
+                                                             again_from=again)
                        for b in page]
             same = [b for b in buckets if self._minutes.get(b.starting_at) is b
                     and window.holds(b.starting_at)]

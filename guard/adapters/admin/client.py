@@ -168,8 +168,13 @@ class AdminClient:
 
     def usage_pages(self, start: datetime, end: datetime, width: str,
                     group_by: Sequence[str] = USAGE_GROUP_BY,
-                    page_buckets: int | None = None) -> Iterator[list[UsageBucket]]:
-        """Usage buckets in ``[start, end)``, one page at a time, every page followed."""
+                    page_buckets: int | None = None, *,
+                    again_from: datetime | None = None) -> Iterator[list[UsageBucket]]:
+        """Usage buckets in ``[start, end)``, one page at a time, every page followed.
+
+        Minute buckets starting at or after ``again_from`` (``None``: all) are remembered as
+        sent: read again unchanged by the next read of the same shape, they are handed back
+        as parsed, not parsed again."""
         params = _report_params(start, end, width, group_by, page_buckets)
         beta = {"anthropic-beta": FAST_MODE_BETA} if "speed" in group_by else None
         first = 0
@@ -178,7 +183,8 @@ class AdminClient:
         seen = self._seen.get(shape) if width == "1m" else None
         keep: parse.Seen | None = {} if width == "1m" else None
         for data in self._report_pages(USAGE_PATH, params, "usage_report", pages, beta):
-            buckets = parse.usage_buckets(data, parse.Where("usage_report"), first, seen, keep)
+            buckets = parse.usage_buckets(data, parse.Where("usage_report"), first,
+                                          seen=seen, keep=keep, keep_from=again_from)
             first += len(buckets)
             yield buckets
         if keep is not None:
