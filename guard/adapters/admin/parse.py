@@ -7,7 +7,6 @@ a decimal"). Nothing here ever turns a bad value into zero.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -187,9 +186,9 @@ def _decimal(obj: Mapping[str, Any], name: str, where: Where) -> Decimal:
     return value
 
 
-Seen = dict[tuple[object, object], tuple[str, UsageBucket]]
-"""Buckets as parsed, by their ``(starting_at, ending_at)`` as sent: their ``results`` as
-compact JSON text (what they were parsed from), and the bucket."""
+Seen = dict[tuple[object, object], tuple[object, UsageBucket]]
+"""Buckets as parsed, by their ``(starting_at, ending_at)`` as sent: the ``results`` they
+were parsed from, as decoded, and the bucket."""
 
 
 def usage_buckets(data: Sequence[object], where: Where, first: int = 0, *,
@@ -199,37 +198,26 @@ def usage_buckets(data: Sequence[object], where: Where, first: int = 0, *,
 
     Rows take a fast path that checks each field's type and range inline; only a row that
     fails it goes through ``usage_row``, which names the bucket, the row and the field.
-    A bucket sent exactly as one in ``seen`` (its bounds and every result equal) is that
-    bucket again, not parsed twice: a steady tick reads the same late minutes again and
-    again. ``keep`` collects the buckets of this read that start at or after ``keep_from``
-    (those that will be read again) for the next.
+    A bucket sent exactly as one in ``seen`` (its bounds and every result equal, compared
+    as decoded) is that bucket again, not parsed twice: a steady tick reads the same late
+    minutes again and again. ``keep`` collects the buckets of this read that start at or
+    after ``keep_from`` (those that will be read again) for the next.
     """
     buckets = []
     for i, item in enumerate(data):
         raw = item if type(item) is dict else None
         key = (raw.get("starting_at"), raw.get("ending_at")) if raw is not None else None
         known = seen.get(key) if seen is not None and key is not None else None
-        text = _text(raw.get("results")) if raw is not None and (
-            known is not None or keep is not None) else None
-        if known is not None and text is not None and known[0] == text:
+        if raw is not None and known is not None and known[0] == raw.get("results"):
             bucket = known[1]
         else:
             bucket = _bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket,
                              fast=_usage_row_fast)
-        if keep is not None and key is not None and text is not None and (
+        if keep is not None and raw is not None and key is not None and (
                 keep_from is None or bucket.starting_at >= keep_from):
-            keep[key] = (text, bucket)
+            keep[key] = (raw.get("results"), bucket)
         buckets.append(bucket)
     return buckets
-
-
-def _text(results: object) -> str | None:
-    """``results`` as compact JSON text, to tell a bucket sent again unchanged (``None``:
-    not JSON, so never recognised)."""
-    try:
-        return json.dumps(results, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return None
 
 
 class _Slow(Exception):
