@@ -181,10 +181,9 @@ def signals(item: BudgetInput, stale: bool) -> dict[Condition, Signal]:
     tripped = burn.tripped if burn else None
     return {
         Condition.SOFT_REACHED: _threshold(mtd, b.soft_limit_usd),
-        Condition.HARD_REACHED: replace(_threshold(mtd, b.hard_limit_usd),
-                                        severity=Severity.CRITICAL),
-        Condition.HARD_AT_RISK: replace(_threshold(p90, b.hard_limit_usd), known=forecast_known),
-        Condition.HARD_LIKELY: replace(_threshold(p50, b.hard_limit_usd), known=forecast_known),
+        Condition.HARD_REACHED: _threshold(mtd, b.hard_limit_usd, Severity.CRITICAL),
+        Condition.HARD_AT_RISK: _threshold(p90, b.hard_limit_usd, known=forecast_known),
+        Condition.HARD_LIKELY: _threshold(p50, b.hard_limit_usd, known=forecast_known),
         Condition.RUNAWAY: Signal(active=tripped is not None, clearable=tripped is None,
                                   severity=Severity(tripped.severity) if tripped
                                   else Severity.WARNING,
@@ -193,8 +192,9 @@ def signals(item: BudgetInput, stale: bool) -> dict[Condition, Signal]:
     }
 
 
-def _threshold(value: Decimal, limit: Decimal) -> Signal:
-    return Signal(active=value >= limit, clearable=value < limit * CLEAR_BAND)
+def _threshold(value: Decimal, limit: Decimal, severity: Severity = Severity.WARNING,
+               *, known: bool = True) -> Signal:
+    return Signal(value >= limit, value < limit * CLEAR_BAND, severity, known)
 
 
 # --- lifecycle -------------------------------------------------------------------------------
