@@ -10,7 +10,8 @@ CPU is the child's ``getrusage`` time around each tick; peak RSS is its ``ru_max
 Cases (``--case``, repeatable; default all):
 
 - ``steady``: a first start (an empty store: the month and eight weeks of history
-  backfilled) at 14:03, then ticks a minute apart in a new process, on day 2 and day 28; the
+  backfilled) at 14:03, then ticks a minute apart in a new process, on day 2 and day 28
+  (three rounds, the days taking turns, each over a copy of its day's store); the
   day-28/day-2 ratio of steady CPU;
 - ``midnight``: a first start at 22:00, then 240 one-minute ticks across the midnight in one
   process: the requests of every tick (the most, and the ticks over the goal);
@@ -192,29 +193,59 @@ def first_then_ticks(sim: Sim, size: str, budgets: int, first: datetime,
                 run_child(tmp, sim.url, blocks, moments))
 
 
-def steady_case(size: str, day: int, budgets: int, steady: int) -> dict[str, Any]:
-    """First start on ``day`` at 14:03, then ``steady`` ticks a minute apart in a new process
-    (the first of which reads the store cold)."""
-    first = datetime(*MONTH, day, 14, 3, tzinfo=UTC)
-    moments = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
-    sim = Sim(size, moments[-1] + timedelta(minutes=1))
+def steady_cases(size: str, days: list[int], budgets: int, steady: int,
+                 repeat: int) -> list[dict[str, Any]]:
+    """For each day, a first start at 14:03 (a simulator of its own, its clock a minute past
+    the last tick), then ``repeat`` rounds in which each day in turn gets ``steady`` ticks a
+    minute apart in a new process over a copy of its backfilled store (the first tick of
+    each reads the store cold and is not counted).
+
+    The days take turns so a slow spell of this shared machine, which inflates every
+    process's CPU time for minutes at a time, falls on both days alike, not on one day's
+    ticks; each day's steady CPU is the median of all its rounds' ticks."""
+    blocks = budget_blocks(size, budgets)
+    sims: dict[int, Sim] = {}
     try:
-        start, run = first_then_ticks(sim, size, budgets, first, moments)
-        naive = naive_tick(sim.url, KEY, moments[-1])
-        fresh = window_rows(sim.url, moments[1] - timedelta(minutes=11), moments[-1])
+        with tempfile.TemporaryDirectory() as name:
+            base = Path(name)
+            moments, starts = {}, {}
+            for day in days:
+                first = datetime(*MONTH, day, 14, 3, tzinfo=UTC)
+                moments[day] = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
+                sims[day] = Sim(size, moments[day][-1] + timedelta(minutes=1))
+                (base / f"day{day}").mkdir()
+                starts[day] = run_child(base / f"day{day}", sims[day].url, blocks, [first])
+            runs: dict[int, list[dict[str, Any]]] = {day: [] for day in days}
+            for round_ in range(repeat):
+                for day in days:
+                    copy = base / f"day{day}-{round_}"
+                    shutil.copytree(base / f"day{day}", copy)
+                    runs[day].append(run_child(copy, sims[day].url, blocks, moments[day]))
+            return [_steady_result(size, day, budgets, starts[day], runs=runs[day],
+                                   url=sims[day].url, moments=moments[day]) for day in days]
     finally:
-        sim.close()
-    warm = run["ticks"][1:]
+        for sim in sims.values():
+            sim.close()
+
+
+def _steady_result(size: str, day: int, budgets: int, start: dict[str, Any], *,
+                   runs: list[dict[str, Any]], url: str,
+                   moments: list[datetime]) -> dict[str, Any]:
+    naive = naive_tick(url, KEY, moments[-1])
+    fresh = window_rows(url, moments[1] - timedelta(minutes=11), moments[-1])
+    warm = [t for run in runs for t in run["ticks"][1:]]
+    cpu = statistics.median(t["cpu_s"] for t in warm)
     return {"size": size, "day": day, "budgets": budgets,
             "first": start["ticks"][0], "first_rss_mb": start["peak_rss_mb"],
-            "cold": run["ticks"][0],
-            "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
+            "cold": runs[0]["ticks"][0], "rounds": len(runs),
+            "round_medians_cpu_s": [statistics.median(t["cpu_s"] for t in run["ticks"][1:])
+                                    for run in runs],
+            "steady_cpu_s": cpu,
             "steady_wall_s": statistics.median(t["wall_s"] for t in warm),
             "steady_requests_max": max(t["requests"] for t in warm),
-            "steady_rss_mb": run["peak_rss_mb"], "naive": naive,
-            "fresh_rows_per_tick": round(fresh / len(warm)),
-            "guard_over_naive_cpu": round(statistics.median(t["cpu_s"] for t in warm)
-                                          / naive["cpu_s"], 4),
+            "steady_rss_mb": max(run["peak_rss_mb"] for run in runs), "naive": naive,
+            "fresh_rows_per_tick": round(fresh / len(runs[0]["ticks"][1:])),
+            "guard_over_naive_cpu": round(cpu / naive["cpu_s"], 4),
             "ticks": warm}
 
 
@@ -305,6 +336,8 @@ def main() -> None:
     parser.add_argument("--day", type=int, action="append")
     parser.add_argument("--budgets", type=int, default=23)
     parser.add_argument("--steady", type=int, default=5, help="steady ticks to measure")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of steady ticks, the days taking turns")
     parser.add_argument("--case", action="append",
                         choices=["steady", "midnight", "budgets"])
     parser.add_argument("--json", type=Path, default=Path("bench/scale.json"))
@@ -318,10 +351,9 @@ def main() -> None:
     cases = args.case or ["steady", "midnight", "budgets"]
     out: dict[str, Any] = {"goals": GOALS}
     if "steady" in cases:
-        results = []
-        for day in args.day or [2, 28]:
-            result = steady_case(args.size, day, args.budgets, args.steady)
-            results.append(result)
+        results = steady_cases(args.size, args.day or [2, 28], args.budgets, args.steady,
+                               args.rounds)
+        for result in results:
             print(report_steady(result), flush=True)
         out["results"] = results
         by_day = {r["day"]: r for r in results}
