@@ -16,7 +16,7 @@ Cases (``--case``, repeatable; default all):
 - ``midnight``: a first start at 22:00, then 240 one-minute ticks across the midnight in one
   process: the requests of every tick (the most, and the ticks over the goal);
 - ``budgets``: steady ticks on day 28 with 1, 100 and 1,000 budgets over one backfilled
-  store: CPU against one budget's.
+  store (three rounds, the counts taking turns): CPU against one budget's.
 
 Each steady case also runs the naive poller (``bench/naive.py``: the month re-read and
 re-priced each tick) against the same simulator at the last tick's instant, so the
@@ -304,29 +304,39 @@ def report_midnight(r: dict[str, Any]) -> str:
             f"{r['peak_rss_mb']:.1f} MB")
 
 
-def budgets_case(size: str, day: int, counts: list[int], steady: int) -> list[dict[str, Any]]:
-    """One backfilled store on ``day``, then ``steady`` ticks with each count of budgets in
-    a process of its own over a copy of it (the store holds usage, not budgets)."""
+def budgets_case(size: str, day: int, counts: list[int], steady: int,
+                 rounds: int) -> list[dict[str, Any]]:
+    """One backfilled store on ``day``, then ``rounds`` rounds in which each count of budgets
+    in turn gets ``steady`` ticks in a process of its own over a copy of it (the store holds
+    usage, not budgets); each count's CPU is the median of all its rounds' ticks, the counts
+    taking turns as the days do in ``steady_cases``."""
     first = datetime(*MONTH, day, 14, 3, tzinfo=UTC)
     moments = [first + timedelta(minutes=i) for i in range(1, steady + 2)]
     sim = Sim(size, moments[-1] + timedelta(minutes=1))
-    results = []
+    runs: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
     try:
         with tempfile.TemporaryDirectory() as name:
             base = Path(name) / "base"
             base.mkdir()
             run_child(base, sim.url, budget_blocks(size, 23), [first])
-            for count in counts:
-                tmp = Path(name) / f"b{count}"
-                shutil.copytree(base, tmp)
-                run = run_child(tmp, sim.url, budget_blocks(size, count), moments)
-                warm = run["ticks"][1:]
-                results.append({"size": size, "day": day, "budgets": count,
-                                "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
-                                "steady_requests_max": max(t["requests"] for t in warm),
-                                "peak_rss_mb": run["peak_rss_mb"]})
+            for round_ in range(rounds):
+                for count in counts:
+                    tmp = Path(name) / f"b{count}-{round_}"
+                    shutil.copytree(base, tmp)
+                    runs[count].append(run_child(tmp, sim.url, budget_blocks(size, count),
+                                                 moments))
     finally:
         sim.close()
+    results = []
+    for count in counts:
+        warm = [t for run in runs[count] for t in run["ticks"][1:]]
+        results.append({"size": size, "day": day, "budgets": count, "rounds": rounds,
+                        "round_medians_cpu_s": [
+                            statistics.median(t["cpu_s"] for t in run["ticks"][1:])
+                            for run in runs[count]],
+                        "steady_cpu_s": statistics.median(t["cpu_s"] for t in warm),
+                        "steady_requests_max": max(t["requests"] for t in warm),
+                        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs[count])})
     return results
 
 
@@ -372,7 +382,8 @@ def main() -> None:
         out["midnight"] = midnight_case(args.size, 28, args.budgets)
         print(report_midnight(out["midnight"]), flush=True)
     if "budgets" in cases:
-        out["budgets"] = budgets_case(args.size, 28, [1, 100, 1000], args.steady)
+        out["budgets"] = budgets_case(args.size, 28, [1, 100, 1000], args.steady,
+                                      args.rounds)
         one = out["budgets"][0]["steady_cpu_s"]
         for r in out["budgets"]:
             print(f"{r['size']:>10} day 28 {r['budgets']:5d} budgets: steady "
