@@ -225,7 +225,6 @@ def test_the_minute_window_waits_a_tick_for_a_poll_of_two_pages(sim: SimServer,
         assert later.data_through == datetime(2026, 3, 9, 15, 5, tzinfo=UTC)
 
 
-
 def counting(fetcher: Fetcher) -> list[object]:
     """The rows ``fetcher`` prices from now on."""
     priced: list[object] = []

@@ -87,7 +87,7 @@ class MinuteWindow:
         only when they were read moves on (a minute now final is summed into its hour)."""
         for minute in minutes:
             rows = self._rows.get(minute)
-            if rows is None or self.final(minute):
+            if rows is None:  # not taken, forgotten or final: nothing kept to stand
                 continue
             self._read_at[minute] = at
             if self.final(minute):

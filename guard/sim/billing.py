@@ -63,14 +63,10 @@ class Billing:
 
     def line_cents(self, line: prices.PriceLine, token_type: str, tokens: int,
                    day: date) -> Decimal:
-        """``token_cents`` of ``tokens`` of one type on one price line."""
-        return (Decimal(tokens) * prices.line_price(line, token_type, day) / prices.MICRO
+        """The list amount of ``tokens`` of one type on one price line, price errors
+        applied."""
+        return (prices.line_cents(tokens, line, token_type, day)
                 * token_factor(self.price_errors, line[0]))
-
-    def token_cents(self, row: SimUsage, token_type: str, tokens: int, day: date) -> Decimal:
-        """The list amount of ``tokens`` of one type of ``row``, price errors applied."""
-        return row.type_cents(token_type, tokens, day) * token_factor(self.price_errors,
-                                                                      row.model)
 
 
 def watermark(now: datetime, lag: timedelta) -> datetime:

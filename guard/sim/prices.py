@@ -41,8 +41,8 @@ CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)
 
 _BATCH = Decimal("0.5")
 _US_GEO = Decimal("1.1")
-MICRO = Decimal(10_000)
-"""USD per million tokens × tokens / ``MICRO`` = cents."""
+_MICRO = Decimal(10_000)
+"""USD per million tokens × tokens / ``_MICRO`` = cents."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +244,8 @@ def token_cents(
     day: date | None = None,
 ) -> Decimal:
     """The exact cost in cents of ``tokens`` tokens of one type used on ``day``."""
-    line = (model, service_tier, context_window, inference_geo, speed)
-    return Decimal(tokens) * line_price(line, token_type, day) / MICRO
+    return line_cents(tokens, (model, service_tier, context_window, inference_geo, speed),
+                      token_type, day)
 
 
 PriceLine = tuple[str, str, str, str, str]
@@ -262,11 +262,9 @@ def line_price(line: PriceLine, token_type: str, day: date | None) -> Decimal:
                              speed), day)
 
 
-def row_cents(tokens: tuple[tuple[str, int], ...], line: PriceLine,
-              day: date | None) -> list[tuple[str, Decimal]]:
-    """``token_cents`` of each token type that has tokens, in the order given."""
-    return [(token_type, Decimal(count) * line_price(line, token_type, day) / MICRO)
-            for token_type, count in tokens if count]
+def line_cents(tokens: int, line: PriceLine, token_type: str, day: date | None) -> Decimal:
+    """``token_cents`` of ``tokens`` of one type on one price line."""
+    return Decimal(tokens) * line_price(line, token_type, day) / _MICRO
 
 
 def web_search_cents(requests: int) -> Decimal:

@@ -89,11 +89,9 @@ class SimUsage:
 
         ``None`` prices at the newest rates; pass the usage day for prices that changed.
         """
-        return sum((cents for _, cents in self.cents_by_type(day)), Decimal(0))
-
-    def cents_by_type(self, day: date | None) -> list[tuple[str, Decimal]]:
-        """``(token_type, type_cents)`` of each token type the row has tokens of."""
-        return prices.row_cents(self.tokens_by_type(), self.line, day)
+        line = self.line
+        return sum((prices.line_cents(tokens, line, token_type, day)
+                    for token_type, tokens in self.tokens_by_type() if tokens), Decimal(0))
 
     @property
     def line(self) -> prices.PriceLine:

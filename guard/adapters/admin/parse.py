@@ -205,17 +205,16 @@ def usage_buckets(data: Sequence[object], where: Where, first: int = 0, *,
     """
     buckets = []
     for i, item in enumerate(data):
-        raw = item if type(item) is dict else None
-        key = (raw.get("starting_at"), raw.get("ending_at")) if raw is not None else None
-        known = seen.get(key) if seen is not None and key is not None else None
-        if raw is not None and known is not None and known[0] == raw.get("results"):
+        raw = item if type(item) is dict else {}  # not an object: ``_bucket`` says so
+        key, results = (raw.get("starting_at"), raw.get("ending_at")), raw.get("results")
+        known = seen.get(key) if seen is not None else None
+        if known is not None and known[0] == results:
             bucket = known[1]
         else:
             bucket = _bucket(item, where / f"bucket {first + i}", usage_row, UsageBucket,
                              fast=_usage_row_fast)
-        if keep is not None and raw is not None and key is not None and (
-                keep_from is None or bucket.starting_at >= keep_from):
-            keep[key] = (raw.get("results"), bucket)
+        if keep is not None and (keep_from is None or bucket.starting_at >= keep_from):
+            keep[key] = (results, bucket)
         buckets.append(bucket)
     return buckets
 
