@@ -17,9 +17,12 @@ from guard.core.forecast import (
     burn,
     calibrate,
     forecast,
+    forecast_rest,
     hour_profile,
+    narrowing,
     seasonal,
 )
+from guard.core.forecast.band import band_factors
 from guard.core.model import Budget, PricedUsage, Scope
 from guard.core.outlook import OutlookInputs, recent_rows, spent_between
 from guard.core.usage import Period, PeriodIndex, Sums
@@ -151,6 +154,39 @@ def test_exhaustion_day_is_when_the_path_crosses_the_limit() -> None:
     f = forecast(mtd=D(0), history={d: v for d, v in series.items() if d < MARCH},
                  profile=Profile.uniform(), band=Band.cold(), now=now, hard_limit=D(1000))
     assert f.exhaustion_day == date(2026, 3, 10)
+
+
+@given(levels, st.decimals(min_value=D("0.2"), max_value=1, places=2), residual_tables,
+       st.integers(1, 31))
+@settings(max_examples=60, deadline=None)
+def test_the_band_factors_are_the_narrowed_band_exponentiated(
+        level: Decimal, weekend_share: Decimal, residuals: list[list[Decimal]],
+        day: int) -> None:
+    """P10 and P90 scale the rest by e^low and e^high of the narrowed band (capped at 1 and
+    floored at 1), whether or not the cap bites: the forecast's factors without ``exp``."""
+    series = weekly(level, level * weekend_share)
+    band = band_from_residuals(residuals)
+    now = datetime(2026, 3, day, 9, 30, tzinfo=UTC)
+    history = {d: v for d, v in series.items() if d < now.date()}
+    season, profile = seasonal(history, now.date()), Profile.uniform()
+    rest = forecast_rest(season, profile, now)
+    low, high = narrowing(band, season, profile, now, rest)
+    low_factor, high_factor = band_factors(band, season, now, rest)
+    tolerance = D("1e-24")
+    assert abs(low_factor - min(low, D(0)).exp()) <= tolerance
+    assert abs(high_factor - max(high, D(0)).exp()) <= tolerance
+
+
+def test_day_shares_cut_a_window_at_midnight() -> None:
+    """A window across midnight is two days' shares that add up to the window's."""
+    profile = Profile.uniform()
+    start = datetime(2026, 3, 4, 21, tzinfo=UTC)
+    spans = profile.day_shares(start, start + timedelta(hours=6))
+    assert [day for day, _ in spans] == [date(2026, 3, 4), date(2026, 3, 5)]
+    assert all(abs(share - D(3) / 24) <= D("1e-24") for _, share in spans)
+    within = profile.day_shares(start, start + timedelta(minutes=30))
+    assert within == ((date(2026, 3, 4), profile.share_between(start, start
+                                                               + timedelta(minutes=30))),)
 
 
 def test_calibration_replays_complete_months() -> None:

@@ -69,6 +69,7 @@ IMMEDIATE = frozenset({Condition.SOFT_REACHED, Condition.HARD_REACHED, Condition
                        Condition.DATA_STALE})
 FORECAST = frozenset({Condition.HARD_AT_RISK, Condition.HARD_LIKELY})
 _RANK = {Severity.WARNING: 0, Severity.CRITICAL: 1}
+_ORDER = {condition: rank for rank, condition in enumerate(Condition)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +306,8 @@ def evaluate(inputs: Sequence[BudgetInput], states: Mapping[tuple[str, Condition
         for condition, signal in signals(item, stale).items():
             key = (item.spend.budget.name, condition)
             before = current.get(key)
+            if before is None and not signal.active:
+                continue  # stays inactive, nothing to say: most budgets, most conditions
             after = step(before, signal, condition, now, config)
             reason = decide(before, after, now, config)
             if after is not None:
@@ -326,7 +329,10 @@ def _reset_decision(key: tuple[str, Condition], state: AlertState) -> Decision:
 
 def _firing(inputs: Sequence[BudgetInput],
             states: Mapping[tuple[str, Condition], AlertState]) -> dict[str, tuple[Condition, ...]]:
-    return {i.spend.budget.name: tuple(c for c in Condition
-                                       if (s := states.get((i.spend.budget.name, c)))
-                                       and s.status is Status.FIRING)
+    lit: dict[str, list[Condition]] = {}
+    for (name, condition), state in states.items():
+        if state.status is Status.FIRING:
+            lit.setdefault(name, []).append(condition)
+    return {i.spend.budget.name: tuple(sorted(lit.get(i.spend.budget.name, ()),
+                                              key=_ORDER.__getitem__))
             for i in inputs}

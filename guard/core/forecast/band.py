@@ -39,11 +39,15 @@ class Band:
     high: tuple[Decimal, ...]
     residuals: int
     widths: tuple[Decimal, ...] = ()
+    factors: tuple[tuple[Decimal, Decimal], ...] = ()
+    """``(e^low, e^high)`` per day: what the rest is multiplied by, computed once per band."""
 
     def __post_init__(self) -> None:
+        if not self.factors:
+            factors = tuple((lo.exp(), h.exp()) for lo, h in zip(self.low, self.high, strict=True))
+            object.__setattr__(self, "factors", factors)
         if not self.widths:
-            widths = tuple(h.exp() - lo.exp() for lo, h in zip(self.low, self.high, strict=True))
-            object.__setattr__(self, "widths", widths)
+            object.__setattr__(self, "widths", tuple(h - lo for lo, h in self.factors))
 
     @classmethod
     def cold(cls) -> Band:
@@ -180,5 +184,25 @@ def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
     cap = width * rest if earlier is None else min(width * rest, earlier)
     if cap >= width * rest:
         return low, high
-    scale = cap / (width * rest)
-    return ((ONE - (ONE - low.exp()) * scale).ln(), (ONE + (high.exp() - ONE) * scale).ln())
+    low_factor, high_factor = _scaled(band, now.day, cap / (width * rest))
+    return low_factor.ln(), high_factor.ln()
+
+
+def band_factors(band: Band, season: Seasonal, now: datetime,
+                 rest: Decimal) -> tuple[Decimal, Decimal]:
+    """``narrowing`` as the factors P10 and P90 scale the rest by: e^low capped at 1 and
+    e^high floored at 1 (the band's own factors when the cap does not bite, no ``exp`` or
+    ``ln`` per budget)."""
+    low, high = band.factors[now.day - 1]
+    width = band.width(now.day)
+    if rest > 0 and width > 0:
+        earlier = _earlier_cap(band, season, now.date())
+        if earlier is not None and earlier < width * rest:
+            low, high = _scaled(band, now.day, earlier / (width * rest))
+    return min(low, ONE), max(high, ONE)
+
+
+def _scaled(band: Band, day_of_month: int, scale: Decimal) -> tuple[Decimal, Decimal]:
+    """The day's factors with the band's width scaled by ``scale`` around 1."""
+    low, high = band.factors[day_of_month - 1]
+    return ONE - (ONE - low) * scale, ONE + (high - ONE) * scale

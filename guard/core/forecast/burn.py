@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from guard.core.forecast.profile import ZERO, Profile
 from guard.core.forecast.seasonal import Seasonal
-from guard.core.period import DAY, HOUR, day_start
+from guard.core.period import HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,28 +54,32 @@ def burn(*, spent_between: Callable[[datetime, datetime], Decimal], season: Seas
     """Multi-window burn rate ending at ``end`` (the last complete minute of data)."""
     rates = []
     tripped: BurnTier | None = None
+    spent: dict[timedelta, Decimal] = {}
+    days: dict[date, Decimal] = {}
     for tier in tiers:
-        long_spend = spent_between(end - tier.long, end)
-        long_rate = _ratio(long_spend, _expected(season, profile, end - tier.long, end))
+        long_spend = spent[tier.long] = spent_between(end - tier.long, end)
+        long_rate = _ratio(long_spend, _expected(season, profile, end - tier.long, end, days))
         short_rate = _ratio(spent_between(end - tier.short, end),
-                            _expected(season, profile, end - tier.short, end))
+                            _expected(season, profile, end - tier.short, end, days))
         rates.append((tier.name, long_rate, short_rate))
         if (tripped is None and long_rate >= tier.long_factor
                 and short_rate >= tier.short_factor
                 and long_spend >= hard_limit * tier.floor_share):
             tripped = tier
-    hourly = spent_between(end - HOUR, end)
+    hourly = spent[HOUR] if HOUR in spent else spent_between(end - HOUR, end)
     tte = (hard_limit - mtd) / hourly if hourly > 0 and mtd < hard_limit else None
     return Burn(tuple(rates), tripped, tte)
 
 
-def _expected(season: Seasonal, profile: Profile, start: datetime, end: datetime) -> Decimal:
+def _expected(season: Seasonal, profile: Profile, start: datetime, end: datetime,
+              days: dict[date, Decimal]) -> Decimal:
+    """What ``season`` expects in ``[start, end)``; ``days``: its days' expectations so far."""
     total = ZERO
-    cursor = start
-    while cursor < end:
-        stop = min(end, day_start(cursor.date()) + DAY)
-        total += season.expected_day(cursor.date()) * profile.share_between(cursor, stop)
-        cursor = stop
+    for day, share in profile.day_shares(start, end):
+        expected = days.get(day)
+        if expected is None:
+            expected = days[day] = season.expected_day(day)
+        total += expected * share
     return total
 
 

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from guard.core.forecast.band import Band, narrowing
+from guard.core.forecast.band import Band, band_factors
 from guard.core.forecast.profile import ONE, ZERO, Profile
-from guard.core.forecast.seasonal import DailySeries, Seasonal, forecast_rest, seasonal
-from guard.core.period import next_month
+from guard.core.forecast.seasonal import (
+    DailySeries,
+    Seasonal,
+    days_after,
+    forecast_rest,
+    seasonal,
+)
 
 GATE_HISTORY_DAYS = 14
 GATE_SHARE = Decimal("0.05")
@@ -43,12 +48,12 @@ def forecast(*, mtd: Decimal, history: DailySeries, profile: Profile, band: Band
     if season.known_days == 0:
         season = _cold_start(mtd, profile, now)
     rest = forecast_rest(season, profile, now)
-    low, high = narrowing(band, season, profile, now, rest)
+    low, high = band_factors(band, season, now, rest)
     gated = gated_in(season.known_days, mtd, hard_limit, now)
     return Forecast(
-        p10_usd=mtd + rest * min(low, ZERO).exp(),
+        p10_usd=mtd + rest * low,
         p50_usd=mtd + rest,
-        p90_usd=mtd + rest * max(high, ZERO).exp(),
+        p90_usd=mtd + rest * high,
         gated_in=gated,
         exhaustion_day=exhaustion_day(mtd, season, profile, now, hard_limit),
         level_usd_per_day=season.level,
@@ -74,16 +79,15 @@ def exhaustion_day(mtd: Decimal, season: Seasonal, profile: Profile, now: dateti
     """The day the P50 path reaches ``limit`` this month, or ``None`` if it does not."""
     if mtd >= limit:
         return now.date()
-    spent = mtd + season.expected_day(now.date()) * (ONE - profile.share_before(now))
     day = now.date()
-    end = next_month(now).date()
-    while True:
+    spent = mtd + season.expected_day(day) * (ONE - profile.share_before(now))
+    if spent >= limit:
+        return day
+    for offset, expected in enumerate(days_after(season, day), start=1):
+        spent += expected
         if spent >= limit:
-            return day
-        day += timedelta(days=1)
-        if day >= end:
-            return None
-        spent += season.expected_day(day)
+            return day + timedelta(days=offset)
+    return None
 
 
 def _cold_start(mtd: Decimal, profile: Profile, now: datetime) -> Seasonal:

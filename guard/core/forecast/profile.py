@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from guard.core.period import floor_hour
+from guard.core.period import DAY, day_start, floor_hour
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -27,6 +27,9 @@ class Profile:
     weights: tuple[Decimal, ...]
     _before: dict[datetime, Decimal] = field(default_factory=dict, compare=False, repr=False)
     """``share_before`` once asked: every budget of a tick asks the same moments."""
+    _spans: dict[tuple[datetime, datetime], tuple[tuple[date, Decimal], ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+    """``day_shares`` once asked: every budget's burn windows end at the same moment."""
 
     @classmethod
     def uniform(cls) -> Profile:
@@ -52,6 +55,20 @@ class Profile:
         if end.date() == start.date():
             return self.share_before(end) - self.share_before(start)
         return ONE - self.share_before(start) + self.share_before(end)
+
+    def day_shares(self, start: datetime, end: datetime) -> tuple[tuple[date, Decimal], ...]:
+        """``[start, end)`` cut at midnights: each day it touches and the share of that day's
+        spend expected in it."""
+        known = self._spans.get((start, end))
+        if known is None:
+            spans = []
+            cursor = start
+            while cursor < end:
+                stop = min(end, day_start(cursor.date()) + DAY)
+                spans.append((cursor.date(), self.share_between(cursor, stop)))
+                cursor = stop
+            known = self._spans[start, end] = tuple(spans)
+        return known
 
 
 def hour_profile(hourly: Mapping[datetime, Decimal], min_days: int = 7,

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from guard.core.forecast.profile import ONE, ZERO, Profile
-from guard.core.period import next_month
+from guard.core.period import day_start, next_month
 
 LEVEL_DAYS = 14
 DOW_WEEKS = 8
@@ -122,7 +122,15 @@ def forecast_rest(season: Seasonal, profile: Profile, now: datetime) -> Decimal:
     rest_today = season.expected_day(today) * (ONE - profile.share_before(now))
     later = season.memo.get(("later", today))
     if later is None:
-        end = next_month(now).date()
-        days = (today + timedelta(days=i) for i in range(1, (end - today).days))
-        later = season.memo["later", today] = sum((season.expected_day(d) for d in days), ZERO)
+        later = season.memo["later", today] = sum(days_after(season, today), ZERO)
     return rest_today + later
+
+
+def days_after(season: Seasonal, today: date) -> tuple[Decimal, ...]:
+    """The expected spend of each day of ``today``'s month after it, kept on ``season``."""
+    known = season.memo.get(("after", today))
+    if known is None:
+        end = next_month(day_start(today)).date()
+        known = season.memo["after", today] = tuple(
+            season.expected_day(today + timedelta(days=i)) for i in range(1, (end - today).days))
+    return known
