@@ -12,7 +12,7 @@ import pytest
 
 from guard.adapters.admin.client import AdminClient
 from guard.adapters.store.caches import Caches
-from guard.core.period import floor_hour
+from guard.core.period import HOUR, floor_hour
 from guard.core.pricing import PriceTable
 from guard.core.settle import FetchPolicy
 from guard.entry import wiring
@@ -273,3 +273,27 @@ def test_a_minute_read_again_unchanged_is_not_priced_again_but_a_revised_one_is(
         assert revised[0].usage == revised[1].usage
         day = moment.date()
         assert revised[0].usage[day].organization != steady[0].usage[day].organization
+
+
+def test_a_stored_hour_read_again_unchanged_is_not_written_again(sim: SimServer,
+                                                                  fetcher: Fetcher) -> None:
+    """In the first minutes of an hour the previous one is read again by the minute (the
+    simulator's late rows of 14:5x arrive until about 15:03); found as stored, only its read
+    time moves (the day's version stands). Written over meanwhile (another replica), it is
+    written again from what was read."""
+    hour = datetime(2026, 3, 9, 14, tzinfo=UTC)
+    day = hour.date()
+    for minute in (30, 59, 60, 61, 62, 63, 64):
+        fetcher.refresh(at(sim, hour + timedelta(minutes=minute)))
+    read = fetcher.caches.usage_by_hour(hour, hour + HOUR)
+    version = fetcher.caches.versions("usage", day, day)
+    for minute in (65, 66, 67):
+        fetcher.refresh(at(sim, hour + timedelta(minutes=minute)))
+        assert fetcher.caches.usage_fetched(hour, hour + HOUR) == {
+            hour: hour + timedelta(minutes=minute)}
+    assert fetcher.caches.versions("usage", day, day) == version
+    assert fetcher.caches.usage_by_hour(hour, hour + HOUR) == read
+    fetcher.caches.replace_usage_hours([hour], read[:1], hour + timedelta(minutes=67))
+    assert fetcher.caches.usage_by_hour(hour, hour + HOUR) != read
+    fetcher.refresh(at(sim, hour + timedelta(minutes=68)))
+    assert fetcher.caches.usage_by_hour(hour, hour + HOUR) == read

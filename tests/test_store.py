@@ -365,6 +365,21 @@ def test_a_reread_with_the_same_rows_changes_no_version(store: Caches) -> None:
     assert store.usage_days([DAY2])[DAY2].organization.usd == Decimal("7.020123456")
 
 
+def test_touching_an_hour_moves_its_read_time_only_while_it_is_stored_as_given(
+        store: Caches) -> None:
+    """An hour read again unchanged has only its read time moved, and only if the store
+    still holds it with the digest it was written with; an hour written since (by another
+    replica) or never written comes back to be written."""
+    digests = store.replace_usage_hours([H10, H11], mixed_hours(), H11)
+    assert set(digests) == {H10, H11}
+    version = store.versions("usage", DAY2, DAY2)
+    store.replace_usage_hours([H11], [priced(H11, "7")], H11 + HOUR)  # someone else's write
+    missed = store.touch_usage_hours({**digests, H11 + HOUR: "none"}, H11 + 2 * HOUR)
+    assert sorted(missed) == [H11, H11 + HOUR]
+    assert store.usage_fetched(H10, H11 + 2 * HOUR) == {H10: H11 + 2 * HOUR, H11: H11 + HOUR}
+    assert store.versions("usage", DAY2, DAY2)[DAY2] == version[DAY2] + 1  # touch: none
+
+
 def test_an_emptied_day_has_no_sums(store: Caches) -> None:
     store.replace_usage_hours([H10], [priced(H10, "1")], H11)
     store.replace_usage_hours([H10], [], H11 + HOUR)

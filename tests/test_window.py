@@ -159,3 +159,41 @@ def test_again_ignores_minutes_the_window_does_not_hold() -> None:
     window.again([HOUR], at)
     assert window.read_from(HOUR, at) == HOUR
     assert window.hour_rows(HOUR) == []
+
+
+def test_an_hour_stands_until_a_minute_of_it_is_taken() -> None:
+    """The hour's rows and index are built once while only re-reads found unchanged (or
+    minutes turning final) touch it; a minute taken builds them again, with its new rows."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=5)
+    read(window, HOUR, at, at)
+    rows, index = window.hour_rows(HOUR), window.hour_index(HOUR)
+    window.again(minutes(HOUR, at), at + timedelta(minutes=11))  # every minute now final
+    assert window.hour_rows(HOUR) is rows and window.hour_index(HOUR) is index
+    assert index.organization.usd == Decimal(5)
+    window.take([row(HOUR + timedelta(minutes=5), "2")], [HOUR + timedelta(minutes=5)],
+                at + timedelta(minutes=11))
+    assert window.hour_rows(HOUR) is not rows
+    assert window.hour_index(HOUR).organization.usd == Decimal(7)
+    keys = frozenset({"k2"})
+    assert window.hour_index(HOUR, keys=keys).api_key == {}  # other arguments, built anew
+
+
+def test_a_stored_digest_lasts_while_the_hour_stands() -> None:
+    """What the store holds of an hour is known only until a minute of it is taken or the
+    hour is forgotten."""
+    window = MinuteWindow(LATE)
+    at = HOUR + timedelta(minutes=61)
+    read(window, HOUR, HOUR + timedelta(minutes=60), at)
+    window.stored({HOUR: "d1"})
+    window.again(minutes(HOUR, HOUR + timedelta(minutes=60)), at + timedelta(minutes=1))
+    assert window.stored_as(HOUR) == "d1"
+    read(window, HOUR + timedelta(minutes=59), HOUR + timedelta(minutes=60),
+         at + timedelta(minutes=2), usd="3")
+    assert window.stored_as(HOUR) is None
+    window.stored({HOUR: "d2"})
+    window.forget_hour(HOUR)
+    assert window.stored_as(HOUR) is None
+    window.stored({HOUR: "d3"})
+    window.forget(HOUR + timedelta(hours=1), HOUR)
+    assert window.stored_as(HOUR) is None

@@ -44,6 +44,11 @@ class MinuteWindow:
         """The final minutes of each hour, summed per (workspace, API key, model)."""
         self._periods: dict[datetime, Period] = {}
         """Every kept minute's index, for burn rates."""
+        self._built: dict[datetime, list[PricedUsage]] = {}
+        self._indexes: dict[datetime, tuple[tuple[object, ...], PeriodIndex]] = {}
+        """Each hour's rows, and their index, as last built: kept while the hour stands."""
+        self._stored: dict[datetime, str] = {}
+        """The digest each hour was stored with, while the hour stands (nothing taken)."""
 
     def final(self, minute: datetime) -> bool:
         """Whether ``minute`` was read late enough not to change any more."""
@@ -70,6 +75,7 @@ class MinuteWindow:
             if self.final(minute):
                 continue  # never read again once final; an overlapping read changes nothing
             self._read_at[minute] = at
+            self._changed(floor_hour(minute))
             self._periods[minute] = Period(minute, MINUTE,
                                            PeriodIndex.of(group, unpriced, keys, workspaces))
             if self.final(minute):
@@ -108,12 +114,42 @@ class MinuteWindow:
         return all(m in self._periods for m in _minutes_of(hour))
 
     def hour_rows(self, hour: datetime) -> list[PricedUsage]:
-        """The hour's usage as read, one row per (workspace, API key, model)."""
-        sums = {key: list(acc) for key, acc in self._hours.get(hour, {}).items()}
-        for minute in _minutes_of(hour):
-            for row in self._rows.get(minute, ()):
-                _add(sums, row)
-        return [_priced(hour, key, acc) for key, acc in sums.items()]
+        """The hour's usage as read, one row per (workspace, API key, model); built again
+        only once a minute of it was taken (a minute read again unchanged, or turning final,
+        leaves it as it was)."""
+        built = self._built.get(hour)
+        if built is None:
+            sums = {key: list(acc) for key, acc in self._hours.get(hour, {}).items()}
+            for minute in _minutes_of(hour):
+                for row in self._rows.get(minute, ()):
+                    _add(sums, row)
+            built = self._built[hour] = [_priced(hour, key, acc) for key, acc in sums.items()]
+        return built
+
+    def hour_index(self, hour: datetime, unpriced: Container[str] = (),
+                   keys: Container[str] | None = None,
+                   workspaces: Container[str] | None = None) -> PeriodIndex:
+        """``PeriodIndex.of`` the hour's rows, kept with them while the hour stands."""
+        args = (unpriced, keys, workspaces)
+        known = self._indexes.get(hour)
+        if known is not None and known[0] == args:
+            return known[1]
+        index = PeriodIndex.of(self.hour_rows(hour), unpriced, keys, workspaces)
+        self._indexes[hour] = (args, index)
+        return index
+
+    def stored_as(self, hour: datetime) -> str | None:
+        """The digest ``hour`` was stored with, if nothing of it was taken since."""
+        return self._stored.get(hour)
+
+    def stored(self, digests: dict[datetime, str]) -> None:
+        """Hours stored as they stand now, with their digests."""
+        self._stored.update(digests)
+
+    def _changed(self, hour: datetime) -> None:
+        self._built.pop(hour, None)
+        self._indexes.pop(hour, None)
+        self._stored.pop(hour, None)
 
     def periods(self, start: datetime, end: datetime) -> list[Period]:
         """The kept minutes of ``[start, end)``, in order."""
@@ -131,6 +167,8 @@ class MinuteWindow:
             self._rows.pop(minute, None)
         for hour in [h for h in self._hours if h < rows_before]:
             del self._hours[hour]
+        for hour in [h for h in {*self._built, *self._stored} if h < rows_before]:
+            self._changed(hour)
         for minute in [m for m in self._periods if m < periods_before]:
             del self._periods[minute]
 
@@ -141,6 +179,7 @@ class MinuteWindow:
             self._rows.pop(minute, None)
             self._periods.pop(minute, None)
         self._hours.pop(hour, None)
+        self._changed(hour)
 
 
 def _minutes_of(hour: datetime) -> Iterable[datetime]:

@@ -8,7 +8,7 @@ load no Slack client unless Slack is configured.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -105,9 +105,14 @@ class CachePort(Protocol):
 
     def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
                             fetched_at: datetime,
-                            known: Callable[[str], bool] | None = None) -> None:
+                            known: Callable[[str], bool] | None = None) -> dict[datetime, str]:
         """Make ``rows`` the whole content of ``hours`` (and rebuild their days' sums;
-        ``known``: the models the price table has a card for)."""
+        ``known``: the models the price table has a card for); each hour's stored digest."""
+        ...
+
+    def touch_usage_hours(self, digests: Mapping[datetime, str],
+                          fetched_at: datetime) -> list[datetime]:
+        """Move the read time of hours still stored with these digests; the others."""
         ...
 
     def ensure_sums(self, known: Callable[[str], bool] | None) -> None:

@@ -11,7 +11,7 @@ is ever requested.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -68,6 +68,14 @@ class Window:
     fetcher's ``MinuteWindow``)."""
 
     hours: list[PricedUsage] = field(default_factory=list)
+    indexes: dict[datetime, PeriodIndex] = field(default_factory=dict)
+    """Each hour's index of ``hours`` (the fetcher's unpriced models, keys and workspaces
+    apart), kept by the ``MinuteWindow`` while the hour stands."""
+
+    def days(self, picked: Callable[[datetime], bool]) -> dict[date, PeriodIndex]:
+        """The indexes of the hours ``picked`` keeps, merged per UTC day."""
+        return merged_days(*({hour.date(): index} for hour, index in self.indexes.items()
+                             if picked(hour)))
 
 
 class Unpriced:
@@ -216,8 +224,7 @@ class Fetcher:
                                                    self.workspaces), self.unpriced, keys,
                             self.spaces))
             if fresh_from > since else {})
-        fresh = [r for r in window.hours if r.start >= since]
-        tail = merged_days(stored_tail, days_of(fresh, self.unpriced, keys, self.spaces))
+        tail = merged_days(stored_tail, window.days(lambda hour: hour >= since))
         return replace(snapshot, source=ANALYTICS, billed=billed,
                        billed_through=through, tail=tail,
                        calibration=self.billed.calibration(at))
@@ -255,9 +262,9 @@ class Fetcher:
         usage: dict[date, PeriodIndex] = self.memo.days(
             USAGE, ("days", self._fold(api_keys)), before,
             lambda d: self.caches.usage_days(d, self.workspaces, api_keys))
+        stored: set[datetime] = set()
         if what_if:
             cut = self.caches.usage_rows(today, fresh_from, DAY_S, api_keys)
-            unstored = fresh
             today_rows = [*cut, *self._folded([r for r in fresh if r.start >= today], api_keys)]
         else:
             stored = set(self.caches.usage_fetched(fresh_from, floor_hour(at) + HOUR))
@@ -267,7 +274,8 @@ class Fetcher:
                 lambda: self.caches.usage_rows(today, today + DAY, DAY_S, api_keys)),
                 *self._folded([r for r in unstored if r.start >= today], api_keys)]
             cut = []
-        usage = merged_days(usage, days_of([*cut, *unstored], self.unpriced, keys, self.spaces))
+        usage = merged_days(usage, days_of(cut, self.unpriced, keys, self.spaces),
+                            window.days(lambda hour: what_if or hour not in stored))
         recent = self._recent(at, usage_from, fresh_from, api_keys)
         hourly = self.caches.hourly_totals(max(usage_from, today - 14 * DAY), fresh_from)
         for row in fresh:
@@ -408,10 +416,22 @@ class Fetcher:
         rows = {h: window.hour_rows(h) for h in hours_between(plan.fresh_from, hour_now + HOUR)}
         complete = [h for h in rows if h < hour_now and h + HOUR > first and window.complete(h)]
         if complete:
-            self.caches.replace_usage_hours(complete, [r for h in complete for r in rows[h]],
-                                            at, self.prices.known)
+            self._store_hours(window, complete, rows, at)
+        keys = self._fold(api_keys)
+        indexes = {h: window.hour_index(h, self.unpriced, keys, self.spaces) for h in rows}
         window.forget(plan.fresh_from, floor_hour(at - self.policy.recent))
-        return Window([r for hour_rows in rows.values() for r in hour_rows])
+        return Window([r for hour_rows in rows.values() for r in hour_rows], indexes)
+
+    def _store_hours(self, window: MinuteWindow, hours: list[datetime],
+                     rows: dict[datetime, list[PricedUsage]], at: datetime) -> None:
+        """Store complete hours of the window: one stored as it stands only has its read time
+        moved (unless the store holds it otherwise now), the others are written."""
+        standing = {h: digest for h in hours if (digest := window.stored_as(h)) is not None}
+        missed = set(self.caches.touch_usage_hours(standing, at)) if standing else set()
+        due = [h for h in hours if h not in standing or h in missed]
+        if due:
+            window.stored(self.caches.replace_usage_hours(
+                due, [r for h in due for r in rows[h]], at, self.prices.known))
 
     def _window_for(self, at: datetime, api_keys: Collection[str] | None) -> MinuteWindow:
         """The kept window, or a new one when the keys it keeps apart changed or ``at``

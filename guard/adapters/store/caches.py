@@ -16,7 +16,7 @@ transaction: the sums never disagree with the rows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -72,8 +72,9 @@ class Caches:
 
     def replace_usage_hours(self, hours: Iterable[datetime], rows: Sequence[PricedUsage],
                             fetched_at: datetime,
-                            known: Callable[[str], bool] | None = None) -> None:
-        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``.
+                            known: Callable[[str], bool] | None = None) -> dict[datetime, str]:
+        """Make ``rows`` the whole content of ``hours``, read at ``fetched_at``; the digest
+        each hour is stored with (``touch_usage_hours`` takes them back).
 
         An hour read again with the same rows only has its read time moved; an hour that
         changed has its rows replaced, and its day's sums rebuilt and version raised, in the
@@ -81,7 +82,7 @@ class Caches:
         """
         keys = sorted({epoch(h) for h in hours})
         if not keys:
-            return
+            return {}
         records: dict[int, list[dict[str, Any]]] = {h: [] for h in keys}
         for row in rows:
             records[epoch(row.start)].append(_usage_record(row))
@@ -95,16 +96,39 @@ class Caches:
             conn.execute(usage_fetches.insert(),
                          [{"hour": h, "fetched_at": epoch(fetched_at), "digest": digests[h]}
                           for h in keys])
-            if not changed:
-                return
-            conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(changed)))
-            fresh = [record for h in changed for record in records[h]]
-            if fresh:
-                insert_many(conn, usage_hours, fresh)
-            days = {h - h % DAY_S for h in changed}
-            sums.rebuild_hour_totals(conn, changed)
-            sums.rebuild_usage_days(conn, days, known)
-            sums.bump(conn, sums.USAGE, days)
+            if changed:
+                self._rewrite_hours(conn, changed, records, known)
+        return {at_epoch(h): d for h, d in digests.items()}
+
+    def touch_usage_hours(self, digests: Mapping[datetime, str],
+                          fetched_at: datetime) -> list[datetime]:
+        """Move the read time of hours read again unchanged, each only if it is still stored
+        with the digest given (as ``replace_usage_hours`` returned it): the hours that are
+        not, which need their rows written again."""
+        c = usage_fetches.c
+        missed = []
+        with self.store.writing() as conn:
+            for hour, digest in sorted(digests.items()):
+                result = conn.execute(usage_fetches.update()
+                                      .where(c.hour == epoch(hour), c.digest == digest)
+                                      .values(fetched_at=epoch(fetched_at)))
+                if result.rowcount != 1:
+                    missed.append(hour)
+        return missed
+
+    @staticmethod
+    def _rewrite_hours(conn: sa.Connection, changed: list[int],
+                       records: Mapping[int, list[dict[str, Any]]],
+                       known: Callable[[str], bool] | None) -> None:
+        """The rows of ``changed`` hours replaced, their days' sums rebuilt, versions raised."""
+        conn.execute(usage_hours.delete().where(usage_hours.c.hour.in_(changed)))
+        fresh = [record for h in changed for record in records[h]]
+        if fresh:
+            insert_many(conn, usage_hours, fresh)
+        days = {h - h % DAY_S for h in changed}
+        sums.rebuild_hour_totals(conn, changed)
+        sums.rebuild_usage_days(conn, days, known)
+        sums.bump(conn, sums.USAGE, days)
 
     def ensure_sums(self, known: Callable[[str], bool] | None) -> None:
         """Build the running sums of a store whose rows were written before they existed
