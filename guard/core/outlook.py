@@ -109,10 +109,14 @@ def spent_between(budget: Budget, data: OutlookInputs,
     if rows is None:
         rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
                       if (usd := p.index.spend(budget)))
-    starts, ends = [r[0] for r in rows], [r[1] for r in rows]
-    prefix = [ZERO]
-    for _, _, usd in rows:
-        prefix.append(prefix[-1] + usd)
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    prefix, total = [ZERO], ZERO
+    for start, end, usd in rows:  # one pass: a tick walks every budget's rows
+        starts.append(start)
+        ends.append(end)
+        total += usd
+        prefix.append(total)
 
     def between(start: datetime, end: datetime) -> Decimal:
         first, stop = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)

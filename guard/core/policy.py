@@ -185,17 +185,26 @@ def signals(item: BudgetInput, stale: bool) -> dict[Condition, Signal]:
         Condition.HARD_REACHED: _threshold(mtd, b.hard_limit_usd, Severity.CRITICAL),
         Condition.HARD_AT_RISK: _threshold(p90, b.hard_limit_usd, known=forecast_known),
         Condition.HARD_LIKELY: _threshold(p50, b.hard_limit_usd, known=forecast_known),
-        Condition.RUNAWAY: Signal(active=tripped is not None, clearable=tripped is None,
-                                  severity=Severity(tripped.severity) if tripped
-                                  else Severity.WARNING,
-                                  known=burn is not None and not stale),
-        Condition.DATA_STALE: Signal(active=stale, clearable=not stale),
+        Condition.RUNAWAY: _signal(tripped is not None, tripped is None,
+                                   Severity(tripped.severity) if tripped else Severity.WARNING,
+                                   burn is not None and not stale),
+        Condition.DATA_STALE: _signal(stale, not stale),
     }
 
 
 def _threshold(value: Decimal, limit: Decimal, severity: Severity = Severity.WARNING,
                *, known: bool = True) -> Signal:
-    return Signal(value >= limit, value < limit * CLEAR_BAND, severity, known)
+    return _signal(value >= limit, value < limit * CLEAR_BAND, severity, known)
+
+
+def _signal(active: bool, clearable: bool, severity: Severity = Severity.WARNING,
+            known: bool = True) -> Signal:
+    """The one ``Signal`` of these values (there are 32): a tick asks six per budget."""
+    return _SIGNALS[active, clearable, severity, known]
+
+
+_SIGNALS = {(a, c, s, k): Signal(a, c, s, k) for a in (False, True) for c in (False, True)
+            for s in Severity for k in (False, True)}
 
 
 # --- lifecycle -------------------------------------------------------------------------------
