@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -109,14 +110,8 @@ def spent_between(budget: Budget, data: OutlookInputs,
     if rows is None:
         rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
                       if (usd := p.index.spend(budget)))
-    starts: list[datetime] = []
-    ends: list[datetime] = []
-    prefix, total = [ZERO], ZERO
-    for start, end, usd in rows:  # one pass: a tick walks every budget's rows
-        starts.append(start)
-        ends.append(end)
-        total += usd
-        prefix.append(total)
+    starts, ends = [r[0] for r in rows], [r[1] for r in rows]
+    prefix = [ZERO, *itertools.accumulate(r[2] for r in rows)]
 
     def between(start: datetime, end: datetime) -> Decimal:
         first, stop = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
