@@ -176,15 +176,10 @@ def narrowing(band: Band, season: Seasonal, profile: Profile, now: datetime,
     Pooled quantiles may grow later in the month (fewer days average out less); the cap keeps
     the promise that the band narrows as the month goes on, given the same expectations.
     """
-    low, high = band.at(now.day)
-    width = band.width(now.day)
-    if rest <= 0 or width <= 0:
-        return low, high
-    earlier = _earlier_cap(band, season, now.date())
-    cap = width * rest if earlier is None else min(width * rest, earlier)
-    if cap >= width * rest:
-        return low, high
-    low_factor, high_factor = _scaled(band, now.day, cap / (width * rest))
+    scale = _cap_scale(band, season, now, rest)
+    if scale is None:
+        return band.at(now.day)
+    low_factor, high_factor = _scaled(band, now.day, scale)
     return low_factor.ln(), high_factor.ln()
 
 
@@ -193,13 +188,21 @@ def band_factors(band: Band, season: Seasonal, now: datetime,
     """``narrowing`` as the factors P10 and P90 scale the rest by: e^low capped at 1 and
     e^high floored at 1 (the band's own factors when the cap does not bite, no ``exp`` or
     ``ln`` per budget)."""
-    low, high = band.factors[now.day - 1]
-    width = band.width(now.day)
-    if rest > 0 and width > 0:
-        earlier = _earlier_cap(band, season, now.date())
-        if earlier is not None and earlier < width * rest:
-            low, high = _scaled(band, now.day, earlier / (width * rest))
+    scale = _cap_scale(band, season, now, rest)
+    low, high = (band.factors[now.day - 1] if scale is None
+                 else _scaled(band, now.day, scale))
     return min(low, ONE), max(high, ONE)
+
+
+def _cap_scale(band: Band, season: Seasonal, now: datetime, rest: Decimal) -> Decimal | None:
+    """How much the cap of earlier days narrows today's band (``None``: it does not bite)."""
+    width = band.width(now.day)
+    if rest <= 0 or width <= 0:
+        return None
+    earlier = _earlier_cap(band, season, now.date())
+    if earlier is None or earlier >= width * rest:
+        return None
+    return earlier / (width * rest)
 
 
 def _scaled(band: Band, day_of_month: int, scale: Decimal) -> tuple[Decimal, Decimal]:
