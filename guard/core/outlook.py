@@ -35,7 +35,7 @@ from guard.core.ledger import ZERO, UsageIndex, day_spend
 from guard.core.model import DEFAULT_WORKSPACE, Budget, BudgetSpend, CostDay, Ledger, Scope
 from guard.core.period import day_start, days_between
 from guard.core.policy import BudgetInput
-from guard.core.usage import Days, Period
+from guard.core.usage import Days, Period, Sums
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +82,16 @@ def recent_rows(budgets: Iterable[Budget],
     models: list[tuple[str, Key]] = [(m or "", (s, m)) for s, m in wanted if s is Scope.MODEL]
     org = (Scope.ORGANIZATION, None) if any(s is Scope.ORGANIZATION for s, _ in wanted) else None
     rows: dict[Key, list[Row]] = {key: [] for key in wanted}
+    space_rows = {name: rows[key] for name, key in spaces.items()}
+    key_rows = {name: rows[key] for name, key in keys.items()}
     for period in recent:
         index, start = period.index, period.start
         end = start + period.width
         if org is not None and (usd := index.organization.usd):
             rows[org].append((start, end, usd))
-        for names, sums in ((spaces, index.workspace), (keys, index.api_key)):
-            if names and sums:
-                for name, value in sums.items():
-                    key = names.get(name)
-                    if key is not None and (usd := value.usd):
-                        rows[key].append((start, end, usd))
+        for targets, sums in ((space_rows, index.workspace), (key_rows, index.api_key)):
+            if targets and sums:
+                _append_spend(targets, sums, start, end)
         for prefix, model_key in models:
             usd = sum((v.token_usd for m, v in (index.model or {}).items()
                        if m.startswith(prefix)), ZERO)
@@ -101,6 +100,22 @@ def recent_rows(budgets: Iterable[Budget],
     for series in rows.values():
         series.sort()
     return rows
+
+
+def _append_spend(targets: Mapping[str, list[Row]], sums: Mapping[str, Sums],
+                  start: datetime, end: datetime) -> None:
+    """Each target's spend in ``sums`` appended to its rows, walking the smaller side (the
+    budgets' keys, or the keys that had usage in the period)."""
+    if len(targets) < len(sums):
+        for name, series in targets.items():
+            value = sums.get(name)
+            if value is not None and (usd := value.token_usd + value.web_search_usd):
+                series.append((start, end, usd))
+    else:
+        for name, value in sums.items():
+            found = targets.get(name)
+            if found is not None and (usd := value.token_usd + value.web_search_usd):
+                found.append((start, end, usd))
 
 
 def spent_between(budget: Budget, data: OutlookInputs,
