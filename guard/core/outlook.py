@@ -109,12 +109,12 @@ def _append_spend(targets: Mapping[str, list[Row]], sums: Mapping[str, Sums],
     if len(targets) < len(sums):
         for name, series in targets.items():
             value = sums.get(name)
-            if value is not None and (usd := value.token_usd + value.web_search_usd):
+            if value is not None and (usd := value.usd):
                 series.append((start, end, usd))
     else:
         for name, value in sums.items():
             found = targets.get(name)
-            if found is not None and (usd := value.token_usd + value.web_search_usd):
+            if found is not None and (usd := value.usd):
                 found.append((start, end, usd))
 
 

@@ -45,8 +45,9 @@ class MinuteWindow:
         self._periods: dict[datetime, Period] = {}
         """Every kept minute's index, for burn rates."""
         self._built: dict[datetime, list[PricedUsage]] = {}
+        """Each hour's rows as last built: kept while the hour stands."""
         self._indexes: dict[datetime, tuple[tuple[object, ...], PeriodIndex]] = {}
-        """Each hour's rows, and their index, as last built: kept while the hour stands."""
+        """Each hour's index, with the arguments it was built with, kept likewise."""
         self._stored: dict[datetime, str] = {}
         """The digest each hour was stored with, while the hour stands (nothing taken)."""
 
