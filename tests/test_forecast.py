@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from guard.core.forecast import (
+    DEFAULT_TIERS,
     Band,
     Profile,
     band_from_residuals,
@@ -24,7 +25,7 @@ from guard.core.forecast import (
 )
 from guard.core.forecast.band import band_factors
 from guard.core.model import Budget, PricedUsage, Scope
-from guard.core.outlook import OutlookInputs, recent_rows, spent_between
+from guard.core.outlook import OutlookInputs, burn_cuts, recent_rows, spent_between
 from guard.core.usage import Period, PeriodIndex, Sums
 
 D = Decimal
@@ -314,3 +315,46 @@ def test_recent_rows_give_every_budget_what_its_own_walk_would() -> None:
             assert together(*window) == alone(*window), (budget.name, minutes)
     assert shared[(Scope.API_KEY, "k9")] == []
     assert spent_between(budgets[0], data)(start, moment) > 0
+
+
+def test_recent_rows_between_cuts_give_the_same_windows_from_fewer_rows() -> None:
+    """With the burn windows' cuts, a budget's minutes between two cuts come as one row: every
+    window from cut to cut (those ``burn`` asks, hours cut at odd minutes included) has the
+    same spend to the cent as from a row a minute, and a busy budget has a few rows, not one
+    a minute."""
+    rng = random.Random(11)
+    start = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    periods, moment = [], start
+    for width in [timedelta(hours=1)] * 5 + [timedelta(minutes=1)] * 150:
+        rows = [PricedUsage(moment, rng.choice([None, "ws1"]), rng.choice(["k1", "k2"]),
+                            rng.choice(["claude-opus-5", "claude-haiku"]),
+                            D(rng.randint(1, 900)) / 100, D(0), 1, 0, 0, 1, 0)
+                for _ in range(rng.randint(1, 3))]
+        periods.append(Period(moment, width, PeriodIndex.of(rows)))
+        moment += width
+    rng.shuffle(periods)  # as the shell may hand them: hours and minutes in any order
+    end = moment - timedelta(minutes=3, seconds=0)  # a lag: the last minutes lie past `end`
+    cuts = burn_cuts(end, DEFAULT_TIERS)
+    assert cuts[0] == end - timedelta(hours=6) and cuts[-1] == end
+    budgets = [Budget("org", Scope.ORGANIZATION, None, D(1), D(2)),
+               Budget("ws1", Scope.WORKSPACE, "ws1", D(1), D(2)),
+               Budget("k2", Scope.API_KEY, "k2", D(1), D(2)),
+               Budget("opus", Scope.MODEL, "claude-opus", D(1), D(2))]
+    data = OutlookInputs({}, {}, None, periods, {})
+    plain, coarse = recent_rows(budgets, periods), recent_rows(budgets, periods, cuts)
+    for budget in budgets:
+        key = (budget.scope, budget.match)
+        assert len(plain[key]) > 100 and len(coarse[key]) <= 12, (budget.name, len(coarse[key]))
+        alone = spent_between(budget, data)
+        fine, few = spent_between(budget, data, plain[key]), spent_between(budget, data,
+                                                                           coarse[key])
+        for cut in cuts[:-1]:
+            assert few(cut, end) == fine(cut, end) == alone(cut, end), (budget.name, cut)
+            assert few(cut, end) > 0
+        assert [r[0] for r in coarse[key]] == sorted(r[0] for r in coarse[key])
+    b = burn(spent_between=spent_between(budgets[0], data, coarse[(Scope.ORGANIZATION, None)]),
+             season=seasonal({}, end.date()), profile=hour_profile({}), end=end, mtd=D(10),
+             hard_limit=D(10_000))
+    a = burn(spent_between=spent_between(budgets[0], data), season=seasonal({}, end.date()),
+             profile=hour_profile({}), end=end, mtd=D(10), hard_limit=D(10_000))
+    assert a == b

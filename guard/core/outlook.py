@@ -33,7 +33,7 @@ from guard.core.forecast import (
 from guard.core.kept import Kept, Value
 from guard.core.ledger import ZERO, UsageIndex, day_spend
 from guard.core.model import DEFAULT_WORKSPACE, Budget, BudgetSpend, CostDay, Ledger, Scope
-from guard.core.period import day_start, days_between
+from guard.core.period import HOUR, day_start, days_between
 from guard.core.policy import BudgetInput
 from guard.core.usage import Days, Period, Sums
 
@@ -70,11 +70,16 @@ Key = tuple[Scope, str | None]
 """A budget's (scope, match): budgets alike in both spend alike."""
 
 
-def recent_rows(budgets: Iterable[Budget],
-                recent: Sequence[Period]) -> dict[Key, list[Row]]:
+def recent_rows(budgets: Iterable[Budget], recent: Sequence[Period],
+                cuts: Sequence[datetime] = ()) -> dict[Key, list[Row]]:
     """Each budget's spend in each recent period, by (scope, match), in time order: one pass
     over the periods' sums for every budget at once (a budget whose key or workspace had no
-    usage in a period costs nothing there)."""
+    usage in a period costs nothing there).
+
+    With ``cuts`` (the instants every window asked of ``spent_between`` starts or ends at),
+    a budget's periods between two cuts come as one row: a window from cut to cut holds
+    such a row whole or not at all, so its spend is the same to the cent, from a few rows
+    rather than one a minute."""
     wanted = {(b.scope, b.match) for b in budgets}
     spaces: dict[str, Key] = {m or DEFAULT_WORKSPACE: (s, m) for s, m in wanted
                               if s is Scope.WORKSPACE}
@@ -84,38 +89,60 @@ def recent_rows(budgets: Iterable[Budget],
     rows: dict[Key, list[Row]] = {key: [] for key in wanted}
     space_rows = {name: rows[key] for name, key in spaces.items()}
     key_rows = {name: rows[key] for name, key in keys.items()}
-    for period in recent:
+    bounds = sorted(cuts)
+    for period in sorted(recent, key=lambda p: p.start):
         index, start = period.index, period.start
         end = start + period.width
+        after = _between_cuts(bounds, start, end)
         if org is not None and (usd := index.organization.usd):
-            rows[org].append((start, end, usd))
+            _put(rows[org], start, end, usd, after)
         for targets, sums in ((space_rows, index.workspace), (key_rows, index.api_key)):
             if targets and sums:
-                _append_spend(targets, sums, start, end)
+                _append_spend(targets, sums, start, end, after)
         for prefix, model_key in models:
             usd = sum((v.token_usd for m, v in (index.model or {}).items()
                        if m.startswith(prefix)), ZERO)
             if usd:
-                rows[model_key].append((start, end, usd))
-    for series in rows.values():
-        series.sort()
+                _put(rows[model_key], start, end, usd, after)
     return rows
 
 
+def _between_cuts(cuts: Sequence[datetime], start: datetime, end: datetime) -> datetime | None:
+    """The cut a period ``[start, end)`` lies after, when no cut falls inside it (``None``:
+    one does, or there are no cuts); before the first cut, the period's own start."""
+    if not cuts:
+        return None
+    i = bisect.bisect_right(cuts, start)
+    if i < len(cuts) and cuts[i] < end:
+        return None
+    return cuts[i - 1] if i else datetime.min.replace(tzinfo=start.tzinfo)
+
+
+def _put(series: list[Row], start: datetime, end: datetime, usd: Decimal,
+         after: datetime | None) -> None:
+    """Add a period's spend to ``series``: into its last row when both lie between the same
+    two cuts (``after``: the cut before them), else as a row of its own."""
+    if after is not None and series and series[-1][0] >= after:
+        first, _, known = series[-1]
+        series[-1] = (first, end, known + usd)
+    else:
+        series.append((start, end, usd))
+
+
 def _append_spend(targets: Mapping[str, list[Row]], sums: Mapping[str, Sums],
-                  start: datetime, end: datetime) -> None:
-    """Each target's spend in ``sums`` appended to its rows, walking the smaller side (the
+                  start: datetime, end: datetime, after: datetime | None) -> None:
+    """Each target's spend in ``sums`` put in its rows, walking the smaller side (the
     budgets' keys, or the keys that had usage in the period)."""
     if len(targets) < len(sums):
         for name, series in targets.items():
             value = sums.get(name)
             if value is not None and (usd := value.usd):
-                series.append((start, end, usd))
+                _put(series, start, end, usd, after)
     else:
         for name, value in sums.items():
             found = targets.get(name)
             if found is not None and (usd := value.usd):
-                found.append((start, end, usd))
+                _put(found, start, end, usd, after)
 
 
 def spent_between(budget: Budget, data: OutlookInputs,
@@ -125,6 +152,8 @@ def spent_between(budget: Budget, data: OutlookInputs,
     if rows is None:
         rows = sorted((p.start, p.start + p.width, usd) for p in data.recent
                       if (usd := p.index.spend(budget)))
+    if not rows:
+        return _nothing
     starts, ends = [r[0] for r in rows], [r[1] for r in rows]
     prefix = [ZERO, *itertools.accumulate(r[2] for r in rows)]
 
@@ -141,6 +170,11 @@ def spent_between(budget: Budget, data: OutlookInputs,
         return total
 
     return between
+
+
+def _nothing(start: datetime, end: datetime) -> Decimal:
+    """The spend of a budget with no recent spend, in any window."""
+    return ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +202,15 @@ def outlooks(ledger: Ledger, data: OutlookInputs, *, lag: timedelta,
     days = days_between(first, today)
     ctx = _Context(data, UsageIndex(data.usage), profile, first, now, lag, tiers, days,
                    _parts(data, days, Value((first, today, data.usage_from, profile))),
-                   recent_rows((s.budget for s in ledger.budgets), data.recent))
+                   recent_rows((s.budget for s in ledger.budgets), data.recent,
+                               burn_cuts(now - lag, tiers)))
     return [_one(spend, ctx) for spend in ledger.budgets]
+
+
+def burn_cuts(end: datetime, tiers: Sequence[BurnTier]) -> list[datetime]:
+    """Where the windows ``burn`` asks of ``spent_between`` begin and end."""
+    return sorted({end, end - HOUR, *(end - t.long for t in tiers),
+                   *(end - t.short for t in tiers)})
 
 
 def _parts(data: OutlookInputs, days: Sequence[date], key: Value) -> dict[Hashable, Any]:

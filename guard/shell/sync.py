@@ -238,10 +238,11 @@ class Fetcher:
                               lambda d: self.caches.billed_sums(d, self.workspaces, api_keys))
         if through > floor_day(through):
             cut = floor_day(through)
-            rows = self.memo.span(
+            cut_day: Days = self.memo.span(
                 BILLED, "cut", [cut.date()], (through, self._fold(api_keys)),
-                lambda: self.caches.billed_by_day(cut, through, api_keys, self.workspaces))
-            days = merged_days(days, days_of(rows))
+                lambda: days_of(self.caches.billed_by_day(cut, through, api_keys,
+                                                          self.workspaces)))
+            days = merged_days(days, cut_day)
         return days
 
     def _assemble(self, at: datetime, settled: dict[date, CostDay], *, usage_from: datetime,

@@ -58,9 +58,12 @@ def burn(*, spent_between: Callable[[datetime, datetime], Decimal], season: Seas
     days: dict[date, Decimal] = {}
     for tier in tiers:
         long_spend = spent[tier.long] = spent_between(end - tier.long, end)
-        long_rate = _ratio(long_spend, _expected(season, profile, end - tier.long, end, days))
-        short_rate = _ratio(spent_between(end - tier.short, end),
-                            _expected(season, profile, end - tier.short, end, days))
+        short_spend = spent_between(end - tier.short, end)
+        # no spend is a rate of nothing whatever was expected: an idle budget asks for none
+        long_rate = long_spend and _ratio(long_spend, _expected(
+            season, profile, end - tier.long, end, days))
+        short_rate = short_spend and _ratio(short_spend, _expected(
+            season, profile, end - tier.short, end, days))
         rates.append((tier.name, long_rate, short_rate))
         if (tripped is None and long_rate >= tier.long_factor
                 and short_rate >= tier.short_factor
