@@ -3,12 +3,19 @@
 budget-guard writes the fallback chain to an env file and a JSON state file (DESIGN §5).
 Applications read it through ``ModelChain`` and call the API through ``ModelChain.call``::
 
-    chain = ModelChain(env_file="/run/budget-guard/model.env", default=("claude-sonnet-4-6",))
+    chain = ModelChain(env_file="/run/budget-guard/model.env", default=("claude-sonnet-5-5",))
     reply = chain.call(lambda model: client.messages.create(model=model, ...))
 
 ``call`` tries the first model of the chain and steps down to the next one only when the
-error says *this model is busy right now* (529, or 429 with ``retry-after``). A spend cap is
-raised at once: no cheaper model fixes it. ``classify`` holds the table.
+error says *this model is busy right now* (529, a 429 with ``retry-after``, a ramp limit).
+A spend cap is raised at once, whatever its status and headers: no cheaper model fixes it.
+``classify`` holds the table.
+
+Build the client with ``anthropic_client()`` (or pass ``max_retries=0`` yourself): a default
+SDK client sleeps each ``retry-after`` in full, twice, before the chain sees the error::
+
+    client = anthropic_client()
+    reply = chain.call(lambda model: client.messages.create(model=model, ...))
 
 The module imports nothing but the standard library (applications pay for what they use),
 and it recognises the ``anthropic`` SDK's exceptions, httpx's ``HTTPStatusError`` and
@@ -26,9 +33,13 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-__all__ = ["ModelChain", "NoModelError", "Verdict", "classify"]
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["ModelChain", "NoModelError", "Verdict", "anthropic_client", "async_anthropic_client",
+           "classify"]
 
 Verdict = Literal["step_down", "spend_cap", "other"]
 Models = tuple[str, ...]
@@ -38,9 +49,19 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 _MODEL_ID = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # the env file's value alphabet (DESIGN §5)
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# tier cap (reference §6), and the contract cap the SDK also names
-_SPEND_CAP_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached"})
-_SPEND_CAP_400_PREFIX = "You have reached your specified"  # org and workspace variants
+# Spend caps: no cheaper model gets past them (reference §5, §9; the SDK 2.16.0 classes
+# EnforcedSpendLimitReachedError, ContractSpendLimitReachedError,
+# LinkedOrganizationSpendLimitReachedError, LinkedOrganizationBillingUnavailableError)
+_SPEND_CAP_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached",
+                              "linked_organization_spend_limit_reached",
+                              "linked_organization_billing_unavailable"})
+_SPEND_CAP_CODE_PREFIX = "linked_organization_"  # the linked organization stops every model
+# a self-set organization or workspace limit: a 400, or for the Claude Code workspace a 429
+# that carries retry-after ("You have reached your specified [workspace] API usage limits")
+_SPEND_CAP_PREFIX = "You have reached your specified"
+_SPEND_CAP_WORDS = ("usage limit", "spend limit")
+# throttling that names its code: a cheaper model's traffic may pass (RampLimitExceededError)
+_THROTTLE_CODES = frozenset({"ramp_limit_exceeded"})
 
 
 class NoModelError(LookupError):
@@ -224,6 +245,32 @@ class ModelChain:
             self._on_step_down(model, next_model, exc)
 
 
+# --- clients that let the chain decide --------------------------------------------------
+
+
+def anthropic_client(**options: Any) -> anthropic.Anthropic:
+    """An ``anthropic.Anthropic`` client for ``ModelChain.call`` (``options`` as the SDK
+    takes them), with ``max_retries=0`` unless given.
+
+    A default SDK client retries a 429 or 529 twice and sleeps the whole ``retry-after``
+    before each retry, with no cap: with ``retry-after: 60`` the chain would only step down
+    after about two minutes. With no SDK retries the error reaches the chain at once, and
+    the chain itself never sleeps: it steps down, or raises.
+    """
+    import anthropic  # noqa: PLC0415  (applications that use the helper have the SDK)
+
+    options.setdefault("max_retries", 0)
+    return anthropic.Anthropic(**options)
+
+
+def async_anthropic_client(**options: Any) -> anthropic.AsyncAnthropic:
+    """``anthropic_client`` for ``ModelChain.acall``: an ``anthropic.AsyncAnthropic``."""
+    import anthropic  # noqa: PLC0415
+
+    options.setdefault("max_retries", 0)
+    return anthropic.AsyncAnthropic(**options)
+
+
 # --- classifying errors -----------------------------------------------------------------
 
 
@@ -244,10 +291,14 @@ def classify(exc: BaseException) -> Verdict:
     ==========================================================  =========
     the error (rows tried top to bottom)                        verdict
     ==========================================================  =========
-    ``error_code`` enforced_spend_limit_reached or              spend_cap
-    contract_spend_limit_reached, whatever the status
-    400 whose ``error.message`` starts "You have reached your   spend_cap
-    specified" (org or workspace spend limit)
+    ``error_code`` enforced_spend_limit_reached,                spend_cap
+    contract_spend_limit_reached or any linked_organization_*
+    (402 or 429), with or without ``retry-after``
+    ``error.message`` starting "You have reached your           spend_cap
+    specified" (an organization or workspace limit: a 400, or
+    the Claude Code workspace's 429 with ``retry-after``)
+    429 whose message names a usage or spend limit              spend_cap
+    ``error_code`` ramp_limit_exceeded (throttling)             step_down
     429 with neither ``retry-after`` nor ``retry-after-ms``     spend_cap
     429 with ``retry-after`` or ``retry-after-ms``              step_down
     529, or ``error.type`` overloaded_error on any status       step_down
@@ -263,15 +314,25 @@ def classify(exc: BaseException) -> Verdict:
 
 
 def _verdict(facts: _ErrorFacts) -> Verdict:
-    if facts.error_code in _SPEND_CAP_CODES:
+    if _spend_cap(facts):
         return "spend_cap"
-    if facts.status == 400 and facts.message.startswith(_SPEND_CAP_400_PREFIX):
-        return "spend_cap"
+    if facts.error_code in _THROTTLE_CODES:
+        return "step_down"
     if facts.status == 429:
         return "step_down" if facts.retry_after else "spend_cap"
     if facts.status == 529 or facts.error_type == "overloaded_error":
         return "step_down"
     return "other"
+
+
+def _spend_cap(facts: _ErrorFacts) -> bool:
+    """The spend-cap rows of ``classify``'s table: by code, else by what the message says."""
+    code = facts.error_code or ""
+    if code in _SPEND_CAP_CODES or code.startswith(_SPEND_CAP_CODE_PREFIX):
+        return True
+    if facts.status in (400, 429) and facts.message.startswith(_SPEND_CAP_PREFIX):
+        return True
+    return facts.status == 429 and any(w in facts.message.lower() for w in _SPEND_CAP_WORDS)
 
 
 def _facts(exc: BaseException) -> _ErrorFacts:

@@ -18,7 +18,13 @@ from typing import Any
 import anthropic
 import pytest
 
-from guard.chain import ModelChain, NoModelError, classify
+from guard.chain import (
+    ModelChain,
+    NoModelError,
+    anthropic_client,
+    async_anthropic_client,
+    classify,
+)
 
 OPUS, SONNET, HAIKU = "claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5"
 ENV_FILE = f"""\
@@ -327,6 +333,33 @@ CLASSIFY_TABLE = [
      "spend_cap"),
     ("contract-cap", FakeSDKError(429, "rate_limit_error", "contract",
                                   code="contract_spend_limit_reached"), "spend_cap"),
+    ("contract-cap-with-retry-after",
+     FakeSDKError(429, "rate_limit_error", "contract", headers={"retry-after": "30"},
+                  code="contract_spend_limit_reached"), "spend_cap"),
+    ("linked-org-cap-402", FakeSDKError(402, "billing_error", "linked org capped",
+                                        code="linked_organization_spend_limit_reached"),
+     "spend_cap"),
+    ("linked-org-cap-429-retry-after",
+     FakeSDKError(429, "rate_limit_error", "linked org capped", headers={"retry-after": "60"},
+                  code="linked_organization_spend_limit_reached"), "spend_cap"),
+    ("linked-org-billing-402", FakeSDKError(402, "billing_error", "cannot bill",
+                                            code="linked_organization_billing_unavailable"),
+     "spend_cap"),
+    ("linked-org-other-code-402", FakeSDKError(402, "billing_error", "new reason",
+                                               code="linked_organization_suspended"),
+     "spend_cap"),
+    ("claude-code-workspace-cap-429",
+     FakeSDKError(429, "rate_limit_error", WORKSPACE_CAP, headers={"retry-after": "3600"}),
+     "spend_cap"),
+    ("429-spend-limit-words",
+     FakeSDKError(429, "rate_limit_error", "Workspace spend limit reached",
+                  headers={"retry-after": "60"}), "spend_cap"),
+    ("ramp-limit-retry-after",
+     FakeSDKError(429, "rate_limit_error", "ramp", headers={"retry-after": "5"},
+                  code="ramp_limit_exceeded"), "step_down"),
+    ("ramp-limit-no-retry-after",
+     FakeSDKError(429, "rate_limit_error", "ramp", code="ramp_limit_exceeded"), "step_down"),
+    ("payment-402", FakeSDKError(402, "billing_error", "card declined"), "other"),
     ("org-limit-400", FakeSDKError(400, "invalid_request_error", ORG_CAP), "spend_cap"),
     ("workspace-limit-400", FakeSDKError(400, "invalid_request_error", WORKSPACE_CAP),
      "spend_cap"),
@@ -627,3 +660,84 @@ def test_sdk_overload_reported_mid_stream_steps_down(api: FakeMessagesAPI) -> No
         assert chain.call(lambda model: ask_streaming(client, model)) == "hi"
     assert api.models == [OPUS, SONNET]
     assert [getattr(exc, "status_code", None) for exc in steps] == [200]
+
+
+# --- the classification with the real SDK's exception classes -------------------------------
+
+LINKED_CAP = "linked_organization_spend_limit_reached"
+SDK_TABLE = [
+    ("529-overloaded", OVERLOADED, "OverloadedError", "step_down"),
+    ("429-retry-after", RATE_LIMITED, "RateLimitError", "step_down"),
+    ("429-ramp-limit", Answer(429, "rate_limit_error", "Would exceed a ramp limit",
+                              {"retry-after": "5"}, code="ramp_limit_exceeded"),
+     "RampLimitExceededError", "step_down"),
+    ("429-enforced-spend-limit", TIER_CAP, "EnforcedSpendLimitReachedError", "spend_cap"),
+    ("429-contract-spend-limit", Answer(429, "rate_limit_error", "Contract spend limit",
+                                        code="contract_spend_limit_reached"),
+     "ContractSpendLimitReachedError", "spend_cap"),
+    ("429-linked-org-spend-limit-retry-after",
+     Answer(429, "rate_limit_error", "The linked organization has reached a spend limit",
+            {"retry-after": "60"}, code=LINKED_CAP), "RateLimitError", "spend_cap"),
+    ("402-linked-org-spend-limit",
+     Answer(402, "billing_error", "The linked organization has reached a spend limit",
+            code=LINKED_CAP), "LinkedOrganizationSpendLimitReachedError", "spend_cap"),
+    ("402-linked-org-billing-unavailable",
+     Answer(402, "billing_error", "Anthropic cannot bill the linked organization",
+            code="linked_organization_billing_unavailable"),
+     "LinkedOrganizationBillingUnavailableError", "spend_cap"),
+    ("429-claude-code-workspace-cap",
+     Answer(429, "rate_limit_error", WORKSPACE_CAP, {"retry-after": "3600"}),
+     "RateLimitError", "spend_cap"),
+    ("400-org-usage-limits", Answer(400, "invalid_request_error", ORG_CAP),
+     "BadRequestError", "spend_cap"),
+    ("400-workspace-usage-limits", Answer(400, "invalid_request_error", WORKSPACE_CAP),
+     "BadRequestError", "spend_cap"),
+    ("402-payment", Answer(402, "billing_error", "Your credit balance is too low"),
+     "PaymentRequiredError", "other"),
+    ("400-bad-request", Answer(400, "invalid_request_error", "max_tokens: Field required"),
+     "BadRequestError", "other"),
+    ("500-api-error", Answer(500, "api_error", "Internal server error"),
+     "InternalServerError", "other"),
+]
+
+
+@pytest.mark.parametrize(("answer", "sdk_class", "verdict"),
+                         [(a, c, v) for _, a, c, v in SDK_TABLE],
+                         ids=[name for name, _, _, _ in SDK_TABLE])
+def test_sdk_error_classes_get_their_verdict(api: FakeMessagesAPI, answer: Answer,
+                                            sdk_class: str, verdict: str) -> None:
+    """Each real error shape, raised by the real SDK as its own exception class, gets its
+    verdict: a step-down reaches sonnet, a spend cap or another error stops at opus."""
+    api.answers = {OPUS: answer, SONNET: OK, HAIKU: OK}
+    seen: list[BaseException] = []
+    chain = ModelChain(environ=THREE, on_step_down=lambda _m, _n, exc: seen.append(exc))
+    with anthropic_client(api_key="test", base_url=api.url) as client:
+        try:
+            text = chain.call(lambda model: ask(client, model))
+        except anthropic.APIStatusError as exc:
+            seen.append(exc)
+            text = None
+    assert type(seen[0]) is getattr(anthropic, sdk_class)
+    assert classify(seen[0]) == verdict
+    if verdict == "step_down":
+        assert (text, api.models) == (f"hello from {SONNET}", [OPUS, SONNET])
+    else:
+        assert (text, api.models) == (None, [OPUS])
+
+
+def test_helper_client_leaves_the_wait_to_the_chain(api: FakeMessagesAPI) -> None:
+    """The helper's client sends one request per model even when the server invites retries
+    (``x-should-retry: true``, ``retry-after: 60``): the chain steps down at once instead of
+    after the SDK's two full waits. An explicit ``max_retries`` is kept."""
+    api.answers = {OPUS: Answer(429, "rate_limit_error", "slow down",
+                                {"retry-after": "60", "x-should-retry": "true"}),
+                   SONNET: OK, HAIKU: OK}
+    with anthropic_client(api_key="test", base_url=api.url) as client:
+        assert client.max_retries == 0
+        assert ModelChain(environ=THREE).call(lambda m: ask(client, m)) == f"hello from {SONNET}"
+    assert api.models == [OPUS, SONNET]
+    with anthropic_client(api_key="test", base_url=api.url, max_retries=1) as kept:
+        assert kept.max_retries == 1
+    aclient = async_anthropic_client(api_key="test", base_url=api.url)
+    assert aclient.max_retries == 0
+    asyncio.run(aclient.close())
