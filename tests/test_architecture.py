@@ -27,7 +27,8 @@ BUILDERS = frozenset({"create_engine", "Client", "AsyncClient", "WebClient", "We
                       "SocketModeClient", "Store", "AdminClient"})
 SIMULATOR = "sim/"  # the simulated world has its own clock and its own servers
 ROOT = ("entry/wiring.py", "entry/stores.py")  # the composition root and its store part
-CHAIN_EXPORTS = ["ModelChain", "NoModelError", "Verdict", "classify"]
+CHAIN_EXPORTS = ["ModelChain", "NoModelError", "Verdict", "anthropic_client",
+                 "async_anthropic_client", "classify"]
 
 
 def modules(under: str = "") -> Iterator[tuple[str, ast.Module]]:
