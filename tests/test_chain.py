@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -557,19 +558,29 @@ class FakeMessagesAPI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesAPI]:
-    """A fake Messages API on loopback; proxies are switched off so requests stay local."""
+@contextmanager
+def fake_messages_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesAPI]:
+    """A fake Messages API serving on loopback; proxies are switched off so requests stay
+    local."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                  "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     fake = FakeMessagesAPI()
     thread = threading.Thread(target=fake.server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    thread.join()
+    try:
+        yield fake
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesAPI]:
+    """A fake Messages API on loopback."""
+    with fake_messages_api(monkeypatch) as fake:
+        yield fake
 
 
 def ask(client: anthropic.Anthropic, model: str) -> str:

@@ -23,27 +23,48 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from guard.core.fallback import (
     ENV_NAME,
     FallbackState,
+    alias_models,
     from_env,
     from_state_document,
+    render_claude_settings,
     render_env,
     render_state,
 )
 from guard.core.records import ReloadResult
 from guard.errors import SinkError
 
-__all__ = ["FileSinks", "atomic_write", "read_env"]
+__all__ = ["ClaudeCode", "FileSinks", "atomic_write", "read_env"]
 
 ENV_MODE = 0o644
 """The env file's default mode: applications running as other users read it."""
 STATE_MODE = 0o600
 """The state file's mode: it holds reasons and who pinned."""
+SETTINGS_MODE = 0o644
+"""Claude Code's managed settings: every user's Claude Code reads them."""
 _DETAIL_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeCode:
+    """What Claude Code is told besides the model variable: each alias capped along the
+    chain ``tiers`` (their ``models``), and, with ``settings_file``, its managed settings."""
+
+    tiers: tuple[str, ...]
+    models: Mapping[str, str]
+    settings_file: Path | None = None
+
+    def aliases(self, state: FallbackState) -> dict[str, str]:
+        """Each alias's model with ``state`` in force (its tier found by name, else level)."""
+        level = self.tiers.index(state.tier) if state.tier in self.tiers else state.level
+        return alias_models(self.tiers, self.models, level)
 
 
 def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
@@ -122,7 +143,10 @@ class FileSinks:
     def __init__(self, env_file: Path | None, state_file: Path | None,
                  model_var: str = "ANTHROPIC_MODEL", reload_command: Sequence[str] = (),
                  *, run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
-                 timeout_s: float = 30, env_mode: int = ENV_MODE) -> None:
+                 timeout_s: float = 30, env_mode: int = ENV_MODE,
+                 claude_code: ClaudeCode | None = None) -> None:
+        self.claude_code = claude_code
+        """The chain the Claude Code variables are capped along (``None``: none written)."""
         self.env_file = env_file
         self.env_mode = env_mode
         self.state_file = state_file
@@ -137,10 +161,17 @@ class FileSinks:
         Both files are rendered before either is written, so a bad value writes nothing.
         """
         outputs: list[tuple[Path, str, int]] = []
+        code = self.claude_code
         if self.env_file is not None:
-            outputs.append((self.env_file, render_env(state, self.model_var), self.env_mode))
+            aliases = code.aliases(state) if code is not None else None
+            outputs.append((self.env_file, render_env(state, self.model_var, aliases),
+                            self.env_mode))
         if self.state_file is not None:
             outputs.append((self.state_file, render_state(state), STATE_MODE))
+        if code is not None and code.settings_file is not None:
+            outputs.append((code.settings_file,
+                            render_claude_settings(state, _settings(code.settings_file)),
+                            SETTINGS_MODE))
         written = []
         for path, text, mode in outputs:
             try:
@@ -181,6 +212,26 @@ class FileSinks:
         except OSError as exc:
             return ReloadResult(True, False, f"{command[0]}: cannot run: {exc.strerror or exc}")
         return _result(command[0], done)
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    """Claude Code's managed settings as they stand (``{}`` when there is no file yet); a
+    file that is not a JSON object is left alone, not overwritten."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SinkError(f"Claude Code settings {path} not readable, not written: "
+                        f"{exc.strerror or type(exc).__name__}") from None
+    try:
+        document = json.loads(text) if text.strip() else {}
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise SinkError(f"Claude Code settings {path} is not a JSON object; it is left as it "
+                        "is and the fallback files are not written")
+    return document
 
 
 def _result(program: str, done: subprocess.CompletedProcess[str]) -> ReloadResult:

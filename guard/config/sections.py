@@ -259,6 +259,12 @@ class FallbackSettings(_Section):
     """The env file's mode: readable by others because applications read it. The state
     file and the state database are always 0600."""
     reload_command: list[str] = Field(default_factory=list)
+    claude_code: bool = True
+    """Also write Claude Code's ``ANTHROPIC_DEFAULT_{OPUS,SONNET,HAIKU}_MODEL`` and
+    ``CLAUDE_CODE_SUBAGENT_MODEL``, each capped at the tier in force."""
+    claude_code_settings: Path | None = None
+    """Claude Code's managed settings file (e.g. ``/etc/claude-code/managed-settings.json``):
+    its ``model`` and ``availableModels`` capped at the tier, other keys kept."""
     models: dict[Tier, ModelId] = Field(
         default_factory=lambda: {
             "opus": "claude-opus-5-5",
@@ -291,6 +297,13 @@ class FallbackSettings(_Section):
         missing = [tier for tier in self.chain if tier not in self.models]
         if missing:
             raise _problem(f"no model for tier {', '.join(missing)} of the chain", "models")
+        return self
+
+    @model_validator(mode="after")
+    def _settings_need_claude_code(self) -> Self:
+        if self.claude_code_settings is not None and not self.claude_code:
+            raise _problem("Claude Code's settings are only written with claude_code = true",
+                           "claude_code_settings")
         return self
 
     def model_for(self, tier: str) -> str:

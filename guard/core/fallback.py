@@ -88,12 +88,64 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def render_env(state: FallbackState, model_var: str = "ANTHROPIC_MODEL") -> str:
-    """The env file of DESIGN §5; raises ``ValueError`` naming the variable of a bad value."""
-    if not ENV_NAME.fullmatch(model_var) or model_var in _GUARD_VARS:
+CLAUDE_CODE_ALIASES = ("opus", "sonnet", "haiku")
+"""Claude Code's model aliases, each resolved through ``ANTHROPIC_DEFAULT_<ALIAS>_MODEL``."""
+SUBAGENT_VAR = "CLAUDE_CODE_SUBAGENT_MODEL"
+
+
+def alias_var(alias: str) -> str:
+    """The variable Claude Code resolves an alias through: ``ANTHROPIC_DEFAULT_OPUS_MODEL``."""
+    return f"ANTHROPIC_DEFAULT_{alias.upper()}_MODEL"
+
+
+def alias_models(tiers: Sequence[str], models: Mapping[str, str], level: int) -> dict[str, str]:
+    """What each Claude Code alias resolves to at ``level`` of the chain ``tiers``: its own
+    model when that lies at or below the tier in force, else the tier in force's model, so no
+    alias reaches above it (reference §10).
+
+    An alias is a tier of that name, else the first tier whose model is of that family
+    (``claude-opus-…`` for ``opus``); one the chain has no tier for is capped at the tier in
+    force too.
+    """
+    level = min(max(level, 0), len(tiers) - 1)
+    in_force = models[tiers[level]]
+    resolved = {}
+    for alias in CLAUDE_CODE_ALIASES:
+        at = _alias_level(alias, tiers, models)
+        resolved[alias] = models[tiers[at]] if at is not None and at >= level else in_force
+    return resolved
+
+
+def _alias_level(alias: str, tiers: Sequence[str], models: Mapping[str, str]) -> int | None:
+    if alias in tiers:
+        return list(tiers).index(alias)
+    family = re.compile(rf"(^|[-_./:@]){re.escape(alias)}([-_./:@]|$)")
+    return next((i for i, tier in enumerate(tiers) if family.search(models[tier])), None)
+
+
+def allowed_models(state: FallbackState) -> list[str]:
+    """The model ids at or below the tier in force (the chain from it down): what Claude
+    Code's ``availableModels`` may offer without a ``/model`` switch escaping the tier."""
+    return list(state.chain)
+
+
+def render_env(state: FallbackState, model_var: str = "ANTHROPIC_MODEL",
+               aliases: Mapping[str, str] | None = None) -> str:
+    """The env file of DESIGN §5; raises ``ValueError`` naming the variable of a bad value.
+
+    With ``aliases`` (``alias_models``), the Claude Code variables follow the model variable:
+    each alias's ``ANTHROPIC_DEFAULT_*_MODEL`` and ``CLAUDE_CODE_SUBAGENT_MODEL`` (the tier in
+    force), so neither an alias nor a subagent resolves above the tier.
+    """
+    if not ENV_NAME.fullmatch(model_var) or model_var in _GUARD_VARS or (
+            aliases is not None and model_var in _claude_code_vars()):
         raise ValueError(f"{model_var!r} cannot be the model variable")
+    claude_code = (() if aliases is None else
+                   (*((alias_var(a), aliases[a]) for a in CLAUDE_CODE_ALIASES),
+                    (SUBAGENT_VAR, state.model)))
     pairs = (
         (model_var, state.model),
+        *claude_code,
         ("GUARD_MODEL_CHAIN", ",".join(state.chain)),
         ("GUARD_TIER", state.tier),
         ("GUARD_LEVEL", str(state.level)),
@@ -109,6 +161,17 @@ def render_env(state: FallbackState, model_var: str = "ANTHROPIC_MODEL") -> str:
             raise ValueError(f"GUARD_MODEL_CHAIN: model id {model!r} has characters outside "
                              "[A-Za-z0-9_.:/@+-]")
     return "".join(f"{name}={value}\n" for name, value in pairs)
+
+
+def _claude_code_vars() -> tuple[str, ...]:
+    return (*(alias_var(a) for a in CLAUDE_CODE_ALIASES), SUBAGENT_VAR)
+
+
+def render_claude_settings(state: FallbackState, current: Mapping[str, Any]) -> str:
+    """Claude Code's managed settings with ``model`` and ``availableModels`` capped at the tier
+    in force; every other key of ``current`` (the file as it stands) kept as it is."""
+    document = {**current, "model": state.model, "availableModels": allowed_models(state)}
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def state_document(state: FallbackState) -> dict[str, Any]:
