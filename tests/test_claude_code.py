@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import guard.entry.demo
-from guard.adapters.sinks import ClaudeCode, FileSinks, read_env
+from guard.adapters.sinks import FileSinks, read_env
 from guard.config.sections import FallbackSettings
 from guard.core.fallback import FallbackState, alias_models, render_env
 from guard.entry.cli import app
@@ -32,7 +32,6 @@ from tests.test_config import paths
 CHAIN = ("opus", "sonnet", "haiku")
 MODELS = {"opus": "claude-opus-5-5", "sonnet": "claude-sonnet-5-5", "haiku": "claude-haiku-5-5"}
 AT = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
-CODE = ClaudeCode(CHAIN, MODELS)
 ALIAS_VARS = ("ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
               "ANTHROPIC_DEFAULT_HAIKU_MODEL")
 CLAUDE_CODE_VARS = (*ALIAS_VARS, "CLAUDE_CODE_SUBAGENT_MODEL")
@@ -63,7 +62,7 @@ def at_level(level: int, chain: tuple[str, ...] = CHAIN,
 def test_the_env_file_at_sonnet_is_design_5s_example() -> None:
     """At sonnet the opus alias is capped at sonnet; sonnet and haiku keep their models."""
     state = at_level(1)
-    assert render_env(state, aliases=CODE.aliases(state)) == SONNET_ENV
+    assert render_env(state, claude_code=True) == SONNET_ENV
 
 
 @pytest.mark.parametrize(("level", "expected"), [
@@ -75,21 +74,20 @@ def test_each_alias_resolves_to_its_own_model_or_the_tier_in_force(
         tmp_path: Path, level: int, expected: tuple[str, ...]) -> None:
     """Opus leaves every alias alone; each step down caps the aliases above it."""
     env = tmp_path / "model.env"
-    FileSinks(env, None, claude_code=CODE).write(at_level(level))
+    FileSinks(env, None, claude_code=True).write(at_level(level))
     written = read_env(env)
     assert tuple(written[name] for name in CLAUDE_CODE_VARS) == expected
     assert written["CLAUDE_CODE_SUBAGENT_MODEL"] == written["ANTHROPIC_MODEL"]
 
 
-def test_aliases_follow_the_model_family_when_tiers_have_other_names() -> None:
-    """Tiers named ``best``/``fast`` still cap by family: the opus alias is the ``best`` tier's
-    model at level 0 and ``fast``'s below it; an alias no tier serves is the tier in force."""
-    chain = ("best", "fast")
-    models = {"best": "claude-opus-5-5", "fast": "claude-haiku-5-5"}
-    assert alias_models(chain, models, 0) == {
-        "opus": "claude-opus-5-5", "sonnet": "claude-opus-5-5", "haiku": "claude-haiku-5-5"}
-    assert alias_models(chain, models, 1) == {
-        "opus": "claude-haiku-5-5", "sonnet": "claude-haiku-5-5", "haiku": "claude-haiku-5-5"}
+def test_an_alias_is_the_first_model_of_its_family_in_the_chain_in_force() -> None:
+    """Whatever the tiers are called, the family is read off the model id as a word; an
+    alias no model of the chain serves is the tier in force."""
+    assert alias_models(("claude-opus-5-5", "vendor/claude-haiku-5-5@v1")) == {
+        "opus": "claude-opus-5-5", "sonnet": "claude-opus-5-5",
+        "haiku": "vendor/claude-haiku-5-5@v1"}
+    assert alias_models(("claude-sonnet-5-5", "claude-sonnet-4-6", "haikus-x")) == {
+        "opus": "claude-sonnet-5-5", "sonnet": "claude-sonnet-5-5", "haiku": "claude-sonnet-5-5"}
 
 
 TIER_NAMES = st.sampled_from(["opus", "sonnet", "haiku", "best", "mid", "cheap", "x1", "x2"])
@@ -108,8 +106,7 @@ def test_no_alias_ever_resolves_above_the_tier_in_force(
     by_tier = dict(zip(chain, models, strict=False))
     level = data.draw(st.integers(0, len(chain) - 1))
     state = at_level(level, chain, by_tier)
-    written = read_env_text(render_env(state, aliases=ClaudeCode(chain, by_tier)
-                                       .aliases(state)))
+    written = read_env_text(render_env(state, claude_code=True))
     allowed = {by_tier[tier] for tier in chain[level:]}
     assert {written[name] for name in CLAUDE_CODE_VARS} <= allowed
     assert written["CLAUDE_CODE_SUBAGENT_MODEL"] == by_tier[chain[level]]
@@ -139,7 +136,7 @@ def test_the_model_variable_cannot_be_a_claude_code_variable() -> None:
     """``model_var = "CLAUDE_CODE_SUBAGENT_MODEL"`` would write the variable twice."""
     state = at_level(0)
     with pytest.raises(ValueError, match="CLAUDE_CODE_SUBAGENT_MODEL"):
-        render_env(state, "CLAUDE_CODE_SUBAGENT_MODEL", CODE.aliases(state))
+        render_env(state, "CLAUDE_CODE_SUBAGENT_MODEL", claude_code=True)
 
 
 # --- the managed settings -------------------------------------------------------------------
@@ -147,9 +144,8 @@ def test_the_model_variable_cannot_be_a_claude_code_variable() -> None:
 
 def settings_sinks(tmp_path: Path) -> tuple[FileSinks, Path]:
     managed = tmp_path / "etc" / "claude-code" / "managed-settings.json"
-    code = ClaudeCode(CHAIN, MODELS, managed)
-    return FileSinks(tmp_path / "model.env", tmp_path / "fallback.json", claude_code=code), \
-        managed
+    return FileSinks(tmp_path / "model.env", tmp_path / "fallback.json", claude_code=True,
+                     claude_code_settings=managed), managed
 
 
 def test_managed_settings_cap_the_model_and_the_models_offered(tmp_path: Path) -> None:
@@ -253,7 +249,7 @@ def test_a_shell_started_sdk_client_never_reaches_above_the_tier(
     """At sonnet the chain and the opus alias call sonnet and the haiku alias haiku; after
     the guard steps to haiku, the next process started calls nothing but haiku."""
     env = tmp_path / "model.env"
-    sinks = FileSinks(env, None, claude_code=CODE)
+    sinks = FileSinks(env, None, claude_code=True)
     sinks.write(at_level(1))
     assert start_consumer(env, messages, tmp_path) == {
         "chain": "claude-sonnet-5-5", "ANTHROPIC_DEFAULT_OPUS_MODEL": "claude-sonnet-5-5",

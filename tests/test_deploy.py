@@ -31,6 +31,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from guard.adapters.sinks import atomic_write
 from guard.chain import ModelChain
@@ -441,7 +443,7 @@ def test_fallback_sync_writes_the_daemons_files(stub: ThreadingHTTPServer,
     state = _state()
     stub.reply = (200, json.dumps(state_document(state)).encode())  # type: ignore[attr-defined]
     _ok(_sync(tmp_path, stub.server_address[1]))
-    assert (tmp_path / "model.env").read_text() == render_env(state)
+    assert (tmp_path / "model.env").read_text() == render_env(state, claude_code=True)
     assert (tmp_path / "fallback.json").read_text() == render_state(state)
     assert (tmp_path / "model.env").stat().st_mode & 0o777 == 0o644
     chain = ModelChain(env_file=tmp_path / "model.env")
@@ -462,7 +464,7 @@ def test_fallback_sync_keeps_the_last_files_on_a_bad_answer(
     stub.reply = reply  # type: ignore[attr-defined]
     done = _sync(tmp_path, stub.server_address[1])
     assert done.returncode == 1 and "keeping the last files" in done.stderr
-    assert (tmp_path / "model.env").read_text() == render_env(state)
+    assert (tmp_path / "model.env").read_text() == render_env(state, claude_code=True)
     assert (tmp_path / "fallback.json").read_text() == render_state(state)
 
 
@@ -479,8 +481,26 @@ def test_fallback_sync_renders_pins_like_the_daemon() -> None:
     pinned = _state(source="override", override_by="alice", override_reason="incident",
                     override_expires_at=datetime(2026, 3, 12, 18, 5, tzinfo=UTC))
     document = json.loads(json.dumps(state_document(pinned)))
-    assert sync.render_env(document, "MODEL") == render_env(pinned, "MODEL")
+    assert sync.render_env(document, "MODEL", False) == render_env(pinned, "MODEL")
+    assert sync.render_env(document, "MODEL") == render_env(pinned, "MODEL", claude_code=True)
     assert sync.render_state(document) == render_state(pinned)
+
+
+@given(models=st.lists(st.sampled_from([
+    "claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-4-7",
+    "vendor/claude-sonnet-4-6@v1", "my-haiku-proxy", "haikus-x", "gpt-x"]),
+    min_size=1, max_size=4, unique=True), data=st.data())
+def test_fallback_sync_caps_claude_code_like_the_daemon(models: list[str],
+                                                        data: st.DataObject) -> None:
+    """Whatever the chain, the sidecar's Claude Code variables are the daemon's."""
+    sync = _load_script(K8S / "fallback-sync.py")
+    tiers = [f"t{i}" for i in range(len(models))]
+    level = data.draw(st.integers(0, len(tiers) - 1))
+    state = FallbackState.build(tiers, dict(zip(tiers, models, strict=True)), level,
+                                source="auto", updated_at=datetime(2026, 3, 12, tzinfo=UTC),
+                                reason="x")
+    document = json.loads(json.dumps(state_document(state)))
+    assert sync.render_env(document, "ANTHROPIC_MODEL") == render_env(state, claude_code=True)
 
 
 def _definition(function: Callable[..., Any]) -> ast.FunctionDef:

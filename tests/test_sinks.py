@@ -67,10 +67,8 @@ def sinks_in(tmp_path: Path, **kwargs: Any) -> FileSinks:
 
 
 def test_public_exports_are_pinned() -> None:
-    """The sinks adapter exports exactly its I/O: the sinks (and what they tell Claude Code),
-    the atomic write, the reader."""
-    assert sorted(guard.adapters.sinks.__all__) == ["ClaudeCode", "FileSinks", "atomic_write",
-                                                    "read_env"]
+    """The sinks adapter exports exactly its I/O: the sinks, the atomic write, the reader."""
+    assert sorted(guard.adapters.sinks.__all__) == ["FileSinks", "atomic_write", "read_env"]
 
 
 def test_build_takes_the_tier_at_level_and_the_models_below_it() -> None:

@@ -8,7 +8,9 @@ application, sharing an ``emptyDir`` mounted at ``$GUARD_SYNC_DIR``:
 - every ``$GUARD_SYNC_INTERVAL_S`` seconds it asks ``$GUARD_FALLBACK_URL`` (budget-guard's
   ``GET /v1/fallback``, the state-file JSON of DESIGN §5);
 - it writes ``fallback.json`` (that JSON) and ``model.env`` (the env file of DESIGN §5, the
-  model under ``$GUARD_MODEL_VAR``), each atomically and only when its content changed;
+  model under ``$GUARD_MODEL_VAR``, with Claude Code's ``ANTHROPIC_DEFAULT_*_MODEL`` and
+  ``CLAUDE_CODE_SUBAGENT_MODEL`` unless ``$GUARD_CLAUDE_CODE`` is ``false``), each atomically
+  and only when its content changed;
 - when budget-guard cannot be reached or answers nonsense, the files stay as they are: the
   application keeps the last fallback it was told, and the error goes to stderr.
 
@@ -35,6 +37,7 @@ from typing import Any
 _VALUE = re.compile(r"[A-Za-z0-9_.,:/@+-]+")  # DESIGN §5: the env file's value alphabet
 _MODEL = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # a model id: the same, without the comma
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ALIASES = ("opus", "sonnet", "haiku")  # Claude Code's, each read from ANTHROPIC_DEFAULT_*
 ENV_MODE = 0o644  # what the sidecar publishes is read by the app, as another user
 STATE_MODE = 0o600
 
@@ -57,7 +60,7 @@ def fetch(url: str, timeout_s: float) -> dict[str, Any]:
     return document
 
 
-def render_env(document: dict[str, Any], model_var: str) -> str:
+def render_env(document: dict[str, Any], model_var: str, claude_code: bool = True) -> str:
     """The env file for ``document``, exactly as budget-guard writes its own."""
     chain = document.get("chain")
     if not (isinstance(chain, list) and chain and all(
@@ -68,8 +71,12 @@ def render_env(document: dict[str, Any], model_var: str) -> str:
     level = document.get("level")
     if not isinstance(level, int) or isinstance(level, bool) or level < 0:
         raise BadAnswer(f"level {level!r} is not a non-negative integer")
+    claude_code_pairs = ((*((f"ANTHROPIC_DEFAULT_{alias.upper()}_MODEL", model)
+                            for alias, model in alias_models(chain).items()),
+                          ("CLAUDE_CODE_SUBAGENT_MODEL", chain[0])) if claude_code else ())
     pairs = (
         (model_var, chain[0]),
+        *claude_code_pairs,
         ("GUARD_MODEL_CHAIN", ",".join(chain)),
         ("GUARD_TIER", document.get("tier")),
         ("GUARD_LEVEL", str(level)),
@@ -80,6 +87,13 @@ def render_env(document: dict[str, Any], model_var: str) -> str:
         if not (isinstance(value, str) and _VALUE.fullmatch(value)):
             raise BadAnswer(f"{name}: {value!r} is not a value an env file can hold")
     return "".join(f"{name}={value}\n" for name, value in pairs)
+
+
+def alias_models(chain: list[str]) -> dict[str, str]:
+    """Each Claude Code alias's model, as budget-guard caps it: the first model of the chain
+    in force of that family (a word of the id), else the head of the chain."""
+    return {alias: next((model for model in chain if re.search(
+        rf"(^|[-_./:@]){alias}([-_./:@]|$)", model)), chain[0]) for alias in _ALIASES}
 
 
 def render_state(document: dict[str, Any]) -> str:
@@ -146,10 +160,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def sync_once(url: str, directory: Path, model_var: str, timeout_s: float) -> list[str]:
+def sync_once(url: str, directory: Path, model_var: str, timeout_s: float,
+              claude_code: bool = True) -> list[str]:
     """One round: fetch and publish; the names of the files rewritten."""
     document = fetch(url, timeout_s)
-    env_text = render_env(document, model_var)  # validate before writing anything
+    env_text = render_env(document, model_var, claude_code)  # validate before writing
     written = []
     # The state file first: a reader of model.env never sees a newer model than fallback.json.
     if atomic_write(directory / "fallback.json", render_state(document), ENV_MODE):
@@ -173,6 +188,10 @@ def main(argv: list[str]) -> int:
     if not _ENV_NAME.fullmatch(model_var):
         _log(f"GUARD_MODEL_VAR {model_var!r} is not an environment variable name")
         return 2
+    claude_code = os.environ.get("GUARD_CLAUDE_CODE", "true").lower()
+    if claude_code not in ("true", "false"):
+        _log(f"GUARD_CLAUDE_CODE {claude_code!r} is neither true nor false")
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -180,7 +199,7 @@ def main(argv: list[str]) -> int:
     failing = False
     while True:
         try:
-            written = sync_once(url, directory, model_var, timeout_s)
+            written = sync_once(url, directory, model_var, timeout_s, claude_code == "true")
         except (OSError, BadAnswer) as exc:  # URLError and HTTPError are OSErrors
             if once or not failing:
                 _log(f"cannot read {url}, keeping the last files: {exc}")

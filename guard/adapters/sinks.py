@@ -23,15 +23,13 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from guard.core.fallback import (
     ENV_NAME,
     FallbackState,
-    alias_models,
     from_env,
     from_state_document,
     render_claude_settings,
@@ -41,7 +39,7 @@ from guard.core.fallback import (
 from guard.core.records import ReloadResult
 from guard.errors import SinkError
 
-__all__ = ["ClaudeCode", "FileSinks", "atomic_write", "read_env"]
+__all__ = ["FileSinks", "atomic_write", "read_env"]
 
 ENV_MODE = 0o644
 """The env file's default mode: applications running as other users read it."""
@@ -50,21 +48,6 @@ STATE_MODE = 0o600
 SETTINGS_MODE = 0o644
 """Claude Code's managed settings: every user's Claude Code reads them."""
 _DETAIL_CHARS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class ClaudeCode:
-    """What Claude Code is told besides the model variable: each alias capped along the
-    chain ``tiers`` (their ``models``), and, with ``settings_file``, its managed settings."""
-
-    tiers: tuple[str, ...]
-    models: Mapping[str, str]
-    settings_file: Path | None = None
-
-    def aliases(self, state: FallbackState) -> dict[str, str]:
-        """Each alias's model with ``state`` in force (its tier found by name, else level)."""
-        level = self.tiers.index(state.tier) if state.tier in self.tiers else state.level
-        return alias_models(self.tiers, self.models, level)
 
 
 def atomic_write(path: Path, text: str, mode: int = STATE_MODE) -> bool:
@@ -144,9 +127,11 @@ class FileSinks:
                  model_var: str = "ANTHROPIC_MODEL", reload_command: Sequence[str] = (),
                  *, run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
                  timeout_s: float = 30, env_mode: int = ENV_MODE,
-                 claude_code: ClaudeCode | None = None) -> None:
+                 claude_code: bool = False, claude_code_settings: Path | None = None) -> None:
         self.claude_code = claude_code
-        """The chain the Claude Code variables are capped along (``None``: none written)."""
+        """Whether the env file also carries Claude Code's variables (DESIGN §5)."""
+        self.claude_code_settings = claude_code_settings
+        """Claude Code's managed settings, capped at the tier (``None``: not written)."""
         self.env_file = env_file
         self.env_mode = env_mode
         self.state_file = state_file
@@ -161,16 +146,15 @@ class FileSinks:
         Both files are rendered before either is written, so a bad value writes nothing.
         """
         outputs: list[tuple[Path, str, int]] = []
-        code = self.claude_code
         if self.env_file is not None:
-            aliases = code.aliases(state) if code is not None else None
-            outputs.append((self.env_file, render_env(state, self.model_var, aliases),
+            outputs.append((self.env_file,
+                            render_env(state, self.model_var, self.claude_code),
                             self.env_mode))
         if self.state_file is not None:
             outputs.append((self.state_file, render_state(state), STATE_MODE))
-        if code is not None and code.settings_file is not None:
-            outputs.append((code.settings_file,
-                            render_claude_settings(state, _settings(code.settings_file)),
+        if self.claude_code_settings is not None:
+            outputs.append((self.claude_code_settings,
+                            render_claude_settings(state, _settings(self.claude_code_settings)),
                             SETTINGS_MODE))
         written = []
         for path, text, mode in outputs:

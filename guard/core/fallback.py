@@ -98,29 +98,21 @@ def alias_var(alias: str) -> str:
     return f"ANTHROPIC_DEFAULT_{alias.upper()}_MODEL"
 
 
-def alias_models(tiers: Sequence[str], models: Mapping[str, str], level: int) -> dict[str, str]:
-    """What each Claude Code alias resolves to at ``level`` of the chain ``tiers``: its own
-    model when that lies at or below the tier in force, else the tier in force's model, so no
-    alias reaches above it (reference §10).
+def alias_models(chain: Sequence[str]) -> dict[str, str]:
+    """What each Claude Code alias resolves to with ``chain`` (the models from the tier in
+    force down) in force: the first model of the chain of that family (``claude-opus-…`` for
+    ``opus``), else the tier in force's model, so no alias reaches above it (reference §10).
 
-    An alias is a tier of that name, else the first tier whose model is of that family
-    (``claude-opus-…`` for ``opus``); one the chain has no tier for is capped at the tier in
-    force too.
+    Only the chain in force is read, so a sidecar holding ``GET /v1/fallback`` alone
+    computes the same variables.
     """
-    level = min(max(level, 0), len(tiers) - 1)
-    in_force = models[tiers[level]]
-    resolved = {}
-    for alias in CLAUDE_CODE_ALIASES:
-        at = _alias_level(alias, tiers, models)
-        resolved[alias] = models[tiers[at]] if at is not None and at >= level else in_force
-    return resolved
+    return {alias: next((model for model in chain if _of_family(alias, model)), chain[0])
+            for alias in CLAUDE_CODE_ALIASES}
 
 
-def _alias_level(alias: str, tiers: Sequence[str], models: Mapping[str, str]) -> int | None:
-    if alias in tiers:
-        return list(tiers).index(alias)
-    family = re.compile(rf"(^|[-_./:@]){re.escape(alias)}([-_./:@]|$)")
-    return next((i for i, tier in enumerate(tiers) if family.search(models[tier])), None)
+def _of_family(alias: str, model: str) -> bool:
+    """Whether ``model`` names ``alias`` as a word: ``vendor/claude-haiku-5-5@v1`` is haiku."""
+    return re.search(rf"(^|[-_./:@]){re.escape(alias)}([-_./:@]|$)", model) is not None
 
 
 def allowed_models(state: FallbackState) -> list[str]:
@@ -130,22 +122,23 @@ def allowed_models(state: FallbackState) -> list[str]:
 
 
 def render_env(state: FallbackState, model_var: str = "ANTHROPIC_MODEL",
-               aliases: Mapping[str, str] | None = None) -> str:
+               claude_code: bool = False) -> str:
     """The env file of DESIGN §5; raises ``ValueError`` naming the variable of a bad value.
 
-    With ``aliases`` (``alias_models``), the Claude Code variables follow the model variable:
-    each alias's ``ANTHROPIC_DEFAULT_*_MODEL`` and ``CLAUDE_CODE_SUBAGENT_MODEL`` (the tier in
-    force), so neither an alias nor a subagent resolves above the tier.
+    With ``claude_code``, Claude Code's variables follow the model variable: each alias's
+    ``ANTHROPIC_DEFAULT_*_MODEL`` (``alias_models``) and ``CLAUDE_CODE_SUBAGENT_MODEL`` (the
+    tier in force), so neither an alias nor a subagent resolves above the tier.
     """
     if not ENV_NAME.fullmatch(model_var) or model_var in _GUARD_VARS or (
-            aliases is not None and model_var in _claude_code_vars()):
+            claude_code and model_var in _claude_code_vars()):
         raise ValueError(f"{model_var!r} cannot be the model variable")
-    claude_code = (() if aliases is None else
-                   (*((alias_var(a), aliases[a]) for a in CLAUDE_CODE_ALIASES),
-                    (SUBAGENT_VAR, state.model)))
+    aliases = alias_models(state.chain) if claude_code else {}
+    claude_code_pairs = (
+        (*((alias_var(a), aliases[a]) for a in CLAUDE_CODE_ALIASES), (SUBAGENT_VAR, state.model))
+        if claude_code else ())
     pairs = (
         (model_var, state.model),
-        *claude_code,
+        *claude_code_pairs,
         ("GUARD_MODEL_CHAIN", ",".join(state.chain)),
         ("GUARD_TIER", state.tier),
         ("GUARD_LEVEL", str(state.level)),

@@ -28,7 +28,7 @@ from guard import __version__
 from guard.adapters.admin.client import API_VERSION, AdminClient, RetryPolicy
 from guard.adapters.chat import Labelled, LogTransport, PacedTransport
 from guard.adapters.journal import Journal
-from guard.adapters.sinks import ClaudeCode, FileSinks
+from guard.adapters.sinks import FileSinks
 from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.lease import Lease
@@ -185,12 +185,10 @@ def socket_mode_client(app_token: str,
 
 def file_sinks(fallback: FallbackSettings) -> FileSinks:
     """The sinks a ``[fallback]`` section describes."""
-    claude_code = (ClaudeCode(tuple(fallback.chain), dict(fallback.models),
-                              fallback.claude_code_settings)
-                   if fallback.claude_code else None)
     return FileSinks(fallback.env_file, fallback.state_file, fallback.model_var,
                      fallback.reload_command, env_mode=fallback.file_mode,
-                     claude_code=claude_code)
+                     claude_code=fallback.claude_code,
+                     claude_code_settings=fallback.claude_code_settings)
 
 
 def tick_config(settings: Settings) -> TickConfig:
