@@ -82,6 +82,9 @@ class MemoryState:
         self.writes.append("fallback")
         self.fallbacks[target] = state
 
+    def clear_fallback(self, target: str = "default") -> None:
+        self.fallbacks.pop(target, None)
+
     def override(self, target: str = "default") -> Override | None:
         return self.overrides.get(target)
 

@@ -66,7 +66,10 @@ def _view(settings: Settings, org: OrganizationSettings) -> Organization:
         "env_file": org.env_file or tagged(fallback.env_file, org.name),
         "state_file": org.state_file or tagged(fallback.state_file, org.name),
         "reload_command": (fallback.reload_command if org.reload_command is None
-                           else org.reload_command)})
+                           else org.reload_command),
+        "targets": [t.model_copy(update={
+            key: tagged(getattr(t, key), org.name) for key in ("env_file", "state_file")
+            if getattr(t, key) is not None}) for t in fallback.targets]})
     state, schema = settings.state, None
     if org.name != DEFAULT_ORGANIZATION:
         postgres = sa.engine.make_url(state.url).get_backend_name() == "postgresql"
@@ -118,10 +121,19 @@ def organizations_problem(settings: Settings) -> tuple[str, *tuple[str | int, ..
 
 def _shared_output(settings: Settings) -> tuple[str, *tuple[str | int, ...]] | None:
     """The first fallback file two organizations would both write, as a problem."""
+    from guard.config.sections import target_path  # noqa: PLC0415
+
     owners: dict[Path, str] = {}
     for i, org in enumerate(organizations_of(settings)):
-        for key in ("env_file", "state_file"):
-            path = getattr(org.settings.fallback, key)
+        fallback = org.settings.fallback
+        paths: list[tuple[str, Path | None]] = [
+            (key, getattr(fallback, key)) for key in ("env_file", "state_file")] \
+            if not fallback.targets else [
+                (key, target_path(fallback, t, key)) for t in fallback.targets
+                for key in ("env_file", "state_file")]
+        for key, path in paths:
+            if path is None:
+                continue
             if path in owners:
                 return (f"{path} is also {owners[path]}; each organization needs its own",
                         "organizations", i, key)

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from guard.core.model import DEFAULT_WORKSPACE, Budget, Scope
+from guard.core.targets import DEFAULT_TARGET, Target
 
 Condition = Literal[
     "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale"
@@ -248,6 +249,29 @@ def secret_files(settings: Iterable[_SecretSection], prefixes: Iterable[str]) ->
                 yield f"{prefix}.{name}_file", Path(path)
 
 
+TargetName = Annotated[str, _matching(
+    r"[a-z0-9][a-z0-9_-]{0,39}", "a target name (lower-case letters, digits, _ and -)")]
+
+
+class TargetSettings(_Section):
+    """One ``[[fallback.targets]]`` entry: outputs capped only by the budgets it lists.
+
+    ``budgets`` unset means every budget. ``env_file`` and ``state_file`` default to
+    ``[fallback]``'s with the name before the suffix (``model.research.env``),
+    ``reload_command`` to ``[fallback]``'s; ``chain`` to ``[fallback]``'s (a part of it, in
+    its order), ``models`` to ``[fallback.models]`` (a target's own override them).
+    """
+
+    name: TargetName
+    budgets: list[NonBlank] | None = None
+    env_file: Path | None = None
+    state_file: Path | None = None
+    reload_command: list[str] | None = None
+    chain: list[Tier] | None = None
+    models: dict[Tier, ModelId] = Field(default_factory=dict)
+    claude_code_settings: Path | None = None
+
+
 class FallbackSettings(_Section):
     """The model fallback chain and the sinks applications read."""
 
@@ -272,6 +296,9 @@ class FallbackSettings(_Section):
             "haiku": "claude-haiku-5-5",
         }
     )
+    targets: list[TargetSettings] = Field(default_factory=list)
+    """Several sets of outputs, each capped only by its budgets; empty: one target,
+    ``default``, of ``[fallback]``'s files and every budget."""
 
     @field_validator("chain")
     @classmethod
@@ -306,9 +333,89 @@ class FallbackSettings(_Section):
                            "claude_code_settings")
         return self
 
+    @model_validator(mode="after")
+    def _targets_stand_apart(self) -> Self:
+        problem = _targets_problem(self)
+        if problem is not None:
+            raise _problem(*problem)
+        return self
+
     def model_for(self, tier: str) -> str:
         """The model id of a tier of the chain."""
         return self.models[tier]
+
+    def target_chain(self, target: TargetSettings) -> list[str]:
+        """The tiers of ``target``'s chain."""
+        return list(target.chain) if target.chain is not None else list(self.chain)
+
+    def target_models(self, target: TargetSettings) -> dict[str, str]:
+        """The model of each tier of ``target``'s chain."""
+        return {**self.models, **target.models}
+
+    def core_targets(self) -> tuple[Target, ...]:
+        """The core's targets (none without ``[[fallback.targets]]``: the tick then has the
+        one target ``default``)."""
+        return tuple(Target(t.name, tuple(self.target_chain(t)), self.target_models(t),
+                            None if t.budgets is None else tuple(t.budgets))
+                     for t in self.targets)
+
+    def env_files(self) -> dict[str, str]:
+        """Each target's env file, by name (``default``'s without targets)."""
+        if not self.targets:
+            return {DEFAULT_TARGET: str(self.env_file)}
+        return {t.name: str(target_path(self, t, "env_file")) for t in self.targets}
+
+
+def _targets_problem(fallback: FallbackSettings) -> tuple[str, *tuple[str | int, ...]] | None:
+    """Why ``[[fallback.targets]]`` cannot stand (reason, field path), or None."""
+    names: set[str] = set()
+    files: dict[Path, str] = {}
+    for i, target in enumerate(fallback.targets):
+        if target.name in names:
+            return f"target name '{target.name}' is used twice", "targets", i, "name"
+        names.add(target.name)
+        chain = fallback.target_chain(target)
+        problem = _target_chain_problem(chain, fallback.chain)
+        if problem is not None:
+            return problem, "targets", i, "chain"
+        models = fallback.target_models(target)
+        missing = [tier for tier in chain if tier not in models]
+        if missing:
+            return f"no model for tier {', '.join(missing)} of the chain", "targets", i, "models"
+        if target.claude_code_settings is not None and not fallback.claude_code:
+            return ("Claude Code's settings are only written with claude_code = true",
+                    "targets", i, "claude_code_settings")
+        for key in ("env_file", "state_file", "claude_code_settings"):
+            path = target_path(fallback, target, key)
+            if path is None:
+                continue
+            if path in files:
+                return (f"{path} is also {files[path]}; each target needs its own", "targets",
+                        i, key)
+            files[path] = f"target {target.name}'s {key}"
+    return None
+
+
+def _target_chain_problem(chain: list[str], full: list[str]) -> str | None:
+    if not chain:
+        return "the chain needs at least one tier"
+    unknown = [tier for tier in chain if tier not in full]
+    if unknown:
+        return f"{', '.join(unknown)} is not a tier of fallback.chain {full}"
+    order = [full.index(tier) for tier in chain]
+    if order != sorted(set(order)):
+        return f"the tiers must keep fallback.chain's order {full}, each once"
+    return None
+
+
+def target_path(fallback: FallbackSettings, target: TargetSettings, key: str) -> Path | None:
+    """``target``'s ``env_file``, ``state_file`` or ``claude_code_settings``: its own, else
+    (for the two files) ``[fallback]``'s with the target's name before the suffix."""
+    own: Path | None = getattr(target, key)
+    if own is not None or key == "claude_code_settings":
+        return own
+    base: Path = getattr(fallback, key)
+    return base.with_name(f"{base.stem}.{target.name}{base.suffix}")
 
 
 class SlackSettings(_SecretSection):

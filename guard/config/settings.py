@@ -99,6 +99,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _targets_name_budgets(self) -> Self:
+        known = {b.name for b in self.budgets} | {
+            b.name for org in self.organizations for b in org.budgets}
+        for i, target in enumerate(self.fallback.targets):
+            for j, name in enumerate(target.budgets or ()):
+                if name not in known:
+                    raise _problem(f"'{name}' is not a configured budget",
+                                   "fallback", "targets", i, "budgets", j)
+        return self
+
+    @model_validator(mode="after")
     def _organizations_stand_alone(self) -> Self:
         from guard.config.organizations import organizations_problem  # noqa: PLC0415
 

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from guard.core.assess import Assessment
-from guard.core.decide import TickPlan
+from guard.core.decide import TargetPlan, TickPlan
 from guard.core.directory import Directory
 from guard.core.fallback import FallbackState
 from guard.core.forecast import Forecast
@@ -184,6 +184,16 @@ class Sent:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetOutcome:
+    """What acting did to one target's outputs: its reload hook and why its files could not
+    be written (``None``: they were, or needed nothing)."""
+
+    name: str
+    reload: ReloadResult | None = None
+    sink_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TickReport:
     """What one tick saw and did; ``as_json`` is DESIGN §3's object."""
 
@@ -207,6 +217,10 @@ class TickReport:
     """Why the fallback files could not be written (the old ones stay)."""
     organization: str | None = None
     """The organization of ``[[organizations]]`` this tick was for (``None``: the one)."""
+    targets: tuple[TargetPlan, ...] = ()
+    """Every target's fallback (the first is ``fallback``)."""
+    outcomes: tuple[TargetOutcome, ...] = ()
+    """What acting did to each target's outputs."""
 
     def as_json(self) -> dict[str, Any]:
         """The ``guard check --json`` object; ``organization`` first when it names one."""
@@ -231,9 +245,27 @@ class TickReport:
         out["upstream_error"] = self.upstream_error
         out["store_error"] = self.store_error
         out["fallback"]["error"] = self.sink_error
+        out["targets"] = self.targets_json()
         out["what_if"] = self.what_if
         out["warnings"] = out["warnings"] + list(self.warnings)
         return out
+
+    def targets_json(self) -> list[dict[str, Any]]:
+        """Each target's fallback, as ``fallback`` shows the first's, with its name."""
+        done = {o.name: o for o in self.outcomes}
+        rows = []
+        for target in self.targets:
+            state, outcome = target.fallback, done.get(target.name, TargetOutcome(target.name))
+            row: dict[str, Any] = {
+                "name": target.name, "tier": state.tier, "model": state.model,
+                "chain": list(state.chain), "source": state.source,
+                "changed": target.changed and not self.standby, "reason": state.reason,
+                "firing": list(state.firing)}
+            if outcome.reload is not None and outcome.reload.ran:
+                row["reload"] = {"ok": outcome.reload.ok, "detail": outcome.reload.detail}
+            row["error"] = outcome.sink_error
+            rows.append(row)
+        return rows
 
 
 def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
@@ -242,20 +274,23 @@ def tick_report(plan: TickPlan, *, reload: ReloadResult | None = None,
                 standby: bool = False, what_if: bool = False,
                 announced: Sequence[Planned] = (), late: Sequence[Owed] = (),
                 store_error: str | None = None, sink_error: str | None = None,
-                extra_warnings: Sequence[str] = ()) -> TickReport:
+                extra_warnings: Sequence[str] = (),
+                targets: Sequence[TargetOutcome] = ()) -> TickReport:
     """The report of a tick that decided ``plan`` and did what the other arguments say.
 
     A standby tick did nothing: it reports the assessment, and the fallback as unchanged.
     """
     if standby:
         return TickReport(plan.assessment, plan.fallback, False, None, (), (), upstream_error,
-                          standby=True, store_error=store_error)
+                          standby=True, store_error=store_error,
+                          targets=plan.every_target())
     return TickReport(plan.assessment, plan.fallback, plan.changed, reload,
                       sent(plan, delivered, announced), keys, upstream_error, owed=owed,
                       notification_errors=rejected,
                       warnings=(*(why for _, why in plan.keys.held), *extra_warnings),
                       what_if=what_if, late=tuple(late), store_error=store_error,
-                      sink_error=sink_error)
+                      sink_error=sink_error, targets=plan.every_target(),
+                      outcomes=tuple(targets))
 
 
 def late_json(owed: Owed) -> dict[str, Any]:

@@ -203,6 +203,11 @@ def show_check(result: TickReport, settings: Settings, dry_run: bool) -> None:
     typer.echo(f"fallback: {result.fallback.tier} ({result.fallback.model}, "
                f"{result.fallback.source}){' changed' if result.changed else ''}"
                f"{dry(dry_run)}")
+    if len(result.targets) > 1:
+        for target in result.targets:
+            state = target.fallback
+            typer.echo(f"  target {target.name}: {state.tier} ({state.model}, {state.source})"
+                       f"{' changed' if target.changed and not result.standby else ''}")
     for line in key_lines(result):
         typer.echo(line)
     if result.what_if:

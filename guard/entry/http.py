@@ -4,9 +4,12 @@
     GET  /readyz                 200 or 503, the reason in the body
     GET  /metrics                Prometheus text format
     GET  /v1/status              the last tick's ``guard check --json`` object (503 before one)
-    GET  /v1/fallback            the state-file JSON of the fallback in force (503 before one)
-    POST /v1/fallback/pin        {"tier": "haiku", "for": "4h", "reason": "..."}
-    POST /v1/fallback/release    {"reason": "..."}
+    GET  /v1/fallback            the state-file JSON of the fallback in force (503 before one);
+                                 ``?target=research`` that target's (404 for no such target)
+    POST /v1/fallback/pin        {"tier": "haiku", "for": "4h", "reason": "...", "target": "..."}
+    POST /v1/fallback/release    {"reason": "...", "target": "..."}
+
+``target`` is optional: without it, the first target (``default`` without targets).
 
 With several organizations (``OrganizationsState``), ``/v1/status`` and ``/v1/fallback`` are
 JSON objects keyed by organization name, ``null`` for one without a completed tick yet, and
@@ -49,7 +52,8 @@ log = logging.getLogger(__name__)
 
 READY_FAILURES = 3
 WRITES_DISABLED = "writes are disabled: set http.admin_token"
-_FIELDS = {"TIER": "tier", "--for": "for", "--reason": "reason"}  # ops speaks CLI
+_FIELDS = {"TIER": "tier", "--for": "for", "--reason": "reason",
+           "--target": "target"}  # ops speaks CLI
 _PIN_FIELDS = ("tier", "for", "reason")
 _ERROR_CHARS = 300
 MAX_BODY = 16 * 1024
@@ -76,6 +80,12 @@ class _Seen:
     upstream_error: str | None
     notification_errors: tuple[str, ...] = ()
     standby: bool = False
+    targets: dict[str, bytes] | None = None
+    """Each target's state-file JSON, by name."""
+
+
+class NoSuchTarget(LookupError):
+    """``/v1/fallback?target=`` names no target of the last tick."""
 
 
 class HttpState:
@@ -100,7 +110,8 @@ class HttpState:
             return
         seen = _Seen(_json(report.as_json()), _json(state_document(report.fallback)), now,
                      report.assessment.stale, report.assessment.ledger.data_through,
-                     report.upstream_error, report.notification_errors, report.standby)
+                     report.upstream_error, report.notification_errors, report.standby,
+                     {t.name: _json(state_document(t.fallback)) for t in report.targets})
         with self._lock:
             self._seen, self._failures, self._last_error = seen, 0, None
 
@@ -121,10 +132,19 @@ class HttpState:
         with self._lock:
             return self._seen.status if self._seen else None
 
-    def fallback_json(self) -> bytes | None:
-        """The state-file JSON of the last tick's fallback, or ``None`` before the first one."""
+    def fallback_json(self, target: str | None = None) -> bytes | None:
+        """The state-file JSON of the last tick's fallback (``target``'s, else the first
+        target's), or ``None`` before the first one; ``NoSuchTarget`` for a name it has not."""
         with self._lock:
-            return self._seen.fallback if self._seen else None
+            seen = self._seen
+        if seen is None:
+            return None
+        if target is None:
+            return seen.fallback
+        found = (seen.targets or {}).get(target)
+        if found is None:
+            raise NoSuchTarget(target)
+        return found
 
     def readiness(self, now: datetime) -> tuple[bool, str]:
         """Whether to take traffic, and why in one line."""
@@ -157,8 +177,9 @@ class StatusBoard(Protocol):
         """The last tick's report JSON, or ``None`` before the first one."""
         ...
 
-    def fallback_json(self) -> bytes | None:
-        """The fallback in force as state-file JSON, or ``None`` before the first tick."""
+    def fallback_json(self, target: str | None = None) -> bytes | None:
+        """The fallback in force as state-file JSON (``target``'s, else the first's), or
+        ``None`` before the first tick; ``NoSuchTarget`` for a target it does not know."""
         ...
 
     def readiness(self, now: datetime) -> tuple[bool, str]:
@@ -184,9 +205,18 @@ class OrganizationsState:
         """Each organization's last report, by name."""
         return self._joined({name: s.status_json() for name, s in self.states.items()})
 
-    def fallback_json(self) -> bytes | None:
-        """Each organization's fallback state document, by name."""
-        return self._joined({name: s.fallback_json() for name, s in self.states.items()})
+    def fallback_json(self, target: str | None = None) -> bytes | None:
+        """Each organization's fallback state document (``target``'s), by name."""
+        parts = {}
+        for name, s in self.states.items():
+            try:
+                parts[name] = s.fallback_json(target)
+            except NoSuchTarget:
+                parts[name] = None
+        if target is not None and all(part is None for part in parts.values()) and any(
+                s.last_success is not None for s in self.states.values()):
+            raise NoSuchTarget(target)
+        return self._joined(parts)
 
     def readiness(self, now: datetime) -> tuple[bool, str]:
         """Ready while any organization is; one line per organization."""
@@ -277,31 +307,36 @@ class _Endpoints:
     async def status(self, _: Request) -> Response:
         return _stored(self.state.status_json())
 
-    async def fallback(self, _: Request) -> Response:
-        return _stored(self.state.fallback_json())
+    async def fallback(self, request: Request) -> Response:
+        target = request.query_params.get("target")
+        try:
+            return _stored(self.state.fallback_json(target))
+        except NoSuchTarget:
+            raise _Refused(404, "no such fallback target", [("target", "unknown")]) from None
 
     async def pin(self, request: Request) -> Response:
         self._authorize(request)
-        body = await _body(request, required=_PIN_FIELDS, optional=())
-        who = _who(request)
+        body = await _body(request, required=_PIN_FIELDS, optional=("target",))
+        who, target = _who(request), body.get("target")
         pinned = await run_in_threadpool(
             _ops_call, lambda: self.ops_provider().pin(body["tier"], body["for"],
                                                        reason=body["reason"], who=who,
-                                                       now=self.now()))
-        log.info("fallback pinned to %s until %s by %s: %s", pinned.tier,
+                                                       now=self.now(), target=target))
+        log.info("fallback%s pinned to %s until %s by %s: %s", _on(target), pinned.tier,
                  utc_text(pinned.expires_at), who, pinned.reason)
-        return JSONResponse(_pin_document(pinned))
+        return JSONResponse(_pin_document(pinned, target))
 
     async def release(self, request: Request) -> Response:
         self._authorize(request)
-        body = await _body(request, required=(), optional=("reason",))
-        who, reason = _who(request), body.get("reason") or "released"
+        body = await _body(request, required=(), optional=("reason", "target"))
+        who, reason, target = _who(request), body.get("reason") or "released", body.get("target")
         released = await run_in_threadpool(
             _ops_call, lambda: self.ops_provider().release(reason=reason, who=who,
-                                                           now=self.now()))
-        log.info("fallback pin %s released by %s: %s",
+                                                           now=self.now(), target=target))
+        log.info("fallback%s pin %s released by %s: %s", _on(target),
                  released.tier if released else "(none)", who, reason)
-        return JSONResponse({"released": _pin_document(released) if released else None})
+        return JSONResponse({"released": _pin_document(released, target) if released
+                             else None})
 
     def _authorize(self, request: Request) -> None:
         """Refuse the request unless its bearer token matches ``http.admin_token``."""
@@ -371,6 +406,10 @@ def _who(request: Request) -> str:
     return f"http:{request.client.host if request.client else 'unknown'}"
 
 
-def _pin_document(pin: Override) -> dict[str, str]:
+def _pin_document(pin: Override, target: str | None = None) -> dict[str, str]:
     return {"tier": pin.tier, "expires_at": utc_text(pin.expires_at), "by": pin.who,
-            "reason": pin.reason}
+            "reason": pin.reason} | ({"target": target} if target is not None else {})
+
+
+def _on(target: str | None) -> str:
+    return f" of target {target}" if target is not None else ""

@@ -92,6 +92,9 @@ class Metrics:
                                 "Position of the fallback in force in the chain (0 = first)")
         self.fallback_info = g(Gauge, "budget_guard_fallback_info",
                                "The fallback in force (= 1)", ["tier", "model", "source"])
+        self.target_level = g(Gauge, "budget_guard_target_fallback_level",
+                              "Position of each fallback target's tier in its chain "
+                              "(0 = first)", ["target", "tier"])
         self.data_age = g(Gauge, "budget_guard_data_age_seconds",
                           "Age of the newest complete data (NaN before the first tick)")
         self.api_requests = g(Counter, "budget_guard_admin_api_requests",
@@ -174,6 +177,10 @@ class Metrics:
         self._data_through[org] = report.assessment.ledger.data_through
         self._set_budgets(report.assessment, org)
         self._set_fallback(report.fallback, org)
+        self._clear(self.target_level, org)
+        for target in report.targets:
+            self._child(self.target_level, org, target=target.name,
+                        tier=target.fallback.tier).set(target.fallback.level)
         self._set_prices(report.assessment, org)
 
     def _set_prices(self, a: Assessment, org: str) -> None:

@@ -12,8 +12,11 @@ button) through the ``SlackTransport``. Someone not on call changes nothing, not
     button "Release"                release the pin
     button "Silence 24h"            silence the alert's budget and condition for 24h
     /budget status
-    /budget pin TIER DURATION REASON…     e.g. /budget pin haiku 2h incident 42
-    /budget release [REASON…]
+    /budget pin TIER DURATION [target=NAME] REASON…     e.g. /budget pin haiku 2h incident 42
+    /budget release [target=NAME] [REASON…]
+
+A button on an alert acts on every fallback target the alert's budget caps; a command on the
+target it names, else the first.
 
 ``socket_mode_listener`` acknowledges every Socket Mode request first, inside Slack's 3 s, and
 only then parses and handles it; ``start_socket_mode`` connects with the app-level token.
@@ -77,6 +80,7 @@ class Command:
     tier: str | None = None
     duration: str | None = None
     reason: str = ""
+    target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +125,30 @@ def parse_slash(payload: Mapping[str, Any]) -> Command | Refusal:
     match (text if isinstance(text, str) else "").split():
         case [verb] if verb.lower() == "status":
             return Command("status", user, channel)
-        case [verb, tier, duration, *reason] if verb.lower() == "pin" and reason:
+        case [verb, tier, duration, *reason] if verb.lower() == "pin" and _said(reason):
+            target, reason = _target_word(reason)
             return Command("pin", user, channel, tier=tier, duration=duration,
-                           reason=" ".join(reason))
+                           reason=" ".join(reason), target=target)
         case [verb, *reason] if verb.lower() == "release":
+            target, reason = _target_word(reason)
             return Command("release", user, channel,
-                           reason=" ".join(reason) or "released from Slack")
+                           reason=" ".join(reason) or "released from Slack", target=target)
         case []:
             return Refusal(USAGE, channel)
         case _:
             return Refusal(f"I did not understand `{name(str(text), 60)}`. {USAGE}", channel)
+
+
+def _said(words: list[str]) -> bool:
+    """Whether ``words`` hold a reason besides a ``target=NAME``."""
+    return bool(_target_word(words)[1])
+
+
+def _target_word(words: list[str]) -> tuple[str | None, list[str]]:
+    """A leading ``target=NAME`` of ``words`` and the rest."""
+    if words and words[0].lower().startswith("target="):
+        return words[0].partition("=")[2] or None, words[1:]
+    return None, words
 
 
 def split_incident(key: str) -> tuple[str, str] | None:
@@ -175,7 +193,7 @@ def _message_ts(payload: Mapping[str, Any]) -> str | None:
 
 
 _FIELDS = {"TIER": "tier", "--for": "duration", "--reason": "reason", "--budget": "budget",
-           "--condition": "condition"}
+           "--condition": "condition", "--target": "target"}
 """The on-call functions name CLI flags; a Slack answer names the command's arguments."""
 
 class OnCall:
@@ -220,20 +238,42 @@ class OnCall:
                                           None, c.reason or "acknowledged in Slack"))
         return f"<@{c.user}> acknowledged `{name(c.incident, KEY_MAX)}`."
 
+    def _targets(self, c: Command) -> list[str | None]:
+        """The targets a command acts on: the one it names; for an alert's button, every
+        target the alert's budget caps; else the first."""
+        if c.target is not None:
+            return [c.target]
+        parts = split_incident(c.incident or "")
+        if parts is None or not self.ops.targets:
+            return [None]
+        return [t.name for t in self.ops.targets if t.covers(parts[0])] or [None]
+
     def _pin(self, c: Command, now: datetime) -> str:
-        tier = c.tier or self.ops.tier_in_force()
-        pin = self.ops.pin(tier, c.duration or PIN_FOR, reason=c.reason, who=_who(c), now=now)
-        return (f"<@{c.user}> pinned the fallback at {self._tier_words(pin.tier)} until "
-                f"{clock(pin.expires_at, now)}: {name(pin.reason, REASON_CAP)}. "
-                "The next tick puts it in force; *Release* ends it early.")
+        lines = []
+        for target in self._targets(c):
+            tier = c.tier or self.ops.tier_in_force(target)
+            pin = self.ops.pin(tier, c.duration or PIN_FOR, reason=c.reason, who=_who(c),
+                               now=now, target=target)
+            lines.append(f"<@{c.user}> pinned the fallback{self._on(target)} at "
+                         f"{self._tier_words(pin.tier)} until {clock(pin.expires_at, now)}: "
+                         f"{name(pin.reason, REASON_CAP)}.")
+        return "\n".join([*lines[:-1], lines[-1] + " The next tick puts it in force; "
+                           "*Release* ends it early."])
 
     def _release(self, c: Command, now: datetime) -> str:
-        released = self.ops.release(reason=c.reason or "released from Slack", who=_who(c),
-                                    now=now)
-        if released is None:
-            return "There was no pin to release; nothing changed."
-        return (f"<@{c.user}> released the pin at {self._tier_words(released.tier)}; "
-                "the next tick puts the budgets' tier back in force.")
+        lines = []
+        for target in self._targets(c):
+            released = self.ops.release(reason=c.reason or "released from Slack",
+                                        who=_who(c), now=now, target=target)
+            if released is not None:
+                lines.append(f"<@{c.user}> released the pin{self._on(target)} at "
+                             f"{self._tier_words(released.tier)}; the next tick puts the "
+                             "budgets' tier back in force.")
+        return "\n".join(lines) or "There was no pin to release; nothing changed."
+
+    @staticmethod
+    def _on(target: str | None) -> str:
+        return f" of target {name(target, 40)}" if target is not None else ""
 
     def _silence(self, c: Command, now: datetime) -> str:
         parts = split_incident(c.incident or "")

@@ -11,6 +11,7 @@ import typer
 
 from guard.config import Settings, load_settings
 from guard.core.keys import KeyDecision
+from guard.core.targets import DEFAULT_TARGET
 from guard.entry import wiring
 from guard.entry.common import EXIT_CONFIG, EXIT_UPSTREAM
 from guard.entry.status import status_text
@@ -32,6 +33,8 @@ slack_app = typer.Typer(no_args_is_help=True, help="On-call from Slack.")
 silence_app = typer.Typer(no_args_is_help=True, help="Mute a budget's notifications for a while.")
 
 DurationOption = Annotated[str, typer.Option("--for", help="How long: 30m, 4h, 2d.")]
+TargetOption = Annotated[str | None, typer.Option(
+    "--target", help="The fallback target (default: the first; see fallback status).")]
 
 
 @fallback_app.command("status")
@@ -45,26 +48,35 @@ def fallback_pin(ctx: typer.Context,
                  tier: Annotated[str, typer.Argument(help="Tier to hold, e.g. sonnet.")],
                  duration: DurationOption,
                  reason: Annotated[str, typer.Option(help="Why (written to the audit log).")],
-                 dry_run: DryRunOption = False) -> None:
-    """Hold the fallback at TIER, above or below what policy wants, until it expires."""
+                 dry_run: DryRunOption = False, target: TargetOption = None) -> None:
+    """Hold a target's fallback at TIER, above or below what policy wants, until it
+    expires; other targets are left as they are."""
     settings = guarded(lambda: load_settings(ctx.obj.config_path))
-    guarded(lambda: check_pin(settings, tier, duration, reason))  # before the store opens
+    guarded(lambda: check_pin(settings, tier, duration, reason, target))  # before the store
 
     def pin() -> str:
         with wiring.opened_store(settings.state.url) as store:
             made = wiring.ops(settings, store).pin(tier, duration, reason=reason, who=caller(),
-                                                   now=now(), dry_run=dry_run)
-        return f"pinned to {made.tier} until {made.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+                                                   now=now(), dry_run=dry_run, target=target)
+        on = f" on target {target}" if target else ""
+        return f"pinned{on} to {made.tier} until {made.expires_at:%Y-%m-%dT%H:%M:%SZ}"
 
     typer.echo(f"{guarded(pin)}{dry(dry_run)}; the next tick applies it")
 
 
-def check_pin(settings: Settings, tier: str, duration: str, reason: str) -> None:
+def check_pin(settings: Settings, tier: str, duration: str, reason: str,
+              target: str | None = None) -> None:
     """Refuse a bad pin before anything is opened, so bad input writes nothing."""
     problems = []
-    if tier not in settings.fallback.chain:
-        problems.append(("TIER", f"{tier!r} is not in fallback.chain "
-                                 f"{list(settings.fallback.chain)}"))
+    targets = {t.name: t for t in settings.fallback.core_targets()}
+    chosen = targets.get(target) if target is not None else next(iter(targets.values()), None)
+    if target is not None and chosen is None and (targets or target != DEFAULT_TARGET):
+        problems.append(("--target", f"{target!r} is not a fallback target "
+                                     f"{list(targets) or [DEFAULT_TARGET]}"))
+    chain = list(chosen.chain) if chosen is not None else list(settings.fallback.chain)
+    if tier not in chain:
+        where = f"target {chosen.name}'s chain" if chosen is not None else "fallback.chain"
+        problems.append(("TIER", f"{tier!r} is not in {where} {chain}"))
     problems += _problems(check_reason, reason) + _problems(parse_duration, duration)
     if problems:
         raise InvalidInput(problems)
@@ -82,15 +94,18 @@ def _problems(check: Callable[[str], object], value: str) -> list[tuple[str, str
 @fallback_app.command("release")
 def fallback_release(ctx: typer.Context,
                      reason: Annotated[str, typer.Option(help="Why.")] = "released",
-                     dry_run: DryRunOption = False) -> None:
-    """Remove the on-call pin; policy decides again from the next tick."""
+                     dry_run: DryRunOption = False, target: TargetOption = None) -> None:
+    """Remove a target's on-call pin; policy decides it again from the next tick."""
     settings = guarded(lambda: load_settings(ctx.obj.config_path))
 
     def release() -> str:
         with wiring.opened_store(settings.state.url) as store:
             released = wiring.ops(settings, store).release(reason=reason, who=caller(),
-                                                           now=now(), dry_run=dry_run)
-        return "released the pin on " + released.tier if released else "no pin to release"
+                                                           now=now(), dry_run=dry_run,
+                                                           target=target)
+        on = f" of target {target}" if target else ""
+        return (f"released the pin{on} on {released.tier}" if released
+                else f"no pin{on} to release")
 
     typer.echo(guarded(release) + dry(dry_run))
 

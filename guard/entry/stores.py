@@ -163,4 +163,5 @@ def ops(settings: Settings, store: Store) -> Ops:
                             "organization yet, so they are refused with [[organizations]]")])
     fallback = settings.fallback
     return Ops(Records(store), Silences(store), tuple(fallback.chain), dict(fallback.models),
-               tuple(b.name for b in settings.budgets), str(fallback.env_file))
+               tuple(b.name for b in settings.budgets), str(fallback.env_file),
+               fallback.core_targets(), fallback.env_files())

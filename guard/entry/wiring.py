@@ -36,13 +36,14 @@ from guard.adapters.store.outbox import Outbox
 from guard.adapters.store.silences import Silences
 from guard.adapters.store.state import Records
 from guard.config import Settings
-from guard.config.sections import FallbackSettings, SlackSettings
+from guard.config.sections import FallbackSettings, SlackSettings, target_path
 from guard.core.decide import TickConfig
 from guard.core.keys import EnforcementConfig
 from guard.core.ledger import budget_workspaces
 from guard.core.plausible import bounds_of
 from guard.core.pricing import PriceTable
 from guard.core.summary import TickReport
+from guard.core.targets import DEFAULT_TARGET
 from guard.entry import stores
 from guard.errors import ConfigError, StoreError
 from guard.shell.degraded import Degraded, run_degraded
@@ -184,11 +185,27 @@ def socket_mode_client(app_token: str,
 
 
 def file_sinks(fallback: FallbackSettings) -> FileSinks:
-    """The sinks a ``[fallback]`` section describes."""
-    return FileSinks(fallback.env_file, fallback.state_file, fallback.model_var,
-                     fallback.reload_command, env_mode=fallback.file_mode,
-                     claude_code=fallback.claude_code,
-                     claude_code_settings=fallback.claude_code_settings)
+    """The sinks of a ``[fallback]`` section's first target (its own files without
+    ``[[fallback.targets]]``)."""
+    return target_sinks(fallback)[DEFAULT_TARGET if not fallback.targets
+                                  else fallback.targets[0].name]
+
+
+def target_sinks(fallback: FallbackSettings) -> dict[str, FileSinks]:
+    """Every target's sinks, in order: ``default`` of ``[fallback]``'s own files without
+    ``[[fallback.targets]]``."""
+    if not fallback.targets:
+        return {DEFAULT_TARGET: FileSinks(
+            fallback.env_file, fallback.state_file, fallback.model_var,
+            fallback.reload_command, env_mode=fallback.file_mode,
+            claude_code=fallback.claude_code,
+            claude_code_settings=fallback.claude_code_settings)}
+    return {t.name: FileSinks(
+        target_path(fallback, t, "env_file"), target_path(fallback, t, "state_file"),
+        fallback.model_var,
+        fallback.reload_command if t.reload_command is None else t.reload_command,
+        env_mode=fallback.file_mode, claude_code=fallback.claude_code,
+        claude_code_settings=t.claude_code_settings) for t in fallback.targets}
 
 
 def tick_config(settings: Settings) -> TickConfig:
@@ -200,7 +217,8 @@ def tick_config(settings: Settings) -> TickConfig:
                       lease_ttl=timedelta(seconds=settings.state.lease_ttl_s),
                       enforcement=EnforcementConfig(e.enabled, e.dry_run,
                                                     e.deactivate_keys_at_pct,
-                                                    frozenset(e.never_deactivate)))
+                                                    frozenset(e.never_deactivate)),
+                      targets=settings.fallback.core_targets())
 
 
 def holder() -> str:
@@ -287,14 +305,17 @@ def build(settings: Settings, store: Store | None = None,
         raise
     config = tick_config(settings)
     transport = _labelled(transport or transport_for(settings), organization)
+    (_, first), *more = target_sinks(settings.fallback).items()
     tick = tick_for(admin, store, config, prices=PriceTable.load(settings.pricing),
-                    sinks=file_sinks(settings.fallback), transport=transport,
+                    sinks=first, transport=transport,
                     channel=(settings.slack.channel or "") if channel is None else channel,
                     source=settings.anthropic.source,
                     deadline_s=settings.anthropic.tick_deadline_s, lease=lease)
     tick.clock = wall_clock
+    tick.more_sinks = dict(more)
     tick.degraded = degraded(settings, admin, tick.sinks, tick.transport, tick.channel,
                              organization=organization)
+    tick.degraded.more_sinks = tick.more_sinks
     return Guard(settings, store, admin, tick, owns_store=owned, organization=organization)
 
 
@@ -340,11 +361,12 @@ def degraded(settings: Settings, admin: AdminClient, sinks: SinkPort | None = No
                        bounds=bounds_of(config.budgets),
                        deadline_s=settings.anthropic.tick_deadline_s)
 
-    return Degraded(fetcher, sinks or file_sinks(settings.fallback),
+    (_, first), *more = target_sinks(settings.fallback).items()
+    return Degraded(fetcher, sinks or first,
                     transport or _labelled(transport_for(settings), organization),
                     Journal(journal_paths(settings, organization)),
                     config, (settings.slack.channel or "") if channel is None else channel,
-                    holder())
+                    holder(), more_sinks=dict(more))
 
 
 def _labelled(transport: SlackTransport, organization: str | None) -> SlackTransport:

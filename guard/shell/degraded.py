@@ -6,8 +6,9 @@ memory, and decides from what it can read: that fresh data, and the fallback the
 disk show (the state file, else the env file; its ``firing`` list stands for the alert states
 the store would have held). Then:
 
-- a tier **more restrictive** than the one on disk is written at once (and the reload hook
-  run); an equal or less restrictive one is not: nothing relaxes while the store is down;
+- on each target, a tier **more restrictive** than the one on disk is written at once (and
+  its reload hook run); an equal or less restrictive one is not: nothing relaxes while the
+  store is down;
 - critical notifications (``hard_reached`` and ``runaway``, first firing or escalation) go to
   Slack at once through the local journal (``guard.adapters.journal``), which keeps them
   owed if Slack is down too, and keeps the alert states these ticks decide, so the next tick
@@ -23,19 +24,20 @@ are installed unless the store already has the incident firing, and the journal 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from guard.core.decide import Remembered, TickConfig, decide
+from guard.core.decide import Remembered, TargetPlan, TickConfig, TickPlan, decide
 from guard.core.fallback import FallbackState
 from guard.core.ledger import budget_api_keys
 from guard.core.model import Snapshot
 from guard.core.notices import Planned
 from guard.core.period import month_start
 from guard.core.policy import AlertState, Condition, Override, Severity, Status
-from guard.core.records import NotificationKind, ReloadResult
-from guard.core.summary import TickReport, incident_parts, tick_report
+from guard.core.records import NotificationKind
+from guard.core.summary import TargetOutcome, TickReport, incident_parts, tick_report
+from guard.core.targets import Target
 from guard.errors import SinkError, StoreError, UpstreamError
 from guard.shell.deliver import deliver
 from guard.shell.ports import (
@@ -66,7 +68,13 @@ class Degraded:
     config: TickConfig
     channel: str = ""
     holder: str = "budget-guard"
+    more_sinks: Mapping[str, SinkPort] = field(default_factory=dict)
+    """The sinks of every target after the first (``sinks`` is the first's)."""
     _fetcher: Fetch | None = field(default=None, init=False, repr=False)
+
+    def sinks_of(self, target: str) -> SinkPort:
+        """The sinks ``target``'s fallback is written to."""
+        return self.more_sinks.get(target, self.sinks)
 
     def fetcher(self) -> Fetch:
         """The in-memory fetcher, built on first use."""
@@ -85,19 +93,20 @@ def run_degraded(parts: Degraded, at: datetime, cause: StoreError,
     log.error("state store unavailable; this tick can only tighten the fallback and send "
               "critical alerts: %s", cause)
     snapshot, upstream = _gather(parts, at)
-    last = parts.sinks.last()
+    targets = parts.config.fallback_targets()
+    last = {t.name: parts.sinks_of(t.name).last() for t in targets}
     plan = decide(snapshot, _remembered(parts, last, at), parts.config, at)
-    target = tighter(plan.fallback, last, parts.config.policy.chain)
     warnings = [f"state store unavailable ({cause}): only a more restrictive tier is applied "
                 "and only critical alerts are sent"]
-    if target is None and last is not None and plan.fallback.tier != last.tier:
-        warnings.append(f"not relaxing {last.tier} to {plan.fallback.tier} while the state "
-                        "store is unavailable")
-    shown = replace(plan, fallback=target or last or plan.fallback, changed=target is not None)
+    tightened = [_tightened(t, p, last[t.name], warnings)
+                 for t, p in zip(targets, plan.every_target(), strict=True)]
+    shown = _shown(plan, [shown for shown, _ in tightened])
     if dry_run:
         return tick_report(shown, upstream_error=upstream, store_error=str(cause),
                            extra_warnings=tuple(warnings))
-    reload, sink_error = _apply(parts, target)
+    outcomes = [_apply(parts, t.name, write)
+                for t, (_, write) in zip(targets, tightened, strict=True)]
+    reload, sink_error = outcomes[0].reload, outcomes[0].sink_error
     critical = [p for p in plan.notices if is_critical(p)]
     for item in critical:
         parts.journal.enqueue(item.dedup, item.incident, item.kind, item.payload, at)
@@ -109,7 +118,25 @@ def run_degraded(parts: Degraded, at: datetime, cause: StoreError,
                        owed=len(parts.journal.owed()),
                        rejected=tuple(r.error for r in results if r.final and r.error),
                        upstream_error=upstream, store_error=str(cause),
-                       sink_error=sink_error, extra_warnings=tuple(warnings))
+                       sink_error=sink_error, extra_warnings=tuple(warnings),
+                       targets=outcomes)
+
+
+def _tightened(target: Target, plan: TargetPlan, last: FallbackState | None,
+               warnings: list[str]) -> tuple[TargetPlan, FallbackState | None]:
+    """What ``target`` shows without the store (the file's tier unless the plan tightens
+    it) and the state to write (``None``: nothing)."""
+    write = tighter(plan.fallback, last, target.chain)
+    if write is None and last is not None and plan.fallback.tier != last.tier:
+        warnings.append(f"not relaxing {last.tier} to {plan.fallback.tier} on target "
+                        f"{target.name} while the state store is unavailable")
+    return replace(plan, fallback=write or last or plan.fallback, changed=write is not None), \
+        write
+
+
+def _shown(plan: TickPlan, targets: list[TargetPlan]) -> TickPlan:
+    head = targets[0]
+    return replace(plan, fallback=head.fallback, changed=head.changed, targets=tuple(targets))
 
 
 def is_critical(item: Planned) -> bool:
@@ -140,11 +167,17 @@ def _gather(parts: Degraded, at: datetime) -> tuple[Snapshot, str | None]:
         return fetcher.cached(at, keys), str(exc)
 
 
-def _remembered(parts: Degraded, last: FallbackState | None, at: datetime) -> Remembered:
+def _remembered(parts: Degraded, last: Mapping[str, FallbackState | None],
+                at: datetime) -> Remembered:
     """What a tick without the store can remember: the journal's states (else the ones the
-    file's ``firing`` list stands for), the fallback on disk and the pin it shows."""
-    states = parts.journal.states() or states_from(last)
-    return Remembered(states, last, pin_of(last, at))
+    files' ``firing`` lists stand for), each target's fallback on disk and the pin it shows."""
+    (_, head), *rest = last.items()
+    states = parts.journal.states()
+    if not states:
+        for kept in last.values():
+            states = {**states, **states_from(kept)}
+    return Remembered(states, head, pin_of(head, at),
+                      others={name: (kept, pin_of(kept, at)) for name, kept in rest})
 
 
 def pin_of(last: FallbackState | None, at: datetime) -> Override | None:
@@ -175,21 +208,21 @@ def states_from(last: FallbackState | None) -> dict[tuple[str, Condition], Alert
     return states
 
 
-def _apply(parts: Degraded, target: FallbackState | None) -> tuple[ReloadResult | None,
-                                                                    str | None]:
+def _apply(parts: Degraded, name: str, target: FallbackState | None) -> TargetOutcome:
     if target is None:
-        return None, None
+        return TargetOutcome(name)
+    sinks = parts.sinks_of(name)
     try:
-        parts.sinks.write(target)
+        sinks.write(target)
     except SinkError as exc:
         log.error("%s", exc)
-        return None, str(exc)
-    log.warning("fallback tightened to %s without the state store: %s", target.tier,
-                target.reason)
-    result = parts.sinks.reload()
+        return TargetOutcome(name, None, str(exc))
+    log.warning("fallback of target %s tightened to %s without the state store: %s", name,
+                target.tier, target.reason)
+    result = sinks.reload()
     if result.ran and not result.ok:
         log.warning("reload command failed: %s", result.detail)
-    return result, None
+    return TargetOutcome(name, result, None)
 
 
 def merge(journal: JournalPort, records: StatePort, outbox: OutboxPort, holder: str,

@@ -223,6 +223,10 @@ class StatePort(Protocol):
         """Remember the fallback in force."""
         ...
 
+    def clear_fallback(self, target: str = ...) -> None:
+        """Forget the fallback of a target no longer configured."""
+        ...
+
     def override(self, target: str = ...) -> Override | None:
         """The pin, expired or not."""
         ...

@@ -4,10 +4,10 @@
   the store has (the watermark shows how stale it is) and report the outage. Read what the
   store remembers: alert states, the fallback in force, the pin, silences, key actions;
 - **decide**: ``guard.core.decide`` — pure. A dry run stops here and reports the plan;
-- **act** (only while this replica holds the leader lease): reconcile the fallback sinks to
-  the desired state (level-triggered; an unchanged state rewrites nothing), run the reload
-  hook once per change (again next tick if it failed), owe the planned notifications durably
-  and send what is owed, apply the opt-in hard stop;
+- **act** (only while this replica holds the leader lease): reconcile each target's fallback
+  sinks to its desired state (level-triggered; an unchanged state rewrites nothing), run its
+  reload hook once per change (again next tick if it failed), owe the planned notifications
+  durably and send what is owed, apply the opt-in hard stop;
 - **record**: the fallback in force, the audit entries and the alert states, after the
   effects. An alert state advances when its notification is owed: the outbox keeps it until
   Slack accepts it, so a crash or an outage never loses or repeats it.
@@ -23,21 +23,22 @@ writes it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from guard.core.decide import Remembered, TickConfig, TickPlan, decide
+from guard.core.decide import Remembered, TargetPlan, TickConfig, TickPlan, decide
 from guard.core.keys import KeyDecision
 from guard.core.ledger import budget_api_keys
 from guard.core.model import Snapshot
 from guard.core.notices import Planned, key_notices
 from guard.core.records import NotificationKind, Owed, ReloadResult
-from guard.core.summary import TickReport, tick_report
+from guard.core.summary import TargetOutcome, TickReport, tick_report
 from guard.errors import GuardError, SinkError, StoreError, UpstreamError
 from guard.shell.degraded import Degraded, merge, pin_of, run_degraded, states_from
 from guard.shell.deliver import deliver
 from guard.shell.enforce import Enforcer, preview_keys
+from guard.shell.ops import migrate_targets
 from guard.shell.ports import (
     Fetch,
     LeasePort,
@@ -75,6 +76,12 @@ class Tick:
     months). ``--at`` never moves a lease into the past or the future."""
     degraded: Degraded | None = None
     """The parts of a tick without the store (``None``: a store failure fails the tick)."""
+    more_sinks: Mapping[str, SinkPort] = field(default_factory=dict)
+    """The sinks of every target after the first (``sinks`` is the first's)."""
+
+    def sinks_of(self, target: str) -> SinkPort:
+        """The sinks ``target``'s fallback is written to."""
+        return self.more_sinks.get(target, self.sinks)
 
     def release(self) -> bool:
         """Give up the leader lease if this tick's holder has it (a clean exit); a store
@@ -100,7 +107,9 @@ class Acted:
     late: tuple[Owed, ...] = ()
     """Notifications owed by earlier ticks that this tick delivered."""
     sink_error: str | None = None
-    """Why the fallback files could not be written."""
+    """Why the first target's fallback files could not be written."""
+    targets: tuple[TargetOutcome, ...] = ()
+    """Each target's reload and file error."""
 
 
 def run_tick(tick: Tick, at: datetime, dry_run: bool = False) -> TickReport:
@@ -132,6 +141,7 @@ def _with_store(tick: Tick, at: datetime, dry_run: bool) -> TickReport:
     if tick.degraded is not None:
         tick.degraded.store_back()
         merge(tick.degraded.journal, tick.records, tick.outbox, tick.holder, at)
+    migrate_targets(tick.records, [t.name for t in tick.config.fallback_targets()], at)
     snapshot, error = gather(tick, at)
     plan = decide(snapshot, remember(tick, at), tick.config, at)
     upstream = _text(error)
@@ -146,7 +156,7 @@ def _with_store(tick: Tick, at: datetime, dry_run: bool) -> TickReport:
     return tick_report(plan, reload=acted.reload, delivered=acted.delivered, keys=acted.keys,
                        owed=acted.owed, rejected=acted.rejected, upstream_error=upstream,
                        announced=acted.announced, late=acted.late,
-                       sink_error=acted.sink_error)
+                       sink_error=acted.sink_error, targets=acted.targets)
 
 
 def _text(error: UpstreamError | None) -> str | None:
@@ -177,13 +187,18 @@ def remember(tick: Tick, at: datetime) -> Remembered:
     if it is still active; not their fallback, so the first one this store records is also
     audited and reloaded (a first tick killed after writing the files leaves them behind)."""
     records = tick.records
-    states, fallback, pin = records.alert_states(), records.fallback(), records.override()
+    first, *rest = [t.name for t in tick.config.fallback_targets()]
+    states, fallback, pin = (records.alert_states(), records.fallback(first),
+                             records.override(first))
+    others = {name: (records.fallback(name), records.override(name)) for name in rest}
     if fallback is None and not states:
         on_disk = tick.sinks.last()
         states = states_from(on_disk)
         pin = pin or pin_of(on_disk, at)
+        others = {name: (kept, kept_pin or pin_of(tick.sinks_of(name).last(), at))
+                  for name, (kept, kept_pin) in others.items()}
     return Remembered(states, fallback, pin, tick.silences.silences(at),
-                      records.key_actions())
+                      records.key_actions(), others)
 
 
 class Fenced(GuardError):
@@ -211,10 +226,7 @@ def act(tick: Tick, plan: TickPlan, at: datetime, fence: Fence | None = None) ->
     """Apply the plan: fallback files and reload, notifications, the hard stop; each effect
     only after ``fence`` says this replica still leads."""
     check = fence.check if fence is not None else (lambda _: None)
-    check("writing the fallback files")
-    sink_error = _write(tick, plan)
-    check("running the reload hook")
-    reload = _reload(tick) if plan.reload and sink_error is None else None
+    outcomes = tuple(_reconcile(tick, target, check) for target in plan.every_target())
     for _, why in plan.keys.held:
         log.warning("hard stop held: %s", why)
     keys = preview_keys(tick.enforcer, plan.keys)
@@ -233,35 +245,53 @@ def act(tick: Tick, plan: TickPlan, at: datetime, fence: Fence | None = None) ->
     decided = {i.dedup for i in (*plan.notices, *announced)}
     late = tuple(r.owed for r in results if r.ok and r.owed.dedup not in decided
                  and r.owed.kind != NotificationKind.UPDATE)
-    return Acted(reload, frozenset(r.owed.dedup for r in results if r.ok),
+    head = outcomes[0]
+    return Acted(head.reload, frozenset(r.owed.dedup for r in results if r.ok),
                  tuple(r.error for r in results if r.final and r.error),
-                 len(tick.outbox.owed()), tuple(keys), announced, late, sink_error)
+                 len(tick.outbox.owed()), tuple(keys), announced, late, head.sink_error,
+                 outcomes)
+
+
+def _reconcile(tick: Tick, target: TargetPlan,
+               check: Callable[[str], None]) -> TargetOutcome:
+    """Write one target's files, then run its reload hook if it is owed."""
+    sinks = tick.sinks_of(target.name)
+    check(f"writing the fallback files of target {target.name}")
+    sink_error = _write(sinks, target)
+    check(f"running the reload hook of target {target.name}")
+    reload = _reload(sinks) if target.reload and sink_error is None else None
+    return TargetOutcome(target.name, reload, sink_error)
 
 
 def record(tick: Tick, plan: TickPlan, acted: Acted) -> None:
     """Remember the fallback in force and what changed (the alert states were recorded with
     the notifications they decided, before delivery)."""
-    if acted.sink_error is not None:
-        return  # not in force: the next tick writes it again, and audits it then
-    failed = acted.reload is not None and acted.reload.ran and not acted.reload.ok
-    with tick.records.together():  # the fallback and its audit entries, or neither
-        tick.records.save_fallback(plan.recorded(reload_failed=failed))
-        for entry in plan.audit:
-            tick.records.audit(entry)
+    outcomes = {o.name: o for o in acted.targets}
+    with tick.records.together():  # each fallback and its audit entries, or neither
+        for target in plan.every_target():
+            outcome = outcomes.get(target.name, TargetOutcome(target.name, acted.reload,
+                                                              acted.sink_error))
+            if outcome.sink_error is not None:
+                continue  # not in force: the next tick writes it again, and audits it then
+            reload = outcome.reload
+            failed = reload is not None and reload.ran and not reload.ok
+            tick.records.save_fallback(target.recorded(reload_failed=failed), target.name)
+            for entry in target.audit:
+                tick.records.audit(entry)
 
 
-def _write(tick: Tick, plan: TickPlan) -> str | None:
-    """Write the fallback files; why they could not be written, or ``None``."""
+def _write(sinks: SinkPort, target: TargetPlan) -> str | None:
+    """Write one target's fallback files; why they could not be written, or ``None``."""
     try:
-        tick.sinks.write(plan.fallback)
+        sinks.write(target.fallback)
     except SinkError as exc:
         log.error("%s", exc)
         return str(exc)
     return None
 
 
-def _reload(tick: Tick) -> ReloadResult:
-    result = tick.sinks.reload()
+def _reload(sinks: SinkPort) -> ReloadResult:
+    result = sinks.reload()
     if result.ran and not result.ok:
         log.warning("reload command failed, retrying next tick: %s", result.detail)
     return result

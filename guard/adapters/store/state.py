@@ -24,8 +24,7 @@ from guard.adapters.store.schema import (
 from guard.core.fallback import FallbackState
 from guard.core.policy import AlertState, Condition, Override, Severity, Status
 from guard.core.records import AuditEntry, KeyAction
-
-DEFAULT_TARGET = "default"
+from guard.core.targets import DEFAULT_TARGET
 
 
 class Records:
@@ -74,6 +73,11 @@ class Records:
         with self.store.writing() as conn:
             conn.execute(fallback_state.delete().where(fallback_state.c.target == target))
             conn.execute(fallback_state.insert().values(**values))
+
+    def clear_fallback(self, target: str = DEFAULT_TARGET) -> None:
+        """Forget the fallback of ``target`` (one no longer configured)."""
+        with self.store.writing() as conn:
+            conn.execute(fallback_state.delete().where(fallback_state.c.target == target))
 
     # --- overrides ---------------------------------------------------------------------------
 
