@@ -19,7 +19,7 @@ from guard.adapters.store.caches import Caches
 from guard.adapters.store.engine import Store
 from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
-from guard.config.sections import secret_files
+from guard.config.sections import secret_files, target_path
 from guard.core.billed import ANALYTICS, AUTO, LEGACY
 from guard.core.model import DEFAULT_WORKSPACE
 from guard.core.period import HOUR, floor_hour
@@ -268,9 +268,18 @@ def _owed(opened: Callable[[], AbstractContextManager[Store]]) -> Check:
 
 
 def _paths(settings: Settings) -> Iterator[Check]:
-    for name, path in (("env file", settings.fallback.env_file),
-                       ("state file", settings.fallback.state_file)):
-        yield _guard(f"fallback {name}", _writable_check(Path(path)))
+    fallback = settings.fallback
+    if not fallback.targets:
+        for name, path in (("env file", fallback.env_file),
+                           ("state file", fallback.state_file)):
+            yield _guard(f"fallback {name}", _writable_check(Path(path)))
+        return
+    for target in fallback.targets:
+        for name, key in (("env file", "env_file"), ("state file", "state_file")):
+            found = target_path(fallback, target, key)
+            if found is not None:
+                yield _guard(f"fallback {name} of target {target.name}",
+                             _writable_check(found))
 
 
 def _writable_check(path: Path) -> Callable[[], str]:
