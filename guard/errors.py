@@ -98,6 +98,13 @@ class RateLimited(UpstreamError):
     """Rate limited for longer than the retry budget allows."""
 
 
+class SpendLimitsUnavailable(UpstreamError):
+    """The organization cannot read the Spend Limits API (no early access, or not a Console
+    organization): remembered, and not asked again every tick."""
+
+    recoverable = False
+
+
 class UpstreamUnavailable(UpstreamError):
     """Server errors, overload, timeouts or connection failures persisted through retries."""
 

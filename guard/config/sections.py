@@ -27,7 +27,8 @@ from guard.core.model import DEFAULT_WORKSPACE, Budget, Scope
 from guard.core.targets import DEFAULT_TARGET, Target
 
 Condition = Literal[
-    "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale"
+    "soft_reached", "hard_at_risk", "hard_likely", "hard_reached", "runaway", "data_stale",
+    "provider_cap_near"
 ]
 NO_CEILING = "none"
 MASK = "**********"
@@ -180,6 +181,8 @@ class PolicySettings(_Section):
     clear_after_minutes: int = Field(60, ge=0)
     repeat_interval_minutes: int = Field(1440, ge=1)
     usage_lag_minutes: int = Field(5, ge=0)
+    provider_cap_pct: Decimal = Field(Decimal(90), gt=0, le=100)
+    """``provider_cap_near`` fires at this share (%) of an Anthropic spend limit."""
 
 
 class EnforcementSettings(_Section):

@@ -137,7 +137,8 @@ class Settings(BaseSettings):
                             raise_after=timedelta(minutes=p.raise_after_minutes),
                             clear_after=timedelta(minutes=p.clear_after_minutes),
                             repeat_interval=timedelta(minutes=p.repeat_interval_minutes),
-                            stale_after=timedelta(minutes=self.anthropic.stale_after_minutes))
+                            stale_after=timedelta(minutes=self.anthropic.stale_after_minutes),
+                            provider_cap_pct=p.provider_cap_pct)
 
     def budget_models(self) -> tuple[Budget, ...]:
         """The budgets as the core's frozen ``Budget`` values, in file order."""

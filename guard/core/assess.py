@@ -8,11 +8,12 @@ states it remembers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from guard.core.directory import Directory
 from guard.core.ledger import ledger_of
+from guard.core.limits import ProviderLimit, covering
 from guard.core.model import Budget, Ledger, Snapshot
 from guard.core.outlook import OutlookInputs, outlooks
 from guard.core.policy import (
@@ -44,6 +45,8 @@ class Assessment:
     source_note: str | None = None
     directory: Directory | None = None
     priced_models: tuple[str, ...] = ()
+    provider_limits: tuple[ProviderLimit, ...] = ()
+    """Anthropic's spend limits as last read (none: unknown, or no access)."""
 
 
 def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfig,
@@ -54,14 +57,26 @@ def assess(budgets: Sequence[Budget], snapshot: Snapshot, *, policy: PolicyConfi
     ledger = ledger_of(budgets, snapshot)
     data = OutlookInputs(snapshot.settled, snapshot.usage, snapshot.usage_from,
                          snapshot.recent, snapshot.hourly, snapshot.kept)
-    inputs = tuple(outlooks(ledger, data, lag=lag))
+    inputs = tuple(capped(item, snapshot.provider_limits, policy)
+                   for item in outlooks(ledger, data, lag=lag))
     stale = is_stale(snapshot.data_through, at, policy)
     outcome = evaluate(inputs, states or {}, now=at, stale=stale, config=policy,
                        held_tier=held_tier, override=override)
     return Assessment(ledger, inputs, outcome, stale, snapshot.api_requests, policy,
                       snapshot.unpriced_models, price_drift(snapshot), snapshot.source,
                       snapshot.billed_through, snapshot.source_note, snapshot.directory,
-                      snapshot.priced_models)
+                      snapshot.priced_models, snapshot.provider_limits)
+
+
+def capped(item: BudgetInput, limits: Sequence[ProviderLimit],
+           policy: PolicyConfig) -> BudgetInput:
+    """``item`` with the Anthropic limit on its budget's scope, if any, and where
+    ``provider_cap_near`` fires."""
+    limit = covering(item.spend.budget, limits) if limits else None
+    if limit is None or limit.amount_usd is None:
+        return item
+    return replace(item, provider_limit=limit,
+                   provider_cap_usd=limit.amount_usd * policy.provider_cap_pct / 100)
 
 
 def is_stale(data_through: datetime | None, at: datetime, policy: PolicyConfig) -> bool:

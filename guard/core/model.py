@@ -18,6 +18,7 @@ from guard.core.directory import Directory
 from guard.core.kept import Kept
 
 if TYPE_CHECKING:
+    from guard.core.limits import ProviderLimit
     from guard.core.usage import Period, PeriodIndex
 
 DEFAULT_WORKSPACE = "default"
@@ -277,6 +278,8 @@ class Snapshot:
     """Which workspaces and keys budgets name exist in the organization (``None``: unknown)."""
     priced_models: tuple[str, ...] = ()
     """Every model id the price table knows: a ``model`` budget matching none is mistyped."""
+    provider_limits: tuple[ProviderLimit, ...] = ()
+    """Anthropic's spend limits as last read (``guard.core.limits``; none: unknown)."""
     kept: Kept | None = field(default=None, compare=False, repr=False)
     """Where the outlook keeps each budget's parts of complete days between ticks (the
     fetcher's; ``None``: computed each time)."""

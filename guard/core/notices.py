@@ -191,7 +191,9 @@ def _view(ctx: _Context, budget_name: str, condition: Condition, state: AlertSta
         tier=fallback.tier, model=fallback.model, tier_reason=fallback.reason,
         data_through=a.ledger.data_through, at=ctx.at, movers=movers(b, ctx.today),
         reason=decision.reason.value if decision else "numbers updated",
-        since=state.since)
+        since=state.since,
+        provider_limit_usd=item.provider_limit.amount_usd if item.provider_limit else None,
+        provider_limit=item.provider_limit.describe() if item.provider_limit else None)
 
 
 def movers(budget: Budget, rows: Iterable[PricedUsage],

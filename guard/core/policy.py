@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from guard.core.forecast import Burn, Forecast
+from guard.core.limits import ProviderLimit
 from guard.core.model import Budget, BudgetSpend
 from guard.core.period import month_start
 
@@ -38,6 +39,7 @@ class Condition(enum.StrEnum):
     HARD_REACHED = "hard_reached"
     RUNAWAY = "runaway"
     DATA_STALE = "data_stale"
+    PROVIDER_CAP_NEAR = "provider_cap_near"
 
 
 class Severity(enum.StrEnum):
@@ -66,7 +68,7 @@ class Reason(enum.Enum):
 
 
 IMMEDIATE = frozenset({Condition.SOFT_REACHED, Condition.HARD_REACHED, Condition.RUNAWAY,
-                       Condition.DATA_STALE})
+                       Condition.DATA_STALE, Condition.PROVIDER_CAP_NEAR})
 FORECAST = frozenset({Condition.HARD_AT_RISK, Condition.HARD_LIKELY})
 _RANK = {Severity.WARNING: 0, Severity.CRITICAL: 1}
 _ORDER = {condition: rank for rank, condition in enumerate(Condition)}
@@ -81,13 +83,16 @@ class PolicyConfig:
     clear_after: timedelta = timedelta(minutes=60)
     repeat_interval: timedelta = timedelta(hours=24)
     stale_after: timedelta = timedelta(minutes=30)
+    provider_cap_pct: Decimal = Decimal(90)
+    """``provider_cap_near`` fires at this share (%) of an Anthropic spend limit."""
 
     def default_ceiling(self, condition: Condition) -> str:
         """DESIGN §2's default ceiling of a condition."""
         second = self.chain[min(1, len(self.chain) - 1)]
         return {Condition.SOFT_REACHED: second, Condition.HARD_AT_RISK: NO_CEILING,
                 Condition.HARD_LIKELY: second, Condition.HARD_REACHED: self.chain[-1],
-                Condition.RUNAWAY: second, Condition.DATA_STALE: NO_CEILING}[condition]
+                Condition.RUNAWAY: second, Condition.DATA_STALE: NO_CEILING,
+                Condition.PROVIDER_CAP_NEAR: NO_CEILING}[condition]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,10 @@ class BudgetInput:
     spend: BudgetSpend
     forecast: Forecast | None = None
     burn: Burn | None = None
+    provider_limit: ProviderLimit | None = None
+    """The Anthropic spend limit on the budget's own scope (``guard.core.limits``)."""
+    provider_cap_usd: Decimal | None = None
+    """Where ``provider_cap_near`` fires: ``provider_cap_pct`` of that limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +198,8 @@ def signals(item: BudgetInput, stale: bool) -> dict[Condition, Signal]:
                                    Severity(tripped.severity) if tripped else Severity.WARNING,
                                    burn is not None and not stale),
         Condition.DATA_STALE: _signal(stale, not stale),
+        Condition.PROVIDER_CAP_NEAR: _threshold(mtd, item.provider_cap_usd)
+        if item.provider_cap_usd is not None else _INACTIVE,
     }
 
 
@@ -205,6 +216,8 @@ def _signal(active: bool, clearable: bool, severity: Severity = Severity.WARNING
 
 _SIGNALS = {(a, c, s, k): Signal(a, c, s, k) for a in (False, True) for c in (False, True)
             for s in Severity for k in (False, True)}
+_INACTIVE = _SIGNALS[False, True, Severity.WARNING, True]
+"""A condition with nothing to compare against: inactive, and clears what it held."""
 
 
 # --- lifecycle -------------------------------------------------------------------------------

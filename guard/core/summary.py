@@ -17,6 +17,7 @@ from guard.core.directory import Directory
 from guard.core.fallback import FallbackState
 from guard.core.forecast import Forecast
 from guard.core.keys import KeyDecision
+from guard.core.limits import ProviderLimit
 from guard.core.model import DEFAULT_WORKSPACE, Budget, BudgetSpend, Ledger, Scope
 from guard.core.notices import Planned
 from guard.core.outlook import describe_burn
@@ -55,7 +56,33 @@ def budget_json(spend: BudgetSpend, item: BudgetInput | None = None,
         out["burn"] = describe_burn(item.burn)
     out["firing"] = [str(c) for c in firing]
     out["ceiling"] = tier
+    if item is not None and item.provider_limit is not None:
+        out["provider_limit"] = provider_limit_json(item.provider_limit) | {
+            "warn_at_usd": usd_number(item.provider_cap_usd)
+            if item.provider_cap_usd is not None else None}
     return out
+
+
+def provider_limit_json(limit: ProviderLimit) -> dict[str, Any]:
+    """One Anthropic spend limit for JSON (the amount in dollars, ``null``: no cap)."""
+    return {"id": limit.id, "scope": limit.scope, "workspace_id": limit.workspace_id,
+            "amount_usd": usd_number(limit.amount_usd) if limit.amount_usd is not None
+            else None, "period": limit.period, "enabled": limit.enabled}
+
+
+def provider_lines(a: Assessment) -> list[str]:
+    """Each Anthropic spend limit next to the budgets it covers, for ``guard report``."""
+    lines = []
+    for item in a.inputs:
+        limit = item.provider_limit
+        if limit is None or limit.amount_usd is None:
+            continue
+        spend = item.spend.spend_usd
+        pct = (spend / limit.amount_usd * 100) if limit.amount_usd else Decimal(0)
+        lines.append(f"Anthropic limit {limit.describe()} covers {item.spend.budget.name}: "
+                     f"${spend:,.2f} spent ({pct:.1f} %), warning at "
+                     f"${item.provider_cap_usd or 0:,.2f}")
+    return lines
 
 
 def forecast_json(f: Forecast) -> dict[str, Any]:
@@ -92,6 +119,7 @@ def report_json(a: Assessment) -> dict[str, Any]:
     out["billed_through"] = timestamp(a.billed_through)
     out["unpriced_models"] = list(a.unpriced_models)
     out["price_drift"] = [drift_json(d) for d in a.price_drift]
+    out["provider_limits"] = [provider_limit_json(limit) for limit in a.provider_limits]
     out["warnings"] = warnings(a)
     return out
 

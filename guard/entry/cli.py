@@ -19,7 +19,7 @@ from guard import __version__
 from guard.config import Settings, load_settings, render_settings, resolve_config_path
 from guard.core.assess import Assessment, assess
 from guard.core.ledger import budget_api_keys
-from guard.core.summary import TickReport, report_json, warnings
+from guard.core.summary import TickReport, provider_lines, report_json, warnings
 from guard.entry import wiring
 from guard.entry.common import EXIT_CONFIG, EXIT_STANDBY, EXIT_UPSTREAM, failure, log_to_stderr
 from guard.entry.oncall_cli import fallback_app, keys_app, silence_app, slack_app
@@ -84,6 +84,8 @@ def report(ctx: typer.Context, at: AtOption = None, as_json: JsonOption = False)
         typer.echo(json.dumps(body, indent=2))
     else:
         console().print(report_table(assessment))
+        for line in provider_lines(assessment):
+            typer.echo(line)
         for warning in [*warnings(assessment), *extra]:
             typer.echo(f"warning: {warning}")
 
@@ -108,6 +110,8 @@ def _report_several(settings: Settings, moment: datetime, *, as_json: bool) -> N
         if not as_json:
             typer.echo(f"== organization {name} ==")
             console().print(report_table(found))
+            for line in provider_lines(found):
+                typer.echo(line)
             for warning in [*warnings(found), *extra]:
                 typer.echo(f"warning: {warning}")
     if as_json:

@@ -48,6 +48,7 @@ from guard.entry import stores
 from guard.errors import ConfigError, StoreError
 from guard.shell.degraded import Degraded, run_degraded
 from guard.shell.enforce import Enforcer
+from guard.shell.limits import wants_limits
 from guard.shell.ops import Ops
 from guard.shell.ports import Fetch, LeasePort, SinkPort, SlackTransport
 from guard.shell.sync import Fetcher
@@ -248,7 +249,8 @@ def tick_for(admin: AdminClient, store: Store, config: TickConfig, *, prices: Pr
     records = Records(store)
     fetcher = Fetcher(admin, Caches(store), prices, source=source,
                       workspaces=budget_workspaces(config.budgets),
-                      bounds=bounds_of(config.budgets), deadline_s=deadline_s)
+                      bounds=bounds_of(config.budgets), deadline_s=deadline_s,
+                      limits=wants_limits(config.budgets))
     return Tick(fetcher, records, Outbox(store), Silences(store), lease or Lease(store), sinks,
                 transport, config,
                 Enforcer(admin, records, config.enforcement), channel=channel, holder=holder())
@@ -359,7 +361,8 @@ def degraded(settings: Settings, admin: AdminClient, sinks: SinkPort | None = No
         return Fetcher(admin, Caches(memory_store()), prices, source=settings.anthropic.source,
                        workspaces=budget_workspaces(config.budgets),
                        bounds=bounds_of(config.budgets),
-                       deadline_s=settings.anthropic.tick_deadline_s)
+                       deadline_s=settings.anthropic.tick_deadline_s,
+                       limits=wants_limits(config.budgets))
 
     (_, first), *more = target_sinks(settings.fallback).items()
     return Degraded(fetcher, sinks or first,

@@ -37,7 +37,7 @@ from guard.core.period import month_start
 from guard.core.policy import AlertState, Condition, Override, Severity, Status
 from guard.core.records import NotificationKind
 from guard.core.summary import TargetOutcome, TickReport, incident_parts, tick_report
-from guard.core.targets import Target
+from guard.core.targets import DEFAULT_TARGET, Target
 from guard.errors import SinkError, StoreError, UpstreamError
 from guard.shell.deliver import deliver
 from guard.shell.ports import (
@@ -217,8 +217,9 @@ def _apply(parts: Degraded, name: str, target: FallbackState | None) -> TargetOu
     except SinkError as exc:
         log.error("%s", exc)
         return TargetOutcome(name, None, str(exc))
-    log.warning("fallback of target %s tightened to %s without the state store: %s", name,
-                target.tier, target.reason)
+    log.warning("fallback%s tightened to %s without the state store: %s",
+                "" if name == DEFAULT_TARGET else f" of target {name}", target.tier,
+                target.reason)
     result = sinks.reload()
     if result.ran and not result.ok:
         log.warning("reload command failed: %s", result.detail)

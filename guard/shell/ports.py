@@ -17,6 +17,7 @@ from typing import Protocol
 
 from guard.core.billed import BilledHour
 from guard.core.fallback import FallbackState
+from guard.core.limits import ProviderLimit
 from guard.core.model import (
     ApiKey,
     BilledPage,
@@ -76,6 +77,11 @@ class AdminReports(Protocol):
     def api_keys(self, status: str | None = None,
                  workspace_id: str | None = None) -> list[ApiKey]:
         """Every API key (to check the ids budgets name)."""
+        ...
+
+    def spend_limits(self) -> list[ProviderLimit]:
+        """The organization's Anthropic spend limits; ``SpendLimitsUnavailable`` without
+        access."""
         ...
 
 
@@ -172,6 +178,18 @@ class CachePort(Protocol):
 
     def billed_totals(self, start: datetime, end: datetime) -> tuple[Decimal, Decimal]:
         """Billed and list totals of the billed hours in ``[start, end)``."""
+        ...
+
+    def provider_limits(self) -> list[ProviderLimit]:
+        """Anthropic's spend limits as last read."""
+        ...
+
+    def provider_limits_read(self) -> str | None:
+        """How the last read of the spend limits went, or ``None`` before the first."""
+        ...
+
+    def replace_provider_limits(self, limits: Sequence[ProviderLimit], read: str) -> None:
+        """Keep ``limits`` and how the read went (the named value ``provider_limits``)."""
         ...
 
     def get_meta(self, name: str) -> str | None:

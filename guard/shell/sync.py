@@ -51,6 +51,7 @@ from guard.core.window import MinuteWindow
 from guard.shell.ahead import ahead
 from guard.shell.billed import BilledSync, Source, WorkspaceListing, plausible
 from guard.shell.directory import DirectorySync
+from guard.shell.limits import LimitsSync
 from guard.shell.memo import DayMemo
 from guard.shell.ports import AdminReports, CachePort
 from guard.shell.spare import STEADY_REQUESTS, Spare, may_read
@@ -109,7 +110,8 @@ class Fetcher:
                  policy: FetchPolicy | None = None, *, source: str = LEGACY,
                  billed_policy: BilledPolicy | None = None,
                  workspaces: Collection[str] | None = None,
-                 bounds: Bounds | None = None, deadline_s: float | None = None) -> None:
+                 bounds: Bounds | None = None, deadline_s: float | None = None,
+                 limits: bool = False) -> None:
         self.workspaces = workspaces
         """The workspaces budgets name (``None``: all): billed rows of others are summed."""
         self.deadline_s = deadline_s
@@ -124,6 +126,8 @@ class Fetcher:
         self.billed = BilledSync(client, caches, source, billed_policy, listing=self.listing,
                                  bounds=self.bounds)
         self.directory = DirectorySync(client, caches, self.listing)
+        self.limits = LimitsSync(client, caches) if limits else None
+        """Anthropic's spend limits, read when some budget's scope can have one."""
         self.memo = DayMemo(caches)
         """What this fetcher read of the store, per day, while the day has not changed."""
         self.billed.memo = self.memo
@@ -176,7 +180,10 @@ class Fetcher:
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
                                   window=window, api_keys=api_keys, through=through,
                                   requests=self.client.requests - before)
-        snapshot = replace(snapshot, directory=directory)
+        limits = () if self.limits is None else self.limits.refresh(
+            at, keep=read_through is None or at >= read_through, spare=spare)
+        snapshot = replace(snapshot, directory=directory, provider_limits=limits,
+                           api_requests=self.client.requests - before)
         return self._with_source(snapshot, source, fresh_from, window, api_keys)
 
     def cached(self, at: datetime, api_keys: Collection[str] | None = None) -> Snapshot:
@@ -199,7 +206,8 @@ class Fetcher:
         snapshot = self._assemble(at, settled, usage_from=usage_from, fresh_from=fresh_from,
                                   window=Window(), api_keys=api_keys, through=through,
                                   requests=0)
-        snapshot = replace(snapshot, directory=self.directory.stored())
+        snapshot = replace(snapshot, directory=self.directory.stored(),
+                           provider_limits=self.limits.stored() if self.limits else ())
         return self._with_source(snapshot, source, fresh_from, Window(), api_keys)
 
     def _with_source(self, snapshot: Snapshot, source: Source, fresh_from: datetime,

@@ -39,10 +39,12 @@ def error_type(status: int) -> str:
 class ApiError(Exception):
     """A request the simulated API refuses; becomes the API's error envelope."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+        """``error.details.error_code`` (reference §5), when the API gives one."""
 
     @property
     def error_type(self) -> str:

@@ -42,6 +42,7 @@ from guard.sim.faults import Fault, FaultQueue
 from guard.sim.httpd import HttpServer
 from guard.sim.org import SimOrg
 from guard.sim.params import ApiError
+from guard.sim.spend_limits import SpendLimitBook
 from guard.sim.wire import Incoming, Json, Response, error_response
 
 _PREFIX = "/v1/organizations"
@@ -78,7 +79,8 @@ class SimServer:
                  port: int = 0, analytics_lag: timedelta = timedelta(hours=4),
                  discount: Decimal = Decimal(0),
                  price_errors: Mapping[str, Decimal] | None = None, revision_hours: int = 0,
-                 analytics: bool = True, hipaa: bool = False) -> None:
+                 analytics: bool = True, hipaa: bool = False,
+                 spend_limits: SpendLimitBook | None = None) -> None:
         self.org = org
         self.clock = clock
         self.lag = lag
@@ -90,6 +92,8 @@ class SimServer:
         self.hipaa = hipaa
         Billing(discount, self.price_errors, revision_hours)  # refuse bad knobs now
         self.keys = directory.KeyBook(org)
+        self.spend_limits = spend_limits
+        """The Spend Limits API (``None``: 404, an organization that has none)."""
         self._units = UnitCache()
         self._admin_key = admin_key
         self._address = (host, port)
@@ -212,7 +216,7 @@ class SimServer:
             self._authorize(request.headers)
             return Response(200, request_id, self._route(request))
         except ApiError as error:
-            return error_response(error.status, error.message, request_id)
+            return error_response(error.status, error.message, request_id, error.code)
         except Exception as error:  # a simulator bug must still look like an API 500
             return error_response(500, f"simulator failure: {error!r}", request_id)
 
@@ -235,7 +239,20 @@ class SimServer:
             return reports.cost_report(self.org, query, view, self.price_errors)
         if method == "GET" and (found := _ANALYTICS_PATH.fullmatch(path)):
             return self._analytics(found[1], request, now)
+        if path.startswith(f"{_PREFIX}/spend_limits") and self.spend_limits is not None:
+            return self._spend_limits(request, path, now)
         return self._route_directory(method, path, query, request.body)
+
+    def _spend_limits(self, request: Incoming, path: str, now: datetime) -> Json:
+        book, method = self.spend_limits, request.method
+        assert book is not None
+        if method == "GET" and path == f"{_PREFIX}/spend_limits":
+            return book.listing(request.query, reports.betas(request.headers))
+        if method == "GET" and path == f"{_PREFIX}/spend_limits/effective":
+            return book.effective()
+        if method == "POST" and path == f"{_PREFIX}/spend_limits":
+            return book.upsert(request.body, now)
+        raise ApiError(404, f"{method} {path}: not found")
 
     def _analytics(self, endpoint: str, request: Incoming, now: datetime) -> Json:
         if not self.analytics:

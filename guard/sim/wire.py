@@ -38,12 +38,16 @@ class Response:
         return text.encode()
 
 
-def error_payload(status: int, message: str, request_id: str) -> Json:
-    """The API's error envelope."""
-    return {"type": "error", "error": {"type": error_type(status), "message": message},
-            "request_id": request_id}
+def error_payload(status: int, message: str, request_id: str,
+                  code: str | None = None) -> Json:
+    """The API's error envelope (with ``details.error_code`` when there is a ``code``)."""
+    error: Json = {"type": error_type(status), "message": message}
+    if code is not None:
+        error["details"] = {"error_code": code}
+    return {"type": "error", "error": error, "request_id": request_id}
 
 
-def error_response(status: int, message: str, request_id: str) -> Response:
+def error_response(status: int, message: str, request_id: str,
+                   code: str | None = None) -> Response:
     """A response carrying the API's error envelope."""
-    return Response(status, request_id, error_payload(status, message, request_id))
+    return Response(status, request_id, error_payload(status, message, request_id, code))

@@ -23,6 +23,7 @@ import httpx
 
 from guard.adapters.admin import parse
 from guard.core.billed import API_PAGE_ROWS
+from guard.core.limits import ProviderLimit
 from guard.core.model import ApiKey, BilledCost, BilledPage, CostBucket, UsageBucket, Workspace
 from guard.errors import (
     AdminKeyRejected,
@@ -30,6 +31,7 @@ from guard.errors import (
     MalformedResponse,
     RateLimited,
     RequestRejected,
+    SpendLimitsUnavailable,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -266,6 +268,31 @@ class AdminClient:
         """Set a key ``active`` or ``inactive``; returns the key as the API now has it."""
         payload = self._request("POST", f"{API_KEYS_PATH}/{key_id}", None, {"status": status})
         return parse.api_key(payload, parse.Where(f"api_keys/{key_id}"))
+
+    def spend_limits(self) -> list[ProviderLimit]:
+        """The organization's configured spend limits (reference §7.2: the beta list, every
+        page). ``SpendLimitsUnavailable`` when the organization has no access (403, 404, or
+        400 for an organization type without it)."""
+        limits: list[ProviderLimit] = []
+        page: str | None = None
+        guard = PageGuard("spend_limits", LIST_MAX_PAGES)
+        for number in itertools.count(1):
+            query = [("limit", "1000")] + ([("page", page)] if page else [])
+            try:
+                payload = self._request("GET", SPEND_LIMITS_PATH, query, None,
+                                        {"anthropic-beta": SPEND_LIMITS_BETA})
+            except (AdminKeyRejected, RequestRejected) as exc:
+                if exc.status in (400, 403, 404):
+                    raise SpendLimitsUnavailable(str(exc), status=exc.status,
+                                                 request_id=exc.request_id) from None
+                raise
+            where = parse.Where(f"spend_limits page {number}")
+            data, more, page, _ = parse.report_page(payload, where)
+            limits += [parse.spend_limit(row, where / f"row {i}") for i, row in enumerate(data)]
+            if not more:
+                return limits
+            guard.follow(number, page)
+        raise AssertionError("unreachable: the last page returns")
 
     def spend_limits_status(self) -> int:
         """The HTTP status of one read of the spend limits (a beta): 200 where available."""

@@ -7,11 +7,13 @@ a decimal"). Nothing here ever turns a bad value into zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from guard.core.limits import ProviderLimit
 from guard.core.model import (
     ApiKey,
     BilledCost,
@@ -298,6 +300,31 @@ def api_key(payload: object, where: Where) -> ApiKey:
         workspace_id = _optional(obj, "workspace_id", str, where)
     return ApiKey(id=_field(obj, "id", str, where), name=_field(obj, "name", str, where),
                   status=_field(obj, "status", str, where), workspace_id=workspace_id)
+
+
+_CENTS = re.compile(r"[0-9]{1,15}")
+SPEND_LIMIT_PERIODS = ("daily", "weekly", "monthly")
+
+
+def spend_limit(payload: object, where: Where) -> ProviderLimit:
+    """One ``spend_limit`` object (reference §7.3): ``amount`` in integer cents or null."""
+    obj = _object(payload, where)
+    scope = _object(obj.get("scope"), where / "`scope`")
+    kind = _field(scope, "type", str, where / "`scope`")
+    workspace_id = _field(scope, "workspace_id", str, where / "`scope`") \
+        if kind == "workspace" else None
+    raw = obj.get("amount")
+    if raw is not None and not (isinstance(raw, str) and _CENTS.fullmatch(raw)):
+        raise where.fail(f"`amount` is not a whole number of cents: {str(raw)[:40]!r}")
+    period = _field(obj, "period", str, where)
+    if period not in SPEND_LIMIT_PERIODS:
+        raise where.fail(f"`period` is not one of {', '.join(SPEND_LIMIT_PERIODS)}: "
+                         f"{period[:40]!r}")
+    return ProviderLimit(
+        id=_field(obj, "id", str, where), scope=kind, workspace_id=workspace_id,
+        amount_usd=Decimal(raw) / 100 if raw is not None else None, period=period,
+        enabled=_field(obj, "is_enabled", bool, where),
+        currency=_field(obj, "currency", str, where))
 
 
 def timestamp(raw: object, where: Where) -> datetime:

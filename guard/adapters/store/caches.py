@@ -39,11 +39,13 @@ from guard.adapters.store.schema import (
     cost_days,
     cost_fetches,
     meta,
+    provider_limits,
     usage_fetches,
     usage_hour_totals,
     usage_hours,
 )
 from guard.core.billed import BilledHour
+from guard.core.limits import ProviderLimit
 from guard.core.model import CostDay, PricedUsage
 from guard.core.usage import PeriodIndex
 
@@ -337,6 +339,37 @@ class Caches:
             billed, listed = conn.execute(query).one()
         return from_units(billed or 0), from_units(listed or 0)
 
+    # --- Anthropic's spend limits ------------------------------------------------------------
+
+    def provider_limits(self) -> list[ProviderLimit]:
+        """The spend limits as last read, by id."""
+        with self.store.reading() as conn:
+            rows = conn.execute(sa.select(provider_limits)
+                                .order_by(provider_limits.c.id)).all()
+        return [ProviderLimit(r.id, r.scope, r.workspace_id,
+                              Decimal(r.amount_cents) / 100 if r.amount_cents is not None
+                              else None, r.period, bool(r.enabled), r.currency) for r in rows]
+
+    def provider_limits_read(self) -> str | None:
+        """How the last read of the spend limits went (``replace_provider_limits``'s
+        ``read``), or ``None`` before the first."""
+        return self.get_meta(PROVIDER_LIMITS)
+
+    def replace_provider_limits(self, limits: Sequence[ProviderLimit], read: str) -> None:
+        """Keep ``limits`` in place of those read before, and ``read`` (when, and how it
+        went) as the named value ``provider_limits``, in one transaction."""
+        with self.store.writing() as conn:
+            conn.execute(provider_limits.delete())
+            if limits:
+                conn.execute(provider_limits.insert(), [
+                    {"id": limit.id, "scope": limit.scope, "workspace_id": limit.workspace_id,
+                     "amount_cents": int(limit.amount_usd * 100)
+                     if limit.amount_usd is not None else None,
+                     "period": limit.period, "enabled": limit.enabled,
+                     "currency": limit.currency} for limit in limits])
+            conn.execute(meta.delete().where(meta.c.name == PROVIDER_LIMITS))
+            conn.execute(meta.insert().values(name=PROVIDER_LIMITS, value=read[:256]))
+
     # --- meta --------------------------------------------------------------------------------
 
     def get_meta(self, name: str) -> str | None:
@@ -349,6 +382,10 @@ class Caches:
         with self.store.writing() as conn:
             conn.execute(meta.delete().where(meta.c.name == name))
             conn.execute(meta.insert().values(name=name, value=value))
+
+
+PROVIDER_LIMITS = "provider_limits"
+"""The named value saying when the spend limits were last read and how it went."""
 
 
 def _usage_record(row: PricedUsage) -> dict[str, Any]:

@@ -98,6 +98,17 @@ cost_fetches = sa.Table(
     sa.Column("fetched_at", sa.BigInteger, nullable=False),
 )
 
+provider_limits = sa.Table(
+    "provider_limits", metadata,  # Anthropic's spend limits as last read (reference §7)
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("workspace_id", sa.String(64)),
+    sa.Column("amount_cents", sa.BigInteger),
+    sa.Column("period", sa.String(16), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("currency", sa.String(8), nullable=False),
+)
+
 meta = sa.Table(
     "meta", metadata,
     sa.Column("name", sa.String(64), primary_key=True),

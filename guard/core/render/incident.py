@@ -100,6 +100,10 @@ class IncidentView:
     reason: str
     silenced: bool = False
     since: datetime | None = None
+    provider_limit_usd: Decimal | None = None
+    """The Anthropic spend limit on the budget's scope (``provider_cap_near``)."""
+    provider_limit: str | None = None
+    """That limit in words: ``workspace wrkspc_… $500.00/month``."""
 
 
 
@@ -284,6 +288,11 @@ def _headline(v: IncidentView) -> str:
         return f"{_said(v.condition)}, burn {_burn_text(v)}"
     if v.condition == Condition.DATA_STALE:
         return f"{_said(v.condition)}, {_freshness(v).lower()}"
+    if v.condition == Condition.PROVIDER_CAP_NEAR and v.provider_limit_usd is not None:
+        return (f"{_said(v.condition)}, month to date {usd(v.mtd_usd)} "
+                f"({share(v.mtd_usd, v.provider_limit_usd)} of Anthropic's "
+                f"{usd(v.provider_limit_usd)} limit on the {name(v.provider_limit or '', 80)}; "
+                "Anthropic stops this traffic at it)")
     if v.condition in (Condition.HARD_AT_RISK, Condition.HARD_LIKELY) and v.p50_usd is not None:
         return (f"{_said(v.condition)}, {_forecast(v).splitlines()[0]} (P50 / P90) "
                 f"vs the {usd(v.hard_usd)} hard limit")
@@ -328,6 +337,11 @@ def _cleared(v: IncidentView) -> str | None:
              Condition.HARD_REACHED: ("month to date", v.mtd_usd, "hard", v.hard_usd),
              Condition.HARD_AT_RISK: ("P90", v.p90_usd, "hard", v.hard_usd),
              Condition.HARD_LIKELY: ("P50", v.p50_usd, "hard", v.hard_usd)}
+    if v.condition == Condition.PROVIDER_CAP_NEAR:
+        return ("the Anthropic spend limit no longer covers this budget, or was raised"
+                if v.provider_limit_usd is None else
+                f"month to date {usd(v.mtd_usd)} is below the warning line of Anthropic's "
+                f"{usd(v.provider_limit_usd)} limit")
     if v.condition == Condition.RUNAWAY:
         return f"burn rate back to {_burn_text(v)}"
     if v.condition == Condition.DATA_STALE:

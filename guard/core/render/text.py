@@ -31,6 +31,7 @@ WORDS: dict[str, str] = {
     Condition.HARD_REACHED: "Hard limit reached",
     Condition.RUNAWAY: "Runaway spend",
     Condition.DATA_STALE: "Spend data is stale",
+    Condition.PROVIDER_CAP_NEAR: "Anthropic spend limit near",
 }
 EMOJI: dict[str, str] = {Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
 RESOLVED_EMOJI = ":white_check_mark:"
