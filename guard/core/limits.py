@@ -46,9 +46,12 @@ class ProviderLimit:
 
     def describe(self) -> str:
         """``workspace wrkspc_… $500.00/month`` for reports."""
-        where = f"workspace {self.workspace_id}" if self.scope == "workspace" else self.scope
+        where = (f"workspace {self.workspace_id}" if self.scope == "workspace"
+                 else self.scope.replace("_", " "))
         amount = "no cap" if self.amount_usd is None else f"${self.amount_usd:,.2f}"
-        return f"{where.replace('_', ' ')} {amount}/{self.period.removesuffix('ly')}"
+        per = {"daily": "day", "weekly": "week", "monthly": "month"}.get(self.period,
+                                                                         self.period)
+        return f"{where} {amount}/{per}"
 
 
 def covering(budget: Budget, limits: Iterable[ProviderLimit]) -> ProviderLimit | None:

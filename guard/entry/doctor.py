@@ -21,13 +21,15 @@ from guard.adapters.store.outbox import Outbox
 from guard.config import Settings
 from guard.config.sections import secret_files, target_path
 from guard.core.billed import ANALYTICS, AUTO, LEGACY
+from guard.core.limits import ProviderLimit
 from guard.core.model import DEFAULT_WORKSPACE
 from guard.core.period import HOUR, floor_hour
 from guard.core.pricing import PriceTable
 from guard.core.reconcile import price_drift
 from guard.core.summary import unpriced_warning
-from guard.errors import GuardError, UpstreamError
+from guard.errors import GuardError, SpendLimitsUnavailable, UpstreamError
 from guard.shell.billed import FALLBACK_STATUSES
+from guard.shell.limits import LimitsRead
 from guard.shell.sync import WATERMARK, Fetcher
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ def checks(settings: Settings, client: AdminClient | None, open_store: OpenStore
     moment = now or datetime.now(UTC)
     yield _admin_key(client)
     yield _billing_source(settings.anthropic.source, client, moment)
-    yield _spend_limits(client)
+    yield _spend_limits(client, lambda: open_store(url))
     yield _store(lambda: open_store(url))
     yield from _prices(settings, client, lambda: open_store(url), moment)
     yield from _matches(settings, client)
@@ -215,17 +217,41 @@ def _matches(settings: Settings, client: AdminClient | None) -> Iterator[Check]:
             yield Check(name, True, f"{b.scope} {match} exists")
 
 
-def _spend_limits(client: AdminClient | None) -> Check:
-    if client is None:
-        return Check("spend limits API", True, "skipped (no admin key)")
+def _spend_limits(client: AdminClient | None,
+                  opened: Callable[[], AbstractContextManager[Store]]) -> Check:
+    """Anthropic's spend limits: what the daemon remembers of its last read (an organization
+    without access is not asked again every tick), else one read now."""
+    name = "spend limits API"
     try:
-        status = client.spend_limits_status()
+        with opened() as store:
+            caches = Caches(store)
+            read = LimitsRead.decode(caches.provider_limits_read())
+            stored = caches.provider_limits() if read is not None and read.available else []
+    except (GuardError, OSError):
+        read, stored = None, []
+    if read is not None:
+        return _limits_check(name, read, stored)
+    if client is None:
+        return Check(name, True, "skipped (no admin key)")
+    try:
+        limits = client.spend_limits()
+    except SpendLimitsUnavailable as exc:
+        return _limits_check(name, LimitsRead(datetime.now(UTC), False, exc.status, str(exc)),
+                             [])
     except UpstreamError as exc:
-        return Check("spend limits API", True, f"not checked: {exc}")
-    if status == 200:
-        return Check("spend limits API", True, "available to this organization")
-    return Check("spend limits API", True, f"not available (HTTP {status}); "
-                                           "budget-guard does not need it")
+        return Check(name, True, f"not checked: {exc}", warn=True)
+    return _limits_check(name, LimitsRead(datetime.now(UTC), True), limits)
+
+
+def _limits_check(name: str, read: LimitsRead, limits: list[ProviderLimit]) -> Check:
+    when = read.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not read.available:
+        return Check(name, True, f"not available to this organization (HTTP {read.status}, "
+                                 f"as of {when}; asked again daily): provider_cap_near "
+                                 "cannot fire; budget-guard needs it for nothing else")
+    counted = [limit for limit in limits if limit.counts]
+    shown = ", ".join(limit.describe() for limit in counted[:5]) or "none with an amount"
+    return Check(name, True, f"{len(limits)} limits read at {when}: {shown}")
 
 
 def _store(opened: Callable[[], AbstractContextManager[Store]]) -> Check:

@@ -294,16 +294,6 @@ class AdminClient:
             guard.follow(number, page)
         raise AssertionError("unreachable: the last page returns")
 
-    def spend_limits_status(self) -> int:
-        """The HTTP status of one read of the spend limits (a beta): 200 where available."""
-        self._count()
-        try:
-            response = self.http.get(SPEND_LIMITS_PATH, params={"limit": "1"},
-                                     headers={"anthropic-beta": SPEND_LIMITS_BETA})
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(type(exc).__name__) from None
-        return response.status_code
-
     def _report_pages(self, path: str, params: list[tuple[str, str]], what: str,
                       max_pages: int,
                       headers: dict[str, str] | None = None) -> Iterator[list[Any]]:
