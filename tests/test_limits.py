@@ -295,3 +295,98 @@ def test_an_organization_without_access_is_asked_once_a_day(tmp_path: Path) -> N
             guard.close()
         doctor = CliRunner().invoke(app, ["--config", str(config), "doctor"])
     assert "spend limits API: not available to this organization (HTTP 403" in doctor.stdout
+
+
+# --- the hard stop through the workspace's Anthropic limit ----------------------------------
+
+
+def enforcing_config(tmp_path: Path, base_url: str, *, fallback_to_keys: bool = False) -> Path:
+    """Research's own hard limit at a tenth of its month, enforced with ``spend_limit``."""
+    month = research_month_usd()
+    path = tmp_path / "guard.toml"
+    path.write_text(
+        f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{base_url}"\nmax_retries = 0\n'
+        f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
+        f'[fallback]\nenv_file = "{tmp_path / "model.env"}"\n'
+        f'state_file = "{tmp_path / "fallback.json"}"\n'
+        '[enforcement]\nenabled = true\ndry_run = false\nmethod = "spend_limit"\n'
+        f'fallback_to_keys = {"true" if fallback_to_keys else "false"}\n'
+        f'[[budgets]]\nname = "research-ws"\nscope = "workspace"\nmatch = "{RESEARCH.id}"\n'
+        f'soft_limit_usd = {int(month / 20)}\nhard_limit_usd = {int(month / 10)}\n')
+    return path
+
+
+def research_keys() -> list[str]:
+    return [k.id for k in ORG.api_keys if k.workspace_id == RESEARCH.id]
+
+
+def run_month(config: Path, sim: SimServer) -> list[dict[str, Any]]:
+    """Ticks every 6 h from March 1 to April 1, 06:00, through the daemon's wiring."""
+    guard = wiring.build(load_settings(config), transport=RecordingTransport())
+    bodies = []
+    try:
+        at = MARCH + timedelta(hours=6)
+        while at <= APRIL + timedelta(hours=6):
+            sim.clock.set(at)
+            bodies.append(run_tick(guard.tick, at).as_json())
+            at += timedelta(hours=6)
+    finally:
+        guard.close()
+    return bodies
+
+
+def test_the_hard_stop_sets_the_workspace_limit_once_and_restores_it_at_rollover(
+        tmp_path: Path) -> None:
+    """``method = "spend_limit"``: when Research passes its hard limit, its Anthropic limit
+    is set once to what it spent (so Anthropic stops it); no key is touched and no other
+    workspace's limit changes; in April the earlier limit is back; both are audited."""
+    other = ORG.workspaces[0].id
+    before = Decimal(700)
+    book = SpendLimitBook(MARCH - timedelta(days=30), organization_usd=Decimal(100_000),
+                          workspaces_usd={RESEARCH.id: before, other: Decimal(900)})
+    with SimServer(ORG, SimClock(MARCH), admin_key=KEY, spend_limits=book) as sim:
+        config = enforcing_config(tmp_path, sim.base_url)
+        bodies = run_month(config, sim)
+        statuses = {key: sim.key_status(key) for key in research_keys()}
+    sets = [w for w in book.writes if "scope" in w]
+    assert [w["scope"]["workspace_id"] for w in sets] == [RESEARCH.id, RESEARCH.id]
+    capped = next(b for b in bodies if any(k["action"] == "deactivate" for k in b["keys"]))
+    spent = Decimal(str(capped["budgets"][0]["spend_usd"]))
+    assert abs(Decimal(sets[0]["amount"]) - spent * 100) <= 1  # what it spent, in cents
+    assert Decimal(sets[0]["amount"]) >= spent * 100
+    assert sets[1]["amount"] == str(int(before * 100))  # April: the limit it had
+    assert book.cents("workspace", RESEARCH.id) == int(before * 100)
+    assert book.cents("workspace", other) == 90_000
+    assert set(statuses.values()) == {"active"}
+    store = wiring.connect_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        audit = [(e.action, e.subject) for e in wiring.Records(store).audit_entries()]
+    finally:
+        store.close()
+    assert ("spend_limit_set", f"spend_limit:{RESEARCH.id}") in audit
+    assert ("spend_limit_restored", f"spend_limit:{RESEARCH.id}") in audit
+
+
+@pytest.mark.parametrize("fallback_to_keys", [False, True], ids=["says-so", "falls-back"])
+def test_a_403_on_the_limit_falls_back_to_keys_only_if_configured(
+        tmp_path: Path, fallback_to_keys: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Without write access the workspace's keys are deactivated only with
+    ``fallback_to_keys``; either way the log says what happened."""
+    book = SpendLimitBook(MARCH, access=False)
+    with SimServer(ORG, SimClock(MARCH), admin_key=KEY, spend_limits=book) as sim:
+        config = enforcing_config(tmp_path, sim.base_url, fallback_to_keys=fallback_to_keys)
+        guard = wiring.build(load_settings(config), transport=RecordingTransport())
+        try:
+            at = MARCH + timedelta(days=20)
+            sim.clock.set(at)
+            run_tick(guard.tick, at)
+            statuses = {sim.key_status(key) for key in research_keys()}
+        finally:
+            guard.close()
+    assert book.writes == []
+    if fallback_to_keys:
+        assert statuses == {"inactive"}
+        assert "deactivating the budgets' keys instead" in caplog.text
+    else:
+        assert statuses == {"active"}
+        assert "no key is touched (enforcement.fallback_to_keys = false)" in caplog.text

@@ -192,6 +192,12 @@ class EnforcementSettings(_Section):
     dry_run: bool = True
     deactivate_keys_at_pct: Decimal = Field(Decimal(100), gt=0)
     never_deactivate: list[NonBlank] = Field(default_factory=list)
+    method: Literal["keys", "spend_limit"] = "keys"
+    """``keys``: deactivate the keys in the budget's scope. ``spend_limit``: a workspace
+    budget sets its workspace's Anthropic spend limit to what was spent (key and default
+    workspace budgets still use keys)."""
+    fallback_to_keys: bool = False
+    """With ``spend_limit``: deactivate keys instead when Anthropic refuses the write (403)."""
 
 
 class StateSettings(_Section):

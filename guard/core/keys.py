@@ -12,14 +12,20 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
+from guard.core.limits import ProviderLimit
 from guard.core.model import DEFAULT_WORKSPACE, ApiKey, Budget, BudgetSpend, Scope
 from guard.core.period import month_start
 from guard.core.records import KeyAction
 
 WHO = "budget-guard enforcement"
 DEACTIVATE, RESTORE = "deactivate", "restore"
+SPEND_LIMIT = "spend_limit:"
+"""The prefix of a workspace's Anthropic spend limit among the key actions
+(``spend_limit:wrkspc_…``): the ``spend_limit`` method records its cap like a key."""
+NO_LIMIT = "none"
+"""The prior state of a workspace that had no Anthropic limit of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,11 @@ class EnforcementConfig:
     dry_run: bool = True
     threshold_pct: Decimal = Decimal(100)
     never: frozenset[str] = frozenset()
+    method: str = "keys"
+    """``keys`` (deactivate the keys in scope) or ``spend_limit`` (a workspace budget sets its
+    workspace's Anthropic limit to what was spent)."""
+    fallback_to_keys: bool = False
+    """With ``spend_limit``: deactivate keys when the limit cannot be written (403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,8 @@ class KeyPlan:
     restore: tuple[KeyAction, ...] = ()
     held: tuple[tuple[str, str], ...] = ()
     """(budget, why) of budgets past the threshold that the hard stop waits on."""
+    spent: tuple[tuple[str, Decimal], ...] = ()
+    """Each target's month-to-date spend (what a spend limit is set to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,8 @@ class KeyDecision:
     dry_run: bool
     done: bool
     error: str | None = None
+    amount_cents: int | None = None
+    """A spend limit's new amount (``spend_limit:`` decisions that cap)."""
 
     def rehearsed(self) -> KeyDecision:
         """The same decision, marked as a dry run that was not carried out."""
@@ -91,7 +106,43 @@ def plan_keys(spends: Iterable[BudgetSpend], actions: Sequence[KeyAction],
                           "spend includes usage of a model the price table does not know")
                  for b in over if b.name in unpriced)
     targets = tuple(b for b in over if b.name not in unpriced)
-    return KeyPlan(targets, tuple(a for a in actions if a.period < month), held)
+    spent = {s.budget.name: s.spend_usd for s in spends}
+    return KeyPlan(targets, tuple(a for a in actions if a.period < month), held,
+                   tuple((b.name, spent[b.name]) for b in targets if b.name in spent))
+
+
+def by_spend_limit(budget: Budget, config: EnforcementConfig) -> bool:
+    """Whether the hard stop caps ``budget`` through its workspace's Anthropic spend limit
+    (``spend_limit`` method; the default workspace cannot have one, key budgets have none)."""
+    return (config.method == "spend_limit" and budget.scope is Scope.WORKSPACE
+            and budget.match not in (None, DEFAULT_WORKSPACE))
+
+
+def limit_caps(plan: KeyPlan, limits: Iterable[ProviderLimit], already: Iterable[str],
+               config: EnforcementConfig) -> list[KeyDecision]:
+    """One decision per workspace to cap: its Anthropic limit set to what its budget spent
+    (whole cents, rounded up), never above a limit it already has, each workspace once."""
+    current = {limit.workspace_id: limit for limit in limits
+               if limit.scope == "workspace" and limit.period == "monthly"}
+    done, spent = set(already), dict(plan.spent)
+    decisions = []
+    for budget in plan.targets:
+        if not by_spend_limit(budget, config) or budget.match is None:
+            continue
+        subject = SPEND_LIMIT + budget.match
+        if subject in done:
+            continue
+        done.add(subject)
+        cents = int((spent.get(budget.name, Decimal(0)) * 100).to_integral_value(ROUND_CEILING))
+        prior = current.get(budget.match)
+        prior_cents = (int(prior.amount_usd * 100) if prior is not None
+                       and prior.amount_usd is not None else None)
+        if prior_cents is not None and prior_cents <= cents:
+            continue  # Anthropic already stops it there: never raise a limit
+        decisions.append(KeyDecision(budget.name, subject, DEACTIVATE,
+                                     NO_LIMIT if prior_cents is None else str(prior_cents),
+                                     config.dry_run, False, amount_cents=cents))
+    return decisions
 
 
 def needs_workspaces(plan: KeyPlan) -> bool:
@@ -106,6 +157,8 @@ def deactivations(plan: KeyPlan, keys: Sequence[ApiKey], workspace_ids: Iterable
     done = set(already)
     decisions = []
     for budget in plan.targets:
+        if by_spend_limit(budget, config):
+            continue
         for key in keys_in_scope(budget, keys, named):
             if key.id in config.never or key.id in done:
                 continue
@@ -116,7 +169,7 @@ def deactivations(plan: KeyPlan, keys: Sequence[ApiKey], workspace_ids: Iterable
 
 
 def restorations(actions: Iterable[KeyAction]) -> list[KeyDecision]:
-    """One decision per deactivated key: back to the status it had."""
+    """One decision per deactivated key (or capped workspace): back to what it had."""
     return [KeyDecision(a.budget, a.key_id, RESTORE, a.prior_status, False, False)
             for a in actions]
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from guard.core.assess import Assessment
 from guard.core.fallback import FallbackState
-from guard.core.keys import KeyDecision
+from guard.core.keys import SPEND_LIMIT, KeyDecision
 from guard.core.ledger import attributable
 from guard.core.model import Budget, PricedUsage
 from guard.core.period import epoch, month_start
@@ -37,6 +37,7 @@ from guard.core.render import (
     render_digest,
     render_incident,
     render_key_notice,
+    render_limit_notice,
     render_price_notice,
     render_reset,
     render_thread_reply,
@@ -133,7 +134,10 @@ def key_notices(decisions: Sequence[KeyDecision], at: datetime) -> list[Planned]
             continue
         failed = sorted(d.key_id for d in group if d.error)
         key = f"keys:{at:%Y-%m}:{budget}:{action}:{','.join(done)}"[:250]
-        message = render_key_notice(budget, action, done, failed)
+        capped = [d for d in group if d.done and d.key_id.startswith(SPEND_LIMIT)]
+        message = (render_limit_notice(budget, action, capped[0].key_id.removeprefix(
+            SPEND_LIMIT), capped[0].amount_cents) if capped and len(done) == 1
+                   else render_key_notice(budget, action, done, failed))
         items.append(Planned(key, key, budget, None, Kind.KEYS,
                              Payload(message.text, message.blocks)))
     return items

@@ -218,7 +218,8 @@ def tick_config(settings: Settings) -> TickConfig:
                       lease_ttl=timedelta(seconds=settings.state.lease_ttl_s),
                       enforcement=EnforcementConfig(e.enabled, e.dry_run,
                                                     e.deactivate_keys_at_pct,
-                                                    frozenset(e.never_deactivate)),
+                                                    frozenset(e.never_deactivate),
+                                                    e.method, e.fallback_to_keys),
                       targets=settings.fallback.core_targets())
 
 

@@ -101,6 +101,18 @@ class KeyAdmin(Protocol):
         """Set a key ``active`` or ``inactive``."""
         ...
 
+    def spend_limits(self) -> list[ProviderLimit]:
+        """The organization's Anthropic spend limits."""
+        ...
+
+    def set_spend_limit(self, workspace_id: str, cents: int) -> ProviderLimit:
+        """Set a workspace's monthly Anthropic spend limit."""
+        ...
+
+    def delete_spend_limit(self, limit_id: str) -> None:
+        """Remove one Anthropic spend limit."""
+        ...
+
 
 class CachePort(Protocol):
     """The usage and cost caches and the named values (watermarks) of the state store."""

@@ -252,6 +252,8 @@ class SimServer:
             return book.effective()
         if method == "POST" and path == f"{_PREFIX}/spend_limits":
             return book.upsert(request.body, now)
+        if method == "DELETE" and path.startswith(f"{_PREFIX}/spend_limits/"):
+            return book.delete(path.rsplit("/", 1)[1])
         raise ApiError(404, f"{method} {path}: not found")
 
     def _analytics(self, endpoint: str, request: Incoming, now: datetime) -> Json:

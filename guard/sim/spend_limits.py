@@ -131,6 +131,19 @@ class SpendLimitBook:
             self.writes.append(request)
         return found.json()
 
+    def delete(self, limit_id: str) -> Json:
+        """``DELETE /v1/organizations/spend_limits/{id}``; the usage-tier cap cannot go."""
+        self._check_access()
+        with self._lock:
+            found = next((limit for limit in self._limits if limit.id == limit_id), None)
+            if found is None:
+                raise ApiError(404, f"spend limit {limit_id} not found")
+            if found.scope == "usage_tier":
+                raise bad_request("the usage tier's limit cannot be deleted")
+            self._limits.remove(found)
+            self.writes.append({"delete": limit_id})
+        return {"id": limit_id, "type": "spend_limit_deleted"}
+
     def _find(self, scope: str, workspace_id: str | None) -> SimLimit | None:
         return next((limit for limit in self._limits
                      if limit.scope == scope and limit.workspace_id == workspace_id), None)

@@ -294,6 +294,27 @@ class AdminClient:
             guard.follow(number, page)
         raise AssertionError("unreachable: the last page returns")
 
+    def set_spend_limit(self, workspace_id: str, cents: int) -> ProviderLimit:
+        """Set ``workspace_id``'s monthly Anthropic spend limit to ``cents`` (the upsert of
+        reference §7.2); ``SpendLimitsUnavailable`` when this organization may not write."""
+        body = {"amount": str(cents), "period": "monthly",
+                "scope": {"type": "workspace", "workspace_id": workspace_id}}
+        payload = self._limits_call("POST", SPEND_LIMITS_PATH, body)
+        return parse.spend_limit(payload, parse.Where("spend_limits (set)"))
+
+    def delete_spend_limit(self, limit_id: str) -> None:
+        """Remove one spend limit (a workspace then falls back to the organization's)."""
+        self._limits_call("DELETE", f"{SPEND_LIMITS_PATH}/{limit_id}", None)
+
+    def _limits_call(self, method: str, path: str, body: dict[str, Any] | None) -> object:
+        try:
+            return self._request(method, path, None, body)
+        except (AdminKeyRejected, RequestRejected) as exc:
+            if exc.status in (400, 403, 404):
+                raise SpendLimitsUnavailable(str(exc), status=exc.status,
+                                             request_id=exc.request_id) from None
+            raise
+
     def _report_pages(self, path: str, params: list[tuple[str, str]], what: str,
                       max_pages: int,
                       headers: dict[str, str] | None = None) -> Iterator[list[Any]]:
@@ -322,7 +343,7 @@ class AdminClient:
             guard.follow(number, after)
 
     def _request(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
-                 body: dict[str, str] | None, headers: dict[str, str] | None = None) -> object:
+                 body: dict[str, Any] | None, headers: dict[str, str] | None = None) -> object:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             self._check_deadline(path)
@@ -344,7 +365,7 @@ class AdminClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
-              body: dict[str, str] | None, headers: dict[str, str] | None) -> httpx.Response:
+              body: dict[str, Any] | None, headers: dict[str, str] | None) -> httpx.Response:
         """One request; inside a deadline it runs in a reader thread that is waited for only
         until the deadline, since httpx's timeouts are per read: a server sending a byte just
         inside each read's timeout could otherwise hold the tick long past it. A reader left
@@ -374,7 +395,7 @@ class AdminClient:
         return outcome[0]
 
     def _exchange(self, method: str, path: str, query: Sequence[tuple[str, str]] | None,
-                  body: dict[str, str] | None, headers: dict[str, str] | None, *,
+                  body: dict[str, Any] | None, headers: dict[str, str] | None, *,
                   remaining: float | None) -> httpx.Response:
         """One request, its body read chunk by chunk against the deadline and the size cap."""
         request = self.http.build_request(method, path, params=list(query or ()), json=body,

@@ -32,6 +32,7 @@ from guard.core.render.digest import (
     DigestView,
     render_digest,
     render_key_notice,
+    render_limit_notice,
     render_price_notice,
     render_reset,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "render_digest",
     "render_incident",
     "render_key_notice",
+    "render_limit_notice",
     "render_price_notice",
     "render_reset",
     "render_thread_reply",

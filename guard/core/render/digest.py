@@ -136,6 +136,23 @@ def render_price_notice(month: date, model: str, problem: str) -> Message:
     return message(text, [header(title), section(body)])
 
 
+def render_limit_notice(budget: str, action: str, workspace: str,
+                        cents: int | None) -> Message:
+    """The hard stop set (or restored) ``workspace``'s Anthropic spend limit for ``budget``."""
+    if action == "deactivate":
+        amount = f"${Decimal(cents or 0) / 100:,.2f}"
+        text = (f"Hard stop: the Anthropic spend limit of workspace {name(workspace)} is now "
+                f"{amount}, what {name(budget)} has spent: Anthropic stops its traffic at once. "
+                "Undo with `guard enforcement restore`; it is restored when the budget period "
+                "resets.")
+        head = ":no_entry: Hard stop: workspace spend limit set"
+    else:
+        text = (f"Hard stop undone: the Anthropic spend limit of workspace {name(workspace)} "
+                f"is back to what it was before {name(budget)}'s hard stop.")
+        head = ":white_check_mark: Hard stop: workspace spend limit restored"
+    return message(clip(text, 2 * REASON_CAP), [header(head), section(text)])
+
+
 def render_key_notice(budget: str, action: str, key_ids: Sequence[str],
                       failed: Sequence[str] = ()) -> Message:
     """The hard stop acted on ``key_ids`` of ``budget`` (``deactivate`` or ``restore``)."""
