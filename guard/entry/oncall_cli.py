@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated
 
 import typer
 
 from guard.config import Settings, load_settings
-from guard.core.keys import KeyDecision
+from guard.core.keys import NO_LIMIT, SPEND_LIMIT, KeyDecision
 from guard.core.targets import DEFAULT_TARGET
 from guard.entry import wiring
 from guard.entry.common import EXIT_CONFIG, EXIT_UPSTREAM
@@ -123,11 +124,26 @@ def keys_restore(ctx: typer.Context, dry_run: DryRunOption = False) -> None:
     decisions = guarded(restore)
     for d in decisions:
         state = "would restore" if d.dry_run else "restored" if d.done else f"failed: {d.error}"
-        typer.echo(f"{d.key_id} ({d.budget}): {state} to {d.prior_status}")
+        typer.echo(f"{_subject(d)} ({d.budget}): {state} to {_prior(d)}")
     if not decisions:
         typer.echo("no deactivated keys to restore")
     if any(not d.done and not d.dry_run for d in decisions):
         raise typer.Exit(EXIT_UPSTREAM)
+
+
+def _subject(d: KeyDecision) -> str:
+    if d.key_id.startswith(SPEND_LIMIT):
+        return f"workspace {d.key_id.removeprefix(SPEND_LIMIT)}'s Anthropic spend limit"
+    return d.key_id
+
+
+def _prior(d: KeyDecision) -> str:
+    if not d.key_id.startswith(SPEND_LIMIT):
+        return d.prior_status
+    if d.prior_status == NO_LIMIT:
+        return "no limit of its own"
+    return f"${Decimal(d.prior_status) / 100:,.2f}" if d.prior_status.isdigit() \
+        else d.prior_status
 
 
 @silence_app.command("add")
