@@ -390,3 +390,27 @@ def test_a_403_on_the_limit_falls_back_to_keys_only_if_configured(
     else:
         assert statuses == {"active"}
         assert "no key is touched (enforcement.fallback_to_keys = false)" in caplog.text
+
+
+def test_the_simulator_command_line_serves_the_limits_it_is_given() -> None:
+    """``python -m guard.sim --usage-tier-usd … --org-spend-limit-usd … --workspace-spend-limit
+    ID=USD`` serves those limits to the real client; without the flags it serves none (404),
+    with ``--no-spend-limits-access`` a 403."""
+    from guard.sim.__main__ import parse_args, spend_limits  # noqa: PLC0415
+
+    args = parse_args(["--usage-tier-usd", "1000", "--org-spend-limit-usd", "800",
+                       "--workspace-spend-limit", f"{RESEARCH.id}=50"])
+    book = spend_limits(args, MARCH)
+    with SimServer(ORG, SimClock(MARCH), admin_key=KEY, spend_limits=book) as sim, \
+            wiring.admin_http(sim.base_url, KEY) as http:
+        found = AdminClient(http, sleep=lambda _: None).spend_limits()
+    assert sorted((limit.scope, limit.workspace_id, limit.amount_usd) for limit in found) == [
+        ("organization", None, Decimal(800)), ("usage_tier", None, Decimal(1000)),
+        ("workspace", RESEARCH.id, Decimal(50))]
+    assert spend_limits(parse_args([]), MARCH) is None
+    closed = spend_limits(parse_args(["--no-spend-limits-access"]), MARCH)
+    with SimServer(ORG, SimClock(MARCH), admin_key=KEY, spend_limits=closed) as sim, \
+            wiring.admin_http(sim.base_url, KEY) as http, \
+            pytest.raises(SpendLimitsUnavailable) as refused:
+        AdminClient(http, sleep=lambda _: None).spend_limits()
+    assert refused.value.status == 403

@@ -6,6 +6,11 @@ process can read it and point a client at it.
 The analytics API is shaped by ``--discount 0.15``, ``--analytics-lag-hours 4``,
 ``--revision-hours 6``, ``--price-error claude-sonnet-5-5=1.10`` (repeatable), and switched off
 by ``--no-analytics`` (404) or refused by ``--hipaa`` (400).
+
+The Spend Limits API (reference §7) is served with ``--usage-tier-usd 200000`` (the read-only
+cap), ``--org-spend-limit-usd 2000`` and ``--workspace-spend-limit WORKSPACE_ID=500``
+(repeatable); ``--no-spend-limits-access`` answers every call 403 as for an organization
+without early access. Without any of these it is not served (404).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from guard.sim.clock import SimClock
 from guard.sim.org import SimOrg, size_of
 from guard.sim.params import ApiError, parse_time
 from guard.sim.server import SimServer
+from guard.sim.spend_limits import SpendLimitBook
 
 DEFAULT_ADMIN_KEY = "sk-ant-admin01-simulated-key"
 
@@ -52,7 +58,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="serve no analytics API (404)")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="answer every request this many milliseconds late")
+    parser.add_argument("--usage-tier-usd", type=_decimal,
+                        help="serve the Spend Limits API with this usage-tier cap")
+    parser.add_argument("--org-spend-limit-usd", type=_decimal,
+                        help="the organization's monthly spend limit (serves the API)")
+    parser.add_argument("--workspace-spend-limit", type=_price_error, action="append",
+                        default=[], metavar="WORKSPACE_ID=USD",
+                        help="a workspace's monthly spend limit (serves the API)")
+    parser.add_argument("--no-spend-limits-access", action="store_true",
+                        help="serve the Spend Limits API as 403 (no early access)")
     return parser.parse_args(argv)
+
+
+def spend_limits(args: argparse.Namespace, created: datetime) -> SpendLimitBook | None:
+    """The Spend Limits API the flags ask for, or ``None`` (404)."""
+    if not (args.usage_tier_usd is not None or args.org_spend_limit_usd is not None
+            or args.workspace_spend_limit or args.no_spend_limits_access):
+        return None
+    tier = args.usage_tier_usd if args.usage_tier_usd is not None else Decimal(200_000)
+    return SpendLimitBook(created, tier, args.org_spend_limit_usd,
+                          dict(args.workspace_spend_limit),
+                          access=not args.no_spend_limits_access)
 
 
 def _size(text: str) -> str:
@@ -93,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        analytics_lag=timedelta(hours=args.analytics_lag_hours),
                        discount=args.discount, price_errors=dict(args.price_error),
                        revision_hours=args.revision_hours, analytics=args.analytics,
-                       hipaa=args.hipaa)
+                       hipaa=args.hipaa,
+                       spend_limits=spend_limits(args, clock.now() - timedelta(days=30)))
     server.latency_s = args.latency_ms / 1000
     with server:
         print(server.base_url, flush=True)
