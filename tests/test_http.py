@@ -213,7 +213,7 @@ def test_metrics_expose_every_family_after_a_tick(guard: Guard) -> None:
                  condition="soft_reached") == 1
     assert value(found, "budget_guard_condition_firing", budget="org-monthly",
                  condition="hard_reached") == 0
-    assert len(found["budget_guard_condition_firing"]) == 6
+    assert len(found["budget_guard_condition_firing"]) == 7  # one per condition of DESIGN §2
     assert {s.labels["quantile"] for s in found["budget_guard_forecast_usd"]} == {
         "0.1", "0.5", "0.9"}
     assert {(s.labels["tier"], s.labels["window"]) for s in found["budget_guard_burn_rate"]} == {
