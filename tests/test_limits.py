@@ -223,18 +223,29 @@ def limit_reads(sim: SimServer) -> list[datetime]:
     return [r.received_at for r in sim.requests if r.path == LIST_PATH]
 
 
+def crossing_day(usd: Decimal) -> int:
+    """The first day of March by whose end Research has spent ``usd``."""
+    return next(d for d in range(1, 32)
+                if ORG.truth_cents(MARCH, MARCH + timedelta(days=d), "workspace",
+                                   RESEARCH.id) / 100 >= usd)
+
+
 def test_provider_cap_near_fires_at_ninety_percent_and_resolves_at_rollover(
         sim: SimServer, book: SpendLimitBook, tmp_path: Path) -> None:
-    """Every 6 h through March: ``provider_cap_near`` first fires on the first tick whose
-    Research spend is at 90 % of Anthropic's workspace limit, stays firing, and resolves in
-    April; the limits are read on the first tick and then at most hourly."""
+    """Every 6 h around the crossing (and on the 1st, the 25th and April 1st):
+    ``provider_cap_near`` first fires on the first tick whose Research spend is at 90 % of
+    Anthropic's workspace limit, stays firing, and resolves in April; the limits are read on
+    the first tick and then at most hourly."""
     cap = Decimal(book.cents("workspace", RESEARCH.id) or 0) / 100
+    day = crossing_day(cap * Decimal("0.9"))
+    around = [MARCH + timedelta(days=day - 2, hours=6 * i) for i in range(13)]
+    moments = [MARCH + timedelta(hours=6), *around, MARCH + timedelta(days=24),
+               APRIL + timedelta(hours=6)]
     guard = wiring.build(load_settings(write_config(tmp_path, sim.base_url)),
                          transport=RecordingTransport())
     firing: list[tuple[datetime, bool, Decimal]] = []
     try:
-        at = MARCH + timedelta(hours=6)
-        while at <= APRIL + timedelta(hours=6):
+        for at in moments:
             sim.clock.set(at)
             body = run_tick(guard.tick, at).as_json()
             budget = body["budgets"][0]
@@ -243,10 +254,10 @@ def test_provider_cap_near_fires_at_ninety_percent_and_resolves_at_rollover(
             if at < APRIL:
                 assert budget["provider_limit"]["amount_usd"] == float(cap)
                 assert budget["provider_limit"]["workspace_id"] == RESEARCH.id
-            at += timedelta(hours=6)
     finally:
         guard.close()
     first = next(i for i, (_, on, _) in enumerate(firing) if on)
+    assert 1 < first < len(around)  # inside the 6-hourly stretch
     assert firing[first][2] >= cap * Decimal("0.9") > firing[first - 1][2]
     assert all(on for at, on, _ in firing[first:] if at < APRIL)
     assert not firing[-1][1]  # April: the period reset
@@ -321,15 +332,17 @@ def research_keys() -> list[str]:
 
 
 def run_month(config: Path, sim: SimServer) -> list[dict[str, Any]]:
-    """Ticks every 6 h from March 1 to April 1, 06:00, through the daemon's wiring."""
+    """Through the daemon's wiring: every 6 h for the first six days of March (the hard limit
+    falls in them), then on the 15th, the 25th and April 1st, 06:00."""
     guard = wiring.build(load_settings(config), transport=RecordingTransport())
+    moments = [MARCH + timedelta(hours=6 * i) for i in range(1, 25)]
+    moments += [MARCH + timedelta(days=14), MARCH + timedelta(days=24),
+                APRIL + timedelta(hours=6)]
     bodies = []
     try:
-        at = MARCH + timedelta(hours=6)
-        while at <= APRIL + timedelta(hours=6):
+        for at in moments:
             sim.clock.set(at)
             bodies.append(run_tick(guard.tick, at).as_json())
-            at += timedelta(hours=6)
     finally:
         guard.close()
     return bodies

@@ -117,7 +117,7 @@ def cli(config: Path, *args: str) -> Any:
 
 def test_a_research_breach_caps_only_research_and_prod_is_never_rewritten(
         sim: SimServer, tmp_path: Path) -> None:
-    """Through March every 12 h: research steps down to haiku when its workspace passes its
+    """Through March once a day: research steps down to haiku when its workspace passes its
     hard limit; prod's env file, written once at opus, is never rewritten; ``fallback`` in
     the JSON is the first target's, ``targets`` has both."""
     config = write_config(tmp_path, sim.base_url)
@@ -135,7 +135,7 @@ def test_a_research_breach_caps_only_research_and_prod_is_never_rewritten(
         assert list(targets) == ["prod", "research"]
         assert body["fallback"]["tier"] == targets["prod"]["tier"] == "opus"
         research_tiers.append(read_env(tmp_path / "research.env")["GUARD_TIER"])
-        at += timedelta(hours=12)
+        at += timedelta(days=1)
     guard.close()
     assert research_tiers[0] == "opus" and research_tiers[-1] == "haiku"
     assert "sonnet" in research_tiers  # soft first, then hard
