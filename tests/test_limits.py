@@ -191,17 +191,20 @@ def research_month_usd() -> Decimal:
     return ORG.truth_cents(MARCH, APRIL, "workspace", RESEARCH.id) / 100
 
 
-def write_config(tmp_path: Path, base_url: str) -> Path:
-    """A Research workspace budget whose own hard limit is well above Anthropic's limit."""
-    month = research_month_usd()
+def write_config(tmp_path: Path, base_url: str, *, hard_share: Decimal = Decimal(5),
+                 extra: str = "") -> Path:
+    """A Research workspace budget with its hard limit at ``hard_share`` of its March (by
+    default well above Anthropic's limit) and its soft limit at 80 % of that; ``extra`` is more
+    TOML (an ``[enforcement]`` section)."""
+    hard = research_month_usd() * hard_share
     path = tmp_path / "guard.toml"
     path.write_text(
         f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{base_url}"\nmax_retries = 0\n'
         f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
         f'[fallback]\nenv_file = "{tmp_path / "model.env"}"\n'
-        f'state_file = "{tmp_path / "fallback.json"}"\n'
+        f'state_file = "{tmp_path / "fallback.json"}"\n{extra}'
         f'[[budgets]]\nname = "research-ws"\nscope = "workspace"\nmatch = "{RESEARCH.id}"\n'
-        f'soft_limit_usd = {int(month * 4)}\nhard_limit_usd = {int(month * 5)}\n')
+        f'soft_limit_usd = {int(hard * Decimal("0.8"))}\nhard_limit_usd = {int(hard)}\n')
     return path
 
 
@@ -313,18 +316,9 @@ def test_an_organization_without_access_is_asked_once_a_day(tmp_path: Path) -> N
 
 def enforcing_config(tmp_path: Path, base_url: str, *, fallback_to_keys: bool = False) -> Path:
     """Research's own hard limit at a tenth of its month, enforced with ``spend_limit``."""
-    month = research_month_usd()
-    path = tmp_path / "guard.toml"
-    path.write_text(
-        f'[anthropic]\nadmin_api_key = "{KEY}"\nbase_url = "{base_url}"\nmax_retries = 0\n'
-        f'[state]\nurl = "sqlite:///{tmp_path / "state.db"}"\n'
-        f'[fallback]\nenv_file = "{tmp_path / "model.env"}"\n'
-        f'state_file = "{tmp_path / "fallback.json"}"\n'
+    return write_config(tmp_path, base_url, hard_share=Decimal("0.1"), extra=(
         '[enforcement]\nenabled = true\ndry_run = false\nmethod = "spend_limit"\n'
-        f'fallback_to_keys = {"true" if fallback_to_keys else "false"}\n'
-        f'[[budgets]]\nname = "research-ws"\nscope = "workspace"\nmatch = "{RESEARCH.id}"\n'
-        f'soft_limit_usd = {int(month / 20)}\nhard_limit_usd = {int(month / 10)}\n')
-    return path
+        f'fallback_to_keys = {"true" if fallback_to_keys else "false"}\n'))
 
 
 def research_keys() -> list[str]:
